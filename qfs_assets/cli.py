@@ -1,0 +1,281 @@
+"""`qfs-assure`: run assurance activities from a shell, through the same Dagster definitions.
+
+    qfs-assure run ACTIVITY --partition YYYY-MM-DD [--export-root P] [--sor-url U] [--evidence-root P]
+    qfs-assure demo [--evidence-root P] [--out DIR]
+
+Exit codes: 0 every criterion passed; 1 a criterion failed (evidence written);
+2 bad input or usage (no evidence written); 3 an internal error (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Activity:
+    name: str
+    cadence: str  # daily | weekly | monthly | quarterly
+    rule: str  # what a valid partition key is, for messages
+
+    @property
+    def job_name(self) -> str:
+        return f"{self.name}_job"
+
+
+ACTIVITIES = {
+    a.name: a
+    for a in (
+        Activity("node_health_assessment", "daily", "any day"),
+        Activity("economics_sanity_check", "weekly", "a Monday"),
+        Activity("dual_write_verification", "monthly", "the first day of a month"),
+        Activity("storage_replay_drill", "quarterly", "Jan 1, Apr 1, Jul 1 or Oct 1"),
+    )
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _quiet() -> None:
+    """Keep Dagster's and GX's chatter out of the user's terminal."""
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    for name in ("dagster", "great_expectations", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _instance():
+    """DAGSTER_HOME if set; else the project's dagster.yaml in the working directory; else ephemeral."""
+    from dagster import DagsterInstance
+
+    if os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.get(), os.environ["DAGSTER_HOME"]
+    if Path("dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+        return DagsterInstance.get(), str(Path.cwd())
+    return DagsterInstance.ephemeral(), None
+
+
+def _partition_key(activity: Activity, raw: str) -> str:
+    from qfs_assets.defs import partitions
+
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise UsageError(f"--partition {raw!r} is not a date (YYYY-MM-DD)") from None
+    pdef = getattr(partitions, activity.cadence)
+    key = day.isoformat()
+    if not pdef.has_partition_key(key):
+        start = pdef.get_first_partition_key()
+        if start and key < start:
+            raise UsageError(f"--partition {key} is before the first {activity.cadence} partition {start} (QFS_PARTITIONS_START)")
+        raise UsageError(f"--partition {key} is not a {activity.cadence} partition of {activity.name}: it must be {activity.rule}, "
+                         f"and its window must have closed")
+    return key
+
+
+def run_config(export_root: str | None, sor_url: str | None, evidence_root: str | None, log_level: str = "CRITICAL") -> dict:
+    resources: dict = {}
+    if export_root:
+        resources["export"] = {"config": {"export_root": export_root}}
+    if sor_url:
+        resources["system_of_record"] = {"config": {"url": sor_url}}
+    if evidence_root:
+        resources["evidence"] = {"config": {"evidence_root": evidence_root}}
+    return {"resources": resources, "loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+@dataclass
+class Outcome:
+    activity: str
+    partition: str
+    exit_code: int
+    passed: bool | None
+    failed_criteria: list[str]
+    evidence_path: str | None
+    message: str
+    seconds: float
+
+
+def _failure_message(result) -> tuple[int, str]:
+    """Map a failed run to (exit code, one line)."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data
+        if user is not None and user.metadata and "bad_input" in user.metadata:
+            return EXIT_BAD_INPUT, user.description or "bad input"
+        err = data.error
+        while err is not None and err.cause is not None and "BadInput" not in err.cls_name:
+            err = err.cause
+        if err is not None:
+            return EXIT_INTERNAL, f"internal error in step {event.step_key}: {err.cls_name}: {err.message.strip().splitlines()[0]}"
+    return EXIT_INTERNAL, "the run failed (see the Dagster UI for the run's logs)"
+
+
+def execute(activity_name: str, partition: str, *, export_root=None, sor_url=None, evidence_root=None,
+            defs=None, instance=None) -> Outcome:
+    """Materialise one activity partition through ``defs`` and read back its verdict."""
+    t0 = time.perf_counter()
+    activity = ACTIVITIES.get(activity_name)
+    if activity is None:
+        raise UsageError(f"unknown activity {activity_name!r}; one of: {', '.join(ACTIVITIES)}")
+    if defs is None:
+        from qfs_assets.definitions import defs
+    job_names = {j.name for j in defs.jobs or []}
+    if activity.job_name not in job_names:
+        raise UsageError(f"activity {activity_name} is not implemented yet in this version of QFS Assure")
+    key = _partition_key(activity, partition)
+    job = defs.resolve_job_def(activity.job_name)
+    if instance is None:
+        instance, _ = _instance()
+    result = job.execute_in_process(
+        partition_key=key,
+        run_config=run_config(export_root, sor_url, evidence_root),
+        instance=instance,
+        raise_on_error=False,
+        tags={"qfs/source": "cli"},
+    )
+    seconds = time.perf_counter() - t0
+    if not result.success:
+        code, msg = _failure_message(result)
+        return Outcome(activity_name, key, code, None, [], None, msg, seconds)
+    path = None
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            if mat.asset_key.to_user_string() == activity_name and "evidence_path" in mat.metadata:
+                path = mat.metadata["evidence_path"].value
+    if path is None:
+        return Outcome(activity_name, key, EXIT_INTERNAL, None, [], None, "the run wrote no evidence", seconds)
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    failed = [c["name"] for c in doc["criteria"] if not c["passed"]]
+    return Outcome(activity_name, key, EXIT_PASSED if doc["passed"] else EXIT_FAILED, doc["passed"], failed, path,
+                   "passed" if doc["passed"] else "failed: " + ", ".join(failed), seconds)
+
+
+def _print_outcome(o: Outcome) -> None:
+    if o.exit_code in (EXIT_PASSED, EXIT_FAILED):
+        print(f"{o.activity} {o.partition}: {'PASSED' if o.passed else 'FAILED'}"
+              + ("" if o.passed else f" ({', '.join(o.failed_criteria)})"))
+        print(f"evidence: {o.evidence_path}")
+    else:
+        print(f"qfs-assure: {o.message}", file=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    outcome = execute(
+        args.activity,
+        args.partition,
+        export_root=args.export_root or os.environ.get("QFS_EXPORT_ROOT"),
+        sor_url=args.sor_url or os.environ.get("QFS_SOR_URL"),
+        evidence_root=args.evidence_root or os.environ.get("QFS_EVIDENCE_ROOT"),
+    )
+    _print_outcome(outcome)
+    return outcome.exit_code
+
+
+def demo_partitions(activity: Activity, first: dt.date, last: dt.date) -> list[str]:
+    """Every partition of ``activity`` whose window starts in [first, last] or contains ``first``."""
+    from qfs_assets.defs import partitions
+
+    pdef = getattr(partitions, activity.cadence)
+    keys = []
+    for key in pdef.get_partition_keys():
+        start, end = partitions.window(pdef, key)
+        if start.date() <= last and end.date() > first:
+            keys.append(key)
+    return keys
+
+
+def cmd_demo(args) -> int:
+    from qfs_assets.demo.generator import DemoConfig, generate
+
+    out = Path(args.out)
+    evidence_root = args.evidence_root or os.environ.get("QFS_EVIDENCE_ROOT") or "evidence_store"
+    t0 = time.perf_counter()
+    print(f"Generating the demo deployment in {out}/ ...", flush=True)
+    dep = generate(out, DemoConfig())
+    print(f"  {dep.event_count} EQM events, {len(dep.days)} days {dep.start} .. {dep.end}, system of record {dep.sor_url}"
+          f" ({time.perf_counter() - t0:.1f}s)")
+    from qfs_assets.definitions import defs
+
+    instance, home = _instance()
+    implemented = {j.name for j in defs.jobs or []}
+    rows: list[Outcome] = []
+    for activity in ACTIVITIES.values():
+        if activity.job_name not in implemented:
+            print(f"  {activity.name}: not implemented yet, skipped")
+            continue
+        for key in demo_partitions(activity, dep.start, dep.end):
+            o = execute(activity.name, key, export_root=str(dep.export_root), sor_url=dep.sor_url,
+                        evidence_root=evidence_root, defs=defs, instance=instance)
+            rows.append(o)
+            mark = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED"}.get(o.exit_code, "ERROR")
+            print(f"  {o.activity:<26} {o.partition}  {mark:<6} {', '.join(o.failed_criteria) or ('' if o.exit_code < 2 else o.message)}",
+                  flush=True)
+    print()
+    print(f"{'activity':<26} {'partition':<10}  {'passed':<6}  failed criteria")
+    for o in rows:
+        print(f"{o.activity:<26} {o.partition:<10}  {str(o.passed).lower() if o.passed is not None else 'error':<6}  "
+              f"{', '.join(o.failed_criteria) if o.failed_criteria else ('-' if o.exit_code < 2 else o.message)}")
+    print()
+    print(f"Evidence: {Path(evidence_root).resolve()}  ({len(rows)} partitions judged in {time.perf_counter() - t0:.0f}s)")
+    if home:
+        print(f"Dagster UI: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   (then open http://127.0.0.1:3000)")
+    else:
+        print("Dagster UI: run from the repository root so the runs are recorded in its dagster.yaml instance.")
+    errors = [o for o in rows if o.exit_code >= EXIT_BAD_INPUT]
+    return EXIT_INTERNAL if errors else EXIT_PASSED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qfs-assure", description="QFS Assure: assurance activities over a QFS export.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="judge one partition of an activity and write its evidence")
+    r.add_argument("activity", help="one of: " + ", ".join(ACTIVITIES))
+    r.add_argument("--partition", required=True, help="the partition's first day, YYYY-MM-DD")
+    r.add_argument("--export-root", help="storage export folder (env QFS_EXPORT_ROOT)")
+    r.add_argument("--sor-url", help="system of record SQLAlchemy URL (env QFS_SOR_URL)")
+    r.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT)")
+    r.set_defaults(func=cmd_run)
+    d = sub.add_parser("demo", help="build the demo deployment and judge its whole window")
+    d.add_argument("--evidence-root", help="evidence store folder (default evidence_store, env QFS_EVIDENCE_ROOT)")
+    d.add_argument("--out", default="demo_deployment", help="where the demo export and system of record go")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse prints its own usage line
+        return EXIT_BAD_INPUT if exc.code else EXIT_PASSED
+    _quiet()
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"qfs-assure: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Daily node health assessment (evidence-v1 ``node_health_assessment``), free of Dagster.
+
+Every heavy step is a DuckDB aggregate over the day's Parquet partitions, so memory is
+bounded by the number of nodes (10k) and DuckDB's own spilling hash tables, not by the shard
+rows (1B):
+
+1. per-node proof tallies over the day's challenges (group by node_id);
+2. per-node shard bytes over the shard map (group by node_id);
+3. per-object healthy-shard counts (group by object_id) joined to the non-deleted objects;
+   the same aggregate detects duplicate ``(object_id, shard_index)`` keys, so the shard map is
+   scanned for validation and judgement in one pass.
+
+Choices where the contract is silent (documented in docs/architecture.md):
+- A proof belongs to the day of its ``proofs/date=`` partition.
+- Shards whose node is absent from the day's inventory are unhealthy (unknown node).
+- An unrecoverable object is also degraded (fewer than ``data_shards`` healthy implies fewer
+  than ``total_shards``); both counts are reported as defined.
+- A node with ``capacity_bytes <= 0`` has no defined utilisation; it is left out of the
+  balance metrics and counted in ``nodes_without_capacity``.
+- With no in-service node, or no challenge, the ratio metrics are null and their criteria
+  fail (a NULL metric never passes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+import duckdb
+import pyarrow as pa
+
+from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
+from qfs_assets.readers.base import BadInput, ExportReader, connect
+from qfs_assets.readers.nodes import IN_SERVICE_SQL, node_snapshot
+from qfs_assets.readers.proofs import proofs_of_day
+from qfs_assets.readers.storage import object_manifest, shard_map
+
+ACTIVITY = "node_health_assessment"
+NOD = 10**8
+
+
+@dataclass(frozen=True)
+class NodeHealthParams:
+    min_verified_ratio: float = 0.95  # nodes_verified: verified_ratio > this
+    min_proof_success_rate: float = 0.99  # proof_success: proof_success_rate > this
+    max_utilization_cv: float = 0.25  # shard_balance: utilization_cv <= this
+    max_utilization_max_over_mean: float = 1.5  # shard_balance: max/mean <= this
+    heartbeat_max_age_seconds: int = 3600  # AEGIS: last_heartbeat >= end - this
+    min_stake_nod: int = 1000 * NOD  # AEGIS: stake_nod >= this (nod units)
+    min_node_pass_bps: int = 9500  # AEGIS: at least this share (basis points) of a node's challenges passed
+
+
+def criteria_specs(p: NodeHealthParams) -> list[CriterionSpec]:
+    return [
+        CriterionSpec(
+            "nodes_verified",
+            (Rule("verified_ratio", min_value=p.min_verified_ratio, strict_min=True),),
+            ("verified_ratio",),
+            p.min_verified_ratio,
+            "verified_ratio > threshold",
+        ),
+        CriterionSpec(
+            "proof_success",
+            (Rule("proof_success_rate", min_value=p.min_proof_success_rate, strict_min=True),),
+            ("proof_success_rate",),
+            p.min_proof_success_rate,
+            "proof_success_rate > threshold",
+        ),
+        CriterionSpec(
+            "shard_balance",
+            (
+                Rule("utilization_cv", max_value=p.max_utilization_cv),
+                Rule("utilization_max_over_mean", max_value=p.max_utilization_max_over_mean),
+            ),
+            ("utilization_cv", "utilization_max_over_mean"),
+            {"utilization_cv": p.max_utilization_cv, "utilization_max_over_mean": p.max_utilization_max_over_mean},
+            "utilization_cv <= threshold and utilization_max_over_mean <= threshold",
+        ),
+        CriterionSpec(
+            "no_unrecoverable_objects",
+            (Rule("objects_unrecoverable", max_value=0),),
+            ("objects_unrecoverable",),
+            0,
+            "objects_unrecoverable == 0",
+        ),
+    ]
+
+
+def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    return start, start + dt.timedelta(days=1)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def aegis_table(con: duckdb.DuckDBPyConnection, window_end: dt.datetime, p: NodeHealthParams) -> pa.Table:
+    """Per-node AEGIS verdict over the views ``nodes`` and ``proofs``."""
+    hb_cut = window_end - dt.timedelta(seconds=p.heartbeat_max_age_seconds)
+    return con.execute(
+        f"""
+        WITH tallies AS (
+            SELECT node_id,
+                   count(*) AS challenges,
+                   count(*) FILTER (WHERE outcome = 'passed') AS passed,
+                   count(*) FILTER (WHERE outcome = 'failed') AS failed,
+                   count(*) FILTER (WHERE outcome = 'timeout') AS timeout
+            FROM proofs GROUP BY node_id
+        ), judged AS (
+            SELECT n.node_id, n.region, n.status,
+                   {IN_SERVICE_SQL} AS in_service,
+                   n.last_heartbeat >= ?::TIMESTAMPTZ AS heartbeat_ok,
+                   n.stake_nod >= ? AS stake_ok,
+                   n.used_bytes <= n.capacity_bytes AS capacity_ok,
+                   coalesce(t.challenges, 0) AS challenges,
+                   coalesce(t.passed, 0) AS passed,
+                   coalesce(t.failed, 0) AS failed,
+                   coalesce(t.timeout, 0) AS timeout,
+                   n.last_heartbeat, n.stake_nod, n.used_bytes, n.capacity_bytes
+            FROM nodes n LEFT JOIN tallies t USING (node_id)
+        )
+        SELECT *,
+               challenges > 0 AS challenged,
+               challenges > 0 AND passed * 10000 >= ? * challenges AS pass_rate_ok,
+               in_service AND heartbeat_ok AND stake_ok AND capacity_ok AND challenges > 0
+                   AND passed * 10000 >= ? * challenges AS verified,
+               concat_ws(', ',
+                   CASE WHEN NOT in_service THEN 'not in service (' || status || ')' END,
+                   CASE WHEN NOT heartbeat_ok THEN 'stale heartbeat' END,
+                   CASE WHEN NOT stake_ok THEN 'stake below minimum' END,
+                   CASE WHEN NOT capacity_ok THEN 'used_bytes > capacity_bytes' END,
+                   CASE WHEN challenges = 0 THEN 'no challenge issued' END,
+                   CASE WHEN challenges > 0 AND passed * 10000 < ? * challenges THEN 'pass rate below minimum' END
+               ) AS reasons
+        FROM judged ORDER BY node_id
+        """,
+        [hb_cut, p.min_stake_nod, p.min_node_pass_bps, p.min_node_pass_bps, p.min_node_pass_bps],
+    ).to_arrow_table()
+
+
+def distribution_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Shard bytes and utilisation per in-service node (zero for an in-service node holding none)."""
+    return con.execute(
+        f"""
+        WITH per_node AS (
+            SELECT node_id, count(*) AS shard_count, sum(shard_bytes)::HUGEINT AS shard_bytes
+            FROM shards GROUP BY node_id
+        )
+        SELECT n.node_id, n.region, n.status, n.capacity_bytes,
+               coalesce(p.shard_count, 0) AS shard_count,
+               coalesce(p.shard_bytes, 0)::BIGINT AS shard_bytes,
+               CASE WHEN n.capacity_bytes > 0 THEN coalesce(p.shard_bytes, 0)::DOUBLE / n.capacity_bytes END AS utilization
+        FROM nodes n LEFT JOIN per_node p USING (node_id)
+        WHERE {IN_SERVICE_SQL}
+        ORDER BY n.node_id
+        """
+    ).to_arrow_table()
+
+
+def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
+    """Degraded/unrecoverable objects (detail rows) and counts; also finds duplicate shard keys."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE object_shards AS
+        SELECT s.object_id,
+               count(*) AS shard_rows,
+               count(DISTINCT s.shard_index) AS shard_indices,
+               count(*) FILTER (WHERE n.node_id IS NOT NULL) AS healthy_shards
+        FROM shards s LEFT JOIN (SELECT node_id FROM nodes WHERE {IN_SERVICE_SQL}) n USING (node_id)
+        GROUP BY s.object_id
+        """
+    )
+    dup = con.execute("SELECT object_id FROM object_shards WHERE shard_rows <> shard_indices ORDER BY object_id LIMIT 1").fetchone()
+    if dup:
+        idx = con.execute(
+            "SELECT shard_index FROM shards WHERE object_id = ? GROUP BY shard_index HAVING count(*) > 1 ORDER BY 1 LIMIT 1", [dup[0]]
+        ).fetchone()
+        raise BadInput("shards", f"duplicate key object_id={dup[0]!r}, shard_index={idx[0] if idx else '?'}", column="object_id,shard_index")
+    detail = con.execute(
+        """
+        SELECT o.object_id, o.data_shards, o.total_shards,
+               coalesce(s.healthy_shards, 0) AS healthy_shards,
+               CASE WHEN coalesce(s.healthy_shards, 0) < o.data_shards THEN 'unrecoverable' ELSE 'degraded' END AS state
+        FROM objects o LEFT JOIN object_shards s USING (object_id)
+        WHERE NOT o.deleted AND coalesce(s.healthy_shards, 0) < o.total_shards
+        ORDER BY o.object_id
+        """
+    ).to_arrow_table()
+    counts = con.execute(
+        """
+        SELECT count(*) FILTER (WHERE NOT deleted) AS live_objects,
+               (SELECT count(*) FROM object_shards s ANTI JOIN objects o USING (object_id)) AS orphan_shard_objects
+        FROM objects
+        """
+    ).fetchone()
+    unrecoverable = sum(1 for s in detail.column("state").to_pylist() if s == "unrecoverable")
+    return detail, {
+        "objects_live": int(counts[0]),
+        "objects_degraded": detail.num_rows,
+        "objects_unrecoverable": unrecoverable,
+        "objects_with_unknown_manifest": int(counts[1]),
+    }
+
+
+def _col(t: pa.Table, name: str) -> list:
+    return t.column(name).to_pylist()
+
+
+def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthParams | None = None) -> ActivityResult:
+    """Judge one day; raises BadInput before anything is written when an input is bad."""
+    p = params or NodeHealthParams()
+    reader = ExportReader(reader.root)  # a fresh read log: `inputs` lists this run's reads only
+    start, end = day_window(day)
+    con = connect()
+    try:
+        node_snapshot(reader, con, day)
+        proofs_of_day(reader, con, day)
+        object_manifest(reader, con, day, columns=["object_id", "data_shards", "total_shards", "deleted"])
+        shard_map(reader, con, day, columns=["object_id", "shard_index", "node_id", "shard_bytes"], validate_keys=False)
+
+        aegis = aegis_table(con, end, p)
+        dist = distribution_table(con)
+        objects_detail, obj = object_health(con)
+        proofs = con.execute("SELECT count(*), count(*) FILTER (WHERE outcome = 'passed') FROM proofs").fetchone()
+    finally:
+        con.close()
+
+    in_service = sum(_col(aegis, "in_service"))
+    verified = sum(_col(aegis, "verified"))
+    unverified = sorted(n for n, s, v in zip(_col(aegis, "node_id"), _col(aegis, "in_service"), _col(aegis, "verified")) if s and not v)
+    utils = [u for u in _col(dist, "utilization") if u is not None]
+    mean = sum(utils) / len(utils) if utils else None
+    if mean:
+        var = sum((u - mean) ** 2 for u in utils) / len(utils)
+        cv, max_over_mean = var**0.5 / mean, max(utils) / mean
+    else:
+        cv = max_over_mean = None
+    challenges, passed = int(proofs[0]), int(proofs[1])
+
+    metrics = {
+        "in_service_nodes": in_service,
+        "verified_nodes": verified,
+        "verified_ratio": _ratio(verified, in_service),
+        "unverified_node_ids": unverified,
+        "proof_challenges": challenges,
+        "proof_success_rate": _ratio(passed, challenges),
+        "utilization_cv": cv,
+        "utilization_max_over_mean": max_over_mean,
+        "objects_degraded": obj["objects_degraded"],
+        "objects_unrecoverable": obj["objects_unrecoverable"],
+        # supplementary
+        "nodes_total": aegis.num_rows,
+        "proofs_passed": passed,
+        "objects_live": obj["objects_live"],
+        "shard_bytes_total": sum(_col(dist, "shard_bytes")),
+        "nodes_without_capacity": len(_col(dist, "utilization")) - len(utils),
+        "objects_with_unknown_manifest": obj["objects_with_unknown_manifest"],
+    }
+    judge = pa.table(
+        {
+            k: pa.array([metrics[k]], type=pa.float64() if k != "objects_unrecoverable" else pa.int64())
+            for k in ("verified_ratio", "proof_success_rate", "utilization_cv", "utilization_max_over_mean", "objects_unrecoverable")
+        }
+    )
+    return ActivityResult(
+        activity=ACTIVITY,
+        partition=day.isoformat(),
+        window_start=start,
+        window_end=end,
+        metrics=metrics,
+        inputs={"export_root": str(reader.root), "tables": [r.as_evidence() for r in reader.reads]},
+        parameters=asdict(p),
+        criteria_specs=criteria_specs(p),
+        judge_table=judge,
+        tables={
+            "node_health_aegis": aegis,
+            "node_health_distribution": dist,
+            "node_health_objects": objects_detail,
+        },
+    )

@@ -1,0 +1,149 @@
+"""The one adapter between QFS Assure and Great Expectations 1.x.
+
+Suite in (criteria as :class:`~qfs_assets.evidence.model.CriterionSpec` data), verdicts out
+(:class:`~qfs_assets.evidence.model.Criterion`). Nothing else in the project imports GX, so a
+change of GX's API or ownership touches this file only.
+
+- GX is imported lazily (3-4 s) and one ephemeral context is kept per process, with progress
+  bars off; GX 1.7+ has no analytics to disable.
+- GX judges a *compact* table (one row per partition, or per entity), never raw rows.
+- ``mostly`` ignores NULLs, so every rule column also gets a not-null expectation: a NULL
+  metric fails its criterion instead of passing silently.
+- A GX expectation that could not run (missing column, engine error) comes back as
+  ``success=False`` with ``exception_info``; it is reported as ``could_not_run``, apart from
+  a criterion that ran and failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import threading
+import uuid
+from typing import Any, Sequence
+
+import pyarrow as pa
+
+from qfs_assets.evidence.model import Criterion, CriterionSpec, Rule
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}
+
+
+def _context():
+    """A process-wide ephemeral GX context with one pandas data source."""
+    if "ctx" not in _STATE:
+        for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        with contextlib.redirect_stderr(io.StringIO()):
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            ctx = gx.get_context(mode="ephemeral")
+            ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+            source = ctx.data_sources.add_pandas("qfs_assure")
+        _STATE.update(gx=gx, ctx=ctx, source=source)
+    return _STATE["gx"], _STATE["ctx"], _STATE["source"]
+
+
+def _expectations(spec: CriterionSpec, rule_index: int, rule: Rule) -> list:
+    import great_expectations.expectations as gxe
+
+    meta = {"criterion": spec.name, "rule": rule.describe()}
+    out = [gxe.ExpectColumnValuesToNotBeNull(column=rule.column, meta=meta)]
+    if rule.equals is not None:
+        out.append(gxe.ExpectColumnValuesToBeInSet(column=rule.column, value_set=[rule.equals], meta=meta))
+    else:
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=rule.column,
+                min_value=rule.min_value,
+                max_value=rule.max_value,
+                strict_min=rule.strict_min,
+                strict_max=rule.strict_max,
+                meta=meta,
+            )
+        )
+    return out
+
+
+def _exception_text(result) -> str | None:
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "exception")
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "exception").splitlines()[0]
+    return None
+
+
+def observed_value(spec: CriterionSpec, row: dict[str, Any]) -> Any:
+    if len(spec.observed) == 1:
+        return row.get(spec.observed[0])
+    return {k: row.get(k) for k in spec.observed}
+
+
+def validate(suite_name: str, judge_table: pa.Table, specs: Sequence[CriterionSpec]) -> list[Criterion]:
+    """Validate ``judge_table`` against the criteria; one :class:`Criterion` per spec, in order."""
+    df = judge_table.to_pandas()
+    with _LOCK, contextlib.redirect_stderr(io.StringIO()):
+        gx, ctx, source = _context()
+        name = f"{suite_name}_{uuid.uuid4().hex[:8]}"
+        asset = source.add_dataframe_asset(name)
+        try:
+            batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
+            suite = gx.ExpectationSuite(name=name)
+            for spec in specs:
+                for i, rule in enumerate(spec.rules):
+                    for exp in _expectations(spec, i, rule):
+                        suite.add_expectation(exp)
+            suite = ctx.suites.add(suite)
+            results = batch.validate(suite).results
+        finally:
+            with contextlib.suppress(Exception):
+                ctx.suites.delete(name)
+            with contextlib.suppress(Exception):
+                source.delete_asset(name)
+
+    by_criterion: dict[str, list] = {s.name: [] for s in specs}
+    for r in results:
+        by_criterion[r.expectation_config.meta["criterion"]].append(r)
+    first_row = df.iloc[0].to_dict() if len(df) == 1 else {}
+    verdicts = []
+    for spec in specs:
+        rs = by_criterion[spec.name]
+        errors = [e for e in (_exception_text(r) for r in rs) if e]
+        failed_rules = sorted({r.expectation_config.meta["rule"] for r in rs if not r.success})
+        passed = bool(rs) and not errors and all(r.success for r in rs)
+        observed = observed_value(spec, first_row) if first_row else {
+            "rows": len(df), "failing_rows": max((r.result or {}).get("unexpected_count", 0) or 0 for r in rs) if rs else None}
+        verdicts.append(
+            Criterion(
+                name=spec.name,
+                passed=passed,
+                observed=_plain(observed),
+                threshold=spec.threshold,
+                could_not_run=bool(errors),
+                detail=("could not run: " + errors[0]) if errors else (None if passed else "failed: " + "; ".join(failed_rules)),
+            )
+        )
+    return verdicts
+
+
+def _plain(value: Any) -> Any:
+    """numpy/pandas scalars to plain Python for JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    try:
+        import pandas as pd
+
+        if value is pd.NA or (isinstance(value, float) and value != value):
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return value

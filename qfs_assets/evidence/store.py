@@ -1,0 +1,150 @@
+"""The evidence store: one JSON verdict per activity partition plus Hive-partitioned Parquet.
+
+Layout (evidence-v1):
+
+    <root>/<activity>/<activity>_YYYYMMDD.json
+    <root>/<table>/partition_key=<partition>/part-0.parquet
+
+Every detail table is one Hive-partitioned dataset, readable as it is with
+``pyarrow.dataset.dataset(path, partitioning="hive")`` and DuckDB's
+``read_parquet('<root>/<table>/*/*.parquet', hive_partitioning=true)``.
+
+Publishing is all-or-nothing from the caller's side: the caller computes everything first,
+and only then calls :meth:`EvidenceStore.publish`, so bad input never reaches this module.
+Each file is written to a temporary name and renamed into place (atomic on POSIX), Parquet
+first and the JSON last: the JSON is the commit marker of a partition's evidence. Re-running
+a partition replaces exactly that partition's files, so rows are never duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qfs_assets.evidence.model import ActivityResult, Criterion
+
+PARTITION_COLUMN = "partition_key"
+SCHEMA_VERSION = "evidence-v1"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime,)):
+        return iso_utc(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf are not JSON: report them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def iso_utc(ts: dt.datetime) -> str:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.timezone.utc)
+    return ts.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(_finite(doc), indent=2, sort_keys=False, default=_json_default, ensure_ascii=False) + "\n"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+class EvidenceStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @staticmethod
+    def stem(partition: str) -> str:
+        return partition.replace("-", "")
+
+    def json_path(self, activity: str, partition: str, key: str | None = None) -> Path:
+        name = key if key is not None else f"{activity}_{self.stem(partition)}"
+        return self.root / activity / f"{name}.json"
+
+    def table_path(self, table: str, partition_key: str) -> Path:
+        return self.root / table / f"{PARTITION_COLUMN}={partition_key}" / "part-0.parquet"
+
+    def read_json(self, activity: str, partition: str, key: str | None = None) -> dict | None:
+        p = self.json_path(activity, partition, key)
+        if not p.exists():
+            return None
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    def write_table(self, table: str, partition_key: str, data: pa.Table) -> Path:
+        """Write (replace) one partition of a detail table."""
+        if PARTITION_COLUMN in data.column_names:
+            data = data.drop_columns([PARTITION_COLUMN])
+        path = self.table_path(table, partition_key)
+        _atomic_write_parquet(path, data)
+        return path
+
+    def write_json(self, path: Path, doc: dict) -> None:
+        _atomic_write_bytes(path, dumps(doc).encode("utf-8"))
+
+    def document(self, result: ActivityResult, criteria: list[Criterion], tables: dict[str, str]) -> dict:
+        doc = {
+            "schema": SCHEMA_VERSION,
+            "activity": result.activity,
+            "partition": result.partition,
+            "window": {"start": iso_utc(result.window_start), "end": iso_utc(result.window_end)},
+            "passed": bool(criteria) and all(c.passed for c in criteria),
+            "criteria": [c.as_evidence() for c in criteria],
+            "metrics": result.metrics,
+            "inputs": result.inputs,
+            "parameters": result.parameters,
+            "tables": tables,
+        }
+        doc.update(result.extra)
+        return doc
+
+    def publish(self, result: ActivityResult, criteria: list[Criterion]) -> Path:
+        """Write the detail tables, then the JSON verdict; return the JSON path."""
+        partition_key = result.evidence_key or result.partition
+        tables: dict[str, str] = {}
+        for name, data in result.tables.items():
+            path = self.write_table(name, partition_key, data)
+            tables[name] = str(path.relative_to(self.root))
+        path = self.json_path(result.activity, result.partition, result.evidence_key)
+        self.write_json(path, self.document(result, criteria, tables))
+        return path

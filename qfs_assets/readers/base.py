@@ -1,0 +1,291 @@
+"""Reading a QFS export (qfs-export-v1) with the contract's bad-input rules.
+
+All reads go through DuckDB over the Parquet files of the partitions a run needs, so a
+1B-row shard table is scanned in a stream and never materialised in Python. Every file's
+schema is checked from its Parquet footer first (cheap); nulls, duplicate keys and values
+outside the contract's enumerations are then checked in one aggregate pass per table.
+
+Any violation raises :class:`BadInput`, whose message is one line naming the table, the
+file (or partition folder) and the column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qfs_assets.contract.schema import TABLES, TableSpec
+
+
+class BadInput(Exception):
+    """A user-data error: one line, names table, file and column. Never a traceback."""
+
+    def __init__(self, table: str, problem: str, file: str | os.PathLike | None = None, column: str | None = None):
+        self.table = table
+        self.file = str(file) if file is not None else None
+        self.column = column
+        self.problem = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [f"table '{self.table}'"]
+        if self.file:
+            parts.append(f"file '{self.file}'")
+        if self.column:
+            parts.append(f"column '{self.column}'")
+        return "bad input: " + ", ".join(parts) + f": {self.problem}"
+
+
+def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection configured for the machine (threads, memory, no progress bar)."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET TimeZone = 'UTC'")
+    if threads or os.environ.get("QFS_DUCKDB_THREADS"):
+        con.execute(f"SET threads = {int(threads or os.environ['QFS_DUCKDB_THREADS'])}")
+    mem = memory_limit or os.environ.get("QFS_DUCKDB_MEMORY_LIMIT")
+    if mem:
+        con.execute(f"SET memory_limit = '{mem}'")
+    return con
+
+
+def _type_family(t: pa.DataType) -> str:
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_boolean(t):
+        return "bool"
+    return str(t)
+
+
+_DUCK_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+def duck_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    return _DUCK_TYPES[t]
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class TableRead:
+    """What a read touched: enough for evidence `inputs` to re-perform the check."""
+
+    table: str
+    partitions: list[str]
+    files: list[str]
+    rows: int | None = None
+
+    def as_evidence(self) -> dict:
+        return {"table": self.table, "partitions": self.partitions, "files": len(self.files), "rows": self.rows}
+
+
+@dataclass
+class ExportReader:
+    """Reads the storage export rooted at ``root`` (a local folder)."""
+
+    root: Path
+    reads: list[TableRead] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    # -- discovery -------------------------------------------------------------------
+    def table_dir(self, table: str) -> Path:
+        return self.root / table
+
+    def partition_dir(self, spec: TableSpec, day: dt.date) -> Path:
+        return self.table_dir(spec.name) / f"{spec.partition_column}={day.isoformat()}"
+
+    def available_dates(self, table: str) -> list[dt.date]:
+        """The partition dates present for a table, sorted; empty when the table is absent."""
+        spec = TABLES[table]
+        tdir = self.table_dir(table)
+        if not tdir.is_dir():
+            return []
+        prefix = f"{spec.partition_column}="
+        out = []
+        for p in tdir.iterdir():
+            if p.is_dir() and p.name.startswith(prefix):
+                try:
+                    out.append(dt.date.fromisoformat(p.name[len(prefix):]))
+                except ValueError:
+                    raise BadInput(table, "partition folder name is not a date", file=p) from None
+        return sorted(out)
+
+    def files(self, table: str, days: Sequence[dt.date] | None = None, *, required: bool = True) -> list[Path]:
+        """Parquet files of the given partitions; a missing partition is bad input when required."""
+        spec = TABLES[table]
+        if spec.partition_column is None:
+            tdir = self.table_dir(table)
+            found = sorted(tdir.rglob("*.parquet")) if tdir.is_dir() else []
+            if not found and required:
+                raise BadInput(table, "no Parquet files (table missing from the export)", file=tdir)
+            return found
+        out: list[Path] = []
+        for day in days or []:
+            pdir = self.partition_dir(spec, day)
+            found = sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []
+            if not found and required:
+                raise BadInput(table, f"missing partition {spec.partition_column}={day.isoformat()}", file=pdir)
+            out.extend(found)
+        return out
+
+    # -- schema ----------------------------------------------------------------------
+    def check_file_schema(self, spec: TableSpec, path: Path, columns: Sequence[str]) -> None:
+        try:
+            schema = pq.read_schema(path)
+        except Exception as exc:  # unreadable: truncated, not Parquet, permissions
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BadInput(spec.name, f"unreadable Parquet file ({reason})", file=path) from None
+        names = set(schema.names)
+        for name in columns:
+            col = spec.column(name)
+            if name not in names:
+                raise BadInput(spec.name, "missing required column", file=path, column=name)
+            got = schema.field(name).type
+            if _type_family(got) != _type_family(col.type):
+                raise BadInput(spec.name, f"wrong type {got}, expected {col.type}", file=path, column=name)
+            if pa.types.is_timestamp(got) and got.tz is None:
+                raise BadInput(spec.name, f"timestamp without time zone ({got}); the contract requires UTC", file=path, column=name)
+
+    # -- relations -------------------------------------------------------------------
+    def relation(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        days: Sequence[dt.date] | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        validate: bool = True,
+        view_name: str | None = None,
+        required: bool = True,
+        validate_keys: bool = True,
+    ) -> str:
+        """Register a validated DuckDB view over the table's partitions; returns the view name.
+
+        The view has exactly the requested contract columns (all by default) with contract
+        types. Integer narrowing is checked value by value (lossless or bad input).
+        When ``required`` is false, absent partitions are skipped (and the view may be empty).
+        """
+        spec = TABLES[table]
+        cols = list(columns or spec.column_names)
+        files = self.files(table, days, required=required)
+        for f in files:
+            self.check_file_schema(spec, f, cols)
+        view = view_name or table
+        if files:
+            file_list = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
+            select = ", ".join(f"{quote_ident(c)} AS {quote_ident(c)}" for c in cols)
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {quote_ident(view + '__raw')} AS "
+                f"SELECT {select}, filename AS __file FROM read_parquet({file_list}, filename=true, union_by_name=true, hive_partitioning=false)"
+            )
+            casts = ", ".join(
+                f"CAST({quote_ident(c)} AS {duck_type(spec.column(c).type)}) AS {quote_ident(c)}" for c in cols
+            )
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT {casts} FROM {quote_ident(view + '__raw')}")
+        else:
+            empty = ", ".join(f"CAST(NULL AS {duck_type(spec.column(c).type)}) AS {quote_ident(c)}" for c in cols)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view + '__raw')} AS SELECT {empty}, CAST(NULL AS VARCHAR) AS __file WHERE false")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT * EXCLUDE (__file) FROM {quote_ident(view + '__raw')}")
+        read = TableRead(
+            table=table,
+            partitions=[d.isoformat() for d in (days or [])] if spec.partition_column else [],
+            files=[str(f) for f in files],
+        )
+        if validate:
+            read.rows = self.validate(con, spec, view, cols, keys=validate_keys)
+        self.reads.append(read)
+        return view
+
+    def validate(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, view: str, cols: Sequence[str], keys: bool = True) -> int:
+        """One aggregate pass: row count, lossless casts, nulls, enumerations; then duplicate keys."""
+        raw = quote_ident(view + "__raw")
+        checks: list[tuple[str, str, str]] = []  # (column, problem, predicate over raw rows)
+        for c in cols:
+            col = spec.column(c)
+            q = quote_ident(c)
+            if pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type):
+                checks.append((c, f"value cannot be cast losslessly to {col.type}",
+                               f"{q} IS NOT NULL AND TRY_CAST({q} AS {duck_type(col.type)}) IS NULL"))
+            if not col.nullable:
+                checks.append((c, "null in required column", f"{q} IS NULL"))
+            allowed = spec.allowed_values.get(c)
+            if allowed:
+                values = ", ".join(_sql_str(v) for v in allowed)
+                checks.append((c, f"value outside {list(allowed)}", f"{q} IS NOT NULL AND {q}::VARCHAR NOT IN ({values})"))
+        aggs = ", ".join(f"count(*) FILTER (WHERE {pred})" for _, _, pred in checks)
+        try:
+            row = con.execute(f"SELECT count(*){', ' + aggs if aggs else ''} FROM {raw}").fetchone()
+        except duckdb.Error as exc:
+            raise BadInput(spec.name, f"unreadable data ({str(exc).splitlines()[0]})") from None
+        n = int(row[0])
+        for (c, problem, pred), bad in zip(checks, row[1:]):
+            if bad:
+                f, example = con.execute(f"SELECT __file, {quote_ident(c)}::VARCHAR FROM {raw} WHERE {pred} LIMIT 1").fetchone()
+                shown = "" if example is None else f" (e.g. {example!r})"
+                raise BadInput(spec.name, f"{problem}: {bad} row(s){shown}", file=f, column=c)
+        key = [k for k in spec.key if k in cols]
+        if keys and key and len(key) == len(spec.key) and n:
+            kcols = ", ".join(quote_ident(k) for k in key)
+            dup = con.execute(
+                f"SELECT {kcols}, count(*) AS n, min(__file) FROM {raw} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+            if dup:
+                shown = ", ".join(f"{k}={v!r}" for k, v in zip(key, dup[: len(key)]))
+                raise BadInput(spec.name, f"duplicate key {shown} ({dup[len(key)]} rows)", file=dup[-1], column=",".join(key))
+        return n
+
+    def read(
+        self,
+        table: str,
+        days: Sequence[dt.date] | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+        required: bool = True,
+    ) -> pa.Table:
+        """A validated Arrow table of the given partitions (for tables that fit in memory)."""
+        own = con is None
+        con = con or connect()
+        try:
+            view = self.relation(con, table, days, columns=columns, view_name=f"_read_{table}", required=required)
+            tbl = con.execute(f"SELECT * FROM {quote_ident(view)}").to_arrow_table()
+            return tbl.cast(pa.schema([TABLES[table].schema.field(c) for c in tbl.column_names]))
+        finally:
+            if own:
+                con.close()
+
+
+def days_between(start: dt.date, end_exclusive: dt.date) -> list[dt.date]:
+    """The days of a half-open window."""
+    return [start + dt.timedelta(days=i) for i in range((end_exclusive - start).days)]
+
+
+def read_tables_evidence(reads: Iterable[TableRead]) -> list[dict]:
+    return [r.as_evidence() for r in reads]

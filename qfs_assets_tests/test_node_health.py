@@ -1,0 +1,137 @@
+"""Daily node health against a small hand-computed export (every metric and AEGIS boundary)."""
+
+import datetime as dt
+import statistics
+
+import pytest
+
+from qfs_assets.defs.node_health.metrics import NodeHealthParams, assess_node_health
+from qfs_assets.evidence import gx_suite
+from qfs_assets.readers.base import BadInput, ExportReader
+from qfs_assets_tests.exportkit import node, obj, proof, shard, ts, write
+
+DAY = "2026-03-02"
+NOD = 10**8
+
+
+def build(root):
+    nodes = [
+        node("n1"),
+        node("n2", hb_h=23, hb_m=0),  # heartbeat exactly one hour before the day's end: ok
+        node("n3", status="degraded", stake=1000 * NOD),  # stake exactly the minimum: ok
+        node("n4", hb_h=22, hb_m=59, last_heartbeat=ts(DAY, 22, 59, 59)),  # one second too old
+        node("n5"),  # no challenge issued
+        node("n6", status="failed"),
+        node("n7", used=1001),  # used > capacity
+        node("n8", stake=1000 * NOD - 1),  # one unit under the minimum stake
+        node("n9"),  # 90% of challenges passed
+    ]
+    write(root, "nodes", nodes, DAY)
+    proofs = []
+    def add(node_id, outcomes):
+        for o in outcomes:
+            proofs.append(proof(f"c{len(proofs)}", node_id, o))
+    add("n1", ["passed"] * 20)
+    add("n2", ["passed"] * 19 + ["failed"])  # exactly 95%: ok
+    add("n3", ["passed"])
+    add("n4", ["passed"])
+    add("n6", ["failed", "failed"])
+    add("n7", ["passed"])
+    add("n8", ["passed"])
+    add("n9", ["passed"] * 18 + ["failed", "timeout"])
+    write(root, "proofs", proofs, DAY)
+    write(root, "objects", [
+        obj("o1", k=2, n=3), obj("o2", k=2, n=3), obj("o3", k=1, n=2), obj("o4", deleted=True), obj("o5", k=1, n=1),
+    ], DAY)
+    write(root, "shards", [
+        shard("o1", 0, "n1"), shard("o1", 1, "n2"), shard("o1", 2, "n6"),
+        shard("o2", 0, "n6"), shard("o2", 1, "n1"), shard("o2", 2, "ghost"),
+        shard("o3", 0, "n3"), shard("o3", 1, "n4"),
+    ], DAY)
+    return root
+
+
+@pytest.fixture
+def export(tmp_path):
+    return build(tmp_path / "export")
+
+
+def test_every_metric_by_hand(export):
+    r = assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
+    m = r.metrics
+    assert m["in_service_nodes"] == 8
+    assert m["verified_nodes"] == 3
+    assert m["verified_ratio"] == 3 / 8
+    assert m["unverified_node_ids"] == ["n4", "n5", "n7", "n8", "n9"]
+    assert m["proof_challenges"] == 66
+    assert m["proof_success_rate"] == 61 / 66
+    utils = [0.1, 0.05, 0.05, 0.05, 0, 0, 0, 0]
+    mean = statistics.fmean(utils)
+    assert m["utilization_cv"] == pytest.approx(statistics.pstdev(utils) / mean, rel=1e-12)
+    assert m["utilization_max_over_mean"] == pytest.approx(0.1 / mean, rel=1e-12)
+    assert m["objects_degraded"] == 3  # o1 (2 of 3 healthy), o2 and o5 (unrecoverable ones are degraded too)
+    assert m["objects_unrecoverable"] == 2  # o2 (1 healthy < k=2), o5 (no shard)
+    reasons = dict(zip(r.tables["node_health_aegis"].column("node_id").to_pylist(),
+                       r.tables["node_health_aegis"].column("reasons").to_pylist()))
+    assert reasons["n4"] == "stale heartbeat"
+    assert reasons["n5"] == "no challenge issued"
+    assert reasons["n7"] == "used_bytes > capacity_bytes"
+    assert reasons["n8"] == "stake below minimum"
+    assert reasons["n9"] == "pass rate below minimum"
+    assert reasons["n2"] == "" and reasons["n3"] == ""
+
+
+def test_criteria_through_gx_agree_with_the_rules(export):
+    r = assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
+    verdicts = {c.name: c for c in gx_suite.validate(r.activity, r.judge_table, r.criteria_specs)}
+    assert [c for c in verdicts] == ["nodes_verified", "proof_success", "shard_balance", "no_unrecoverable_objects"]
+    assert not any(c.passed for c in verdicts.values())
+    assert verdicts["no_unrecoverable_objects"].observed == 2
+    assert verdicts["shard_balance"].threshold == {"utilization_cv": 0.25, "utilization_max_over_mean": 1.5}
+    row = r.judge_table.to_pylist()[0]
+    for spec in r.criteria_specs:
+        assert verdicts[spec.name].passed == all(rule.holds(row[rule.column]) for rule in spec.rules)
+
+
+def test_thresholds_are_configuration(export):
+    p = NodeHealthParams(min_verified_ratio=0.3, min_proof_success_rate=0.9, max_utilization_cv=5,
+                         max_utilization_max_over_mean=5)
+    r = assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY), p)
+    verdicts = {c.name: c.passed for c in gx_suite.validate(r.activity, r.judge_table, r.criteria_specs)}
+    assert verdicts == {"nodes_verified": True, "proof_success": True, "shard_balance": True,
+                        "no_unrecoverable_objects": False}
+    assert r.parameters["min_verified_ratio"] == 0.3
+
+
+def test_ratio_boundaries_are_strict(tmp_path):
+    """verified_ratio > 0.95: exactly 0.95 fails; proof success > 0.99: exactly 0.99 fails."""
+    from qfs_assets.evidence.model import Rule
+    assert not Rule("x", min_value=0.95, strict_min=True).holds(19 / 20)
+    assert Rule("x", min_value=0.95, strict_min=True).holds(20 / 21 + 0.0)
+    p = NodeHealthParams()
+    import pyarrow as pa
+    judge = pa.table({"verified_ratio": [0.95], "proof_success_rate": [0.99], "utilization_cv": [0.25],
+                      "utilization_max_over_mean": [1.5], "objects_unrecoverable": pa.array([0], pa.int64())})
+    from qfs_assets.defs.node_health.metrics import criteria_specs
+    verdicts = {c.name: c.passed for c in gx_suite.validate("b", judge, criteria_specs(p))}
+    assert verdicts == {"nodes_verified": False, "proof_success": False, "shard_balance": True,
+                        "no_unrecoverable_objects": True}
+
+
+def test_no_in_service_node_gives_a_clear_failing_verdict(tmp_path):
+    root = tmp_path / "e"
+    write(root, "nodes", [node("n1", status="failed")], DAY)
+    write(root, "proofs", [], DAY)
+    write(root, "objects", [], DAY)
+    write(root, "shards", [], DAY)
+    r = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
+    assert r.metrics["verified_ratio"] is None and r.metrics["proof_success_rate"] is None
+    verdicts = {c.name: c for c in gx_suite.validate(r.activity, r.judge_table, r.criteria_specs)}
+    assert not verdicts["nodes_verified"].passed and not verdicts["nodes_verified"].could_not_run
+    assert verdicts["no_unrecoverable_objects"].passed
+
+
+def test_duplicate_shard_key_is_bad_input(export):
+    write(export, "shards", [shard("o3", 1, "n5")], DAY, name="part-1.parquet")
+    with pytest.raises(BadInput, match=r"table 'shards'.*column 'object_id,shard_index'.*duplicate key object_id='o3', shard_index=1"):
+        assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
