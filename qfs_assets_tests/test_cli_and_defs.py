@@ -1,0 +1,106 @@
+"""`defs` loads and materialises in-process; the CLI's exit codes; evidence is replaced, never lost."""
+
+import json
+
+import duckdb
+import pytest
+from dagster import DagsterInstance
+
+from qfs_assets import cli
+from qfs_assets.definitions import defs
+from qfs_assets_tests.exportkit import node, obj, proof, shard, write
+from qfs_assets_tests.test_node_health import build as build_failing
+
+DAY = "2026-03-02"
+
+
+def build_healthy(root, nodes=10):
+    ids = [f"n{i:02d}" for i in range(nodes)]
+    write(root, "nodes", [node(n) for n in ids], DAY)
+    write(root, "proofs", [proof(f"c{n}{j}", n) for n in ids for j in range(3)], DAY)
+    objects, shards = [], []
+    for o in range(nodes):
+        objects.append(obj(f"o{o}", k=2, n=3))
+        shards += [shard(f"o{o}", i, ids[(o + i) % nodes]) for i in range(3)]
+    write(root, "objects", objects, DAY)
+    write(root, "shards", shards, DAY)
+    return root
+
+
+@pytest.fixture(scope="module")
+def instance():
+    return DagsterInstance.ephemeral()
+
+
+def test_defs_load_with_partitions_and_checks():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"node_inventory", "shard_map", "proof_results", "aegis_verification", "shard_distribution",
+            "node_health_assessment"} <= keys
+    checks = {c.name for c in graph.asset_check_keys if c.asset_key.to_user_string() == "node_health_assessment"}
+    assert checks == {"nodes_verified", "proof_success", "shard_balance", "no_unrecoverable_objects"}
+    job = defs.resolve_job_def("node_health_assessment_job")
+    assert job.partitions_def is not None and job.partitions_def.has_partition_key(DAY)
+
+
+def test_materialize_in_process_passing_day(tmp_path, instance):
+    export = build_healthy(tmp_path / "export")
+    o = cli.execute("node_health_assessment", DAY, export_root=str(export), evidence_root=str(tmp_path / "ev"),
+                    instance=instance)
+    assert o.exit_code == cli.EXIT_PASSED, o.message
+    doc = json.loads(open(o.evidence_path).read())
+    assert doc["activity"] == "node_health_assessment" and doc["partition"] == DAY and doc["passed"] is True
+    assert doc["window"] == {"start": "2026-03-02T00:00:00Z", "end": "2026-03-03T00:00:00Z"}
+    assert [c["name"] for c in doc["criteria"]] == ["nodes_verified", "proof_success", "shard_balance",
+                                                    "no_unrecoverable_objects"]
+    assert doc["metrics"]["verified_ratio"] == 1.0
+    assert {t["table"] for t in doc["inputs"]["tables"]} == {"nodes", "proofs", "objects", "shards"}
+    # the checks were recorded against the asset
+    evaluations = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [c for c in defs.resolve_asset_graph().asset_check_keys if c.asset_key.to_user_string() == "node_health_assessment"])
+    assert len(evaluations) == 4
+
+
+def test_cli_exit_codes_and_evidence_safety(tmp_path, capsys):
+    ev = tmp_path / "ev"
+    good = build_healthy(tmp_path / "good")
+    failing = build_failing(tmp_path / "failing")
+    assert cli.main(["run", "node_health_assessment", "--partition", DAY, "--export-root", str(good),
+                     "--evidence-root", str(ev)]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED" in out and "node_health_assessment_20260302.json" in out
+    evidence = ev / "node_health_assessment" / "node_health_assessment_20260302.json"
+    before = evidence.read_bytes()
+
+    # bad input: exit 2, one line on stderr, earlier evidence untouched
+    (good / "nodes" / "snapshot_date=2026-03-02" / "part-0.parquet").write_bytes(b"broken")
+    assert cli.main(["run", "node_health_assessment", "--partition", DAY, "--export-root", str(good),
+                     "--evidence-root", str(ev)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qfs-assure: bad input: table 'nodes', file '") and "\n" not in err and "Traceback" not in err
+    assert evidence.read_bytes() == before
+
+    # a failing day: exit 1, evidence replaced
+    assert cli.main(["run", "node_health_assessment", "--partition", DAY, "--export-root", str(failing),
+                     "--evidence-root", str(ev)]) == 1
+    assert "FAILED (nodes_verified" in capsys.readouterr().out
+    assert json.loads(evidence.read_text())["passed"] is False
+
+    # usage errors: exit 2
+    assert cli.main(["run", "node_health_assessment", "--partition", "02/03/2026"]) == 2
+    assert cli.main(["run", "no_such_activity", "--partition", DAY]) == 2
+    assert cli.main(["run", "node_health_assessment"]) == 2
+
+
+def test_rerun_replaces_parquet_rows_never_duplicates(tmp_path, instance):
+    export = build_failing(tmp_path / "export")
+    ev = tmp_path / "ev"
+    for _ in range(2):
+        o = cli.execute("node_health_assessment", DAY, export_root=str(export), evidence_root=str(ev), instance=instance)
+        assert o.exit_code == cli.EXIT_FAILED
+    con = duckdb.connect()
+    n = con.execute(f"SELECT count(*) FROM read_parquet('{ev}/node_health_aegis/*/*.parquet', hive_partitioning=true)"
+                    " WHERE partition_key = DATE '2026-03-02'").fetchone()[0]
+    assert n == 9
+    import pyarrow.dataset as ds
+    assert ds.dataset(ev / "node_health_aegis", partitioning="hive").to_table().num_rows == 9
