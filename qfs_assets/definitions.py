@@ -1,13 +1,20 @@
 """The single entry point: every asset, check, job, schedule, sensor and resource of QFS Assure."""
 
-from __future__ import annotations
-
 import dagster as dg
 
+from qfs_assets.alerting.dagster_hooks import defs as alerting_defs
+from qfs_assets.defs.economics.assets import defs as economics_defs
 from qfs_assets.defs.node_health.assets import defs as node_health_defs
 from qfs_assets.defs.resources import RESOURCES
+from qfs_assets.defs.schedules import schedules_for
+
+_domains = dg.Definitions.merge(
+    node_health_defs,
+    economics_defs,
+)
 
 defs = dg.Definitions.merge(
-    node_health_defs,
-    dg.Definitions(resources=RESOURCES),
+    _domains,
+    alerting_defs,
+    dg.Definitions(resources=RESOURCES, schedules=schedules_for(_domains.jobs or [])),
 )

@@ -8,6 +8,7 @@ stable, plottable metadata for the Dagster UI.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -36,6 +37,32 @@ def bad_input_guard(fn: Callable[[], T]) -> T:
         return fn()
     except BadInput as exc:
         raise dg.Failure(description=str(exc), metadata={"bad_input": True, "table": exc.table}, allow_retries=False) from None
+
+
+def config_guard(fn: Callable[[], T]) -> T:
+    """Run ``fn`` (turning run config into parameters); an invalid value is a usage error, not a bug."""
+    try:
+        return fn()
+    except (ValueError, TypeError) as exc:
+        raise dg.Failure(description=f"bad configuration: {exc}", metadata={"bad_input": True}, allow_retries=False) from None
+
+
+def validated_partitions(export, table: str, days, **kw) -> dict[str, Any]:
+    """Validate export partitions of one table (schema, casts, nulls, enumerations, keys); return metadata."""
+    from qfs_assets.readers.base import connect
+
+    reader = export.reader()
+    con = connect()
+    try:
+        bad_input_guard(lambda: reader.relation(con, table, list(days), **kw))
+    finally:
+        con.close()
+    read = reader.reads[-1]
+    return {
+        "rows": dg.MetadataValue.int(read.rows or 0),
+        "files": dg.MetadataValue.int(len(read.files)),
+        "partitions": dg.MetadataValue.json(read.partitions),
+    }
 
 
 def check_specs(asset_key: str, names: list[str], descriptions: dict[str, str] | None = None) -> list[dg.AssetCheckSpec]:
@@ -74,9 +101,15 @@ def judge(result: ActivityResult) -> list[Criterion]:
     return gx_suite.validate(result.activity, result.judge_table, result.criteria_specs)
 
 
-def judge_and_publish(result: ActivityResult, store: EvidenceStore) -> tuple[list[Criterion], Path]:
+def judge_and_publish(result: ActivityResult, store: EvidenceStore, context=None) -> tuple[list[Criterion], Path]:
+    """Judge with GX, publish the evidence, and alert the configured sinks if a criterion failed."""
     criteria = judge(result)
-    return criteria, store.publish(result, criteria)
+    path = store.publish(result, criteria)
+    if context is not None and not all(c.passed for c in criteria):
+        from qfs_assets.alerting.dagster_hooks import alert_on_evidence
+
+        alert_on_evidence(context, json.loads(path.read_text(encoding="utf-8")), path)  # never raises
+    return criteria, path
 
 
 def check_results(asset_key: str, criteria: list[Criterion]) -> list[dg.AssetCheckResult]:

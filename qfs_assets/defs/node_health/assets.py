@@ -9,10 +9,17 @@ import datetime as dt
 import dagster as dg
 
 from qfs_assets.defs import partitions
-from qfs_assets.defs.common import bad_input_guard, check_results, check_specs, evidence_metadata, judge_and_publish
+from qfs_assets.defs.common import (
+    bad_input_guard,
+    config_guard,
+    check_results,
+    check_specs,
+    evidence_metadata,
+    judge_and_publish,
+    validated_partitions,
+)
 from qfs_assets.defs.node_health.metrics import ACTIVITY, NodeHealthParams, assess_node_health, criteria_specs
 from qfs_assets.defs.resources import EvidenceResource, ExportResource
-from qfs_assets.readers.base import connect
 
 GROUP = "node_health"
 CHECKS = [s.name for s in criteria_specs(NodeHealthParams())]
@@ -38,42 +45,29 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def _validated(export: ExportResource, table: str, day: dt.date, **kw) -> dict:
-    """Validate one export partition (schema, casts, nulls, enumerations, keys); return its metadata."""
-    reader = export.reader()
-    con = connect()
-    try:
-        bad_input_guard(lambda: reader.relation(con, table, [day], **kw))
-    finally:
-        con.close()
-    read = reader.reads[-1]
-    return {"rows": dg.MetadataValue.int(read.rows or 0), "files": dg.MetadataValue.int(len(read.files)),
-            "partition": read.partitions[0] if read.partitions else ""}
-
-
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
           description="The day's node inventory (`nodes/snapshot_date=`), validated against qfs-export-v1.")
 def node_inventory(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_validated(export, "nodes", _day(context)))
+    return dg.MaterializeResult(metadata=validated_partitions(export, "nodes", [_day(context)]))
 
 
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
           description="The day's object manifest (`objects/snapshot_date=`), validated against qfs-export-v1.")
 def object_manifest(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_validated(export, "objects", _day(context)))
+    return dg.MaterializeResult(metadata=validated_partitions(export, "objects", [_day(context)]))
 
 
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
           description="The day's shard placement (`shards/snapshot_date=`): columns, types and nulls are validated "
                       "here; key uniqueness is checked by the assessment in the same scan as its group-by.")
 def shard_map(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_validated(export, "shards", _day(context), validate_keys=False))
+    return dg.MaterializeResult(metadata=validated_partitions(export, "shards", [_day(context)], validate_keys=False))
 
 
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
           description="The day's proof-of-storage challenges (`proofs/date=`), validated against qfs-export-v1.")
 def proof_results(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_validated(export, "proofs", _day(context)))
+    return dg.MaterializeResult(metadata=validated_partitions(export, "proofs", [_day(context)]))
 
 
 INPUTS = [node_inventory, object_manifest, shard_map, proof_results]
@@ -97,8 +91,9 @@ INPUTS = [node_inventory, object_manifest, shard_map, proof_results]
 def node_health_assessment(context: dg.AssetExecutionContext, config: NodeHealthConfig,
                            export: ExportResource, evidence: EvidenceResource):
     day = _day(context)
-    result = bad_input_guard(lambda: assess_node_health(export.reader(), day, config.params()))
-    criteria, path = judge_and_publish(result, evidence.store())
+    params = config_guard(config.params)
+    result = bad_input_guard(lambda: assess_node_health(export.reader(), day, params))
+    criteria, path = judge_and_publish(result, evidence.store(), context)
     m = result.metrics
     yield dg.MaterializeResult(asset_key="aegis_verification", metadata={
         "in_service_nodes": m["in_service_nodes"], "verified_nodes": m["verified_nodes"],

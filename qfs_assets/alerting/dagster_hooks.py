@@ -1,0 +1,289 @@
+"""Dagster glue of alerting: two sensors and the call an activity asset makes after publishing.
+
+* :func:`alert_on_evidence` — called by an activity asset right after it published its evidence:
+  alerts (``criteria_failed``) when the evidence did not pass. Never raises. This is the
+  primary path: the alert is sent as soon as the verdict exists, with the full evidence.
+* ``alert_on_failed_checks`` — a sensor over the instance's event log (``ASSET_CHECK_EVALUATION``
+  records after a storage-id cursor). For failed check evaluations it finds the evidence of
+  the materialization the checks targeted (its ``evidence_path`` metadata) and dispatches the
+  same alert :func:`alert_on_evidence` builds, so the dedupe ledger sends it once: the sensor
+  is the safety net for an asset that did not call the hook, a process that died before
+  sending, or a sink that failed (it also redelivers pending alerts, with backoff). Failed
+  checks of one run, asset and partition make one alert listing every failed criterion (not
+  one message per check). Without readable evidence it alerts from the checks' own metadata.
+  On its first tick it only sets its cursor (no flood of historical failures).
+* ``alert_on_run_failure`` — a run failure sensor: ``bad_input`` when a failed step's metadata
+  has ``bad_input`` (see ``qfs_assets.defs.common.bad_input_guard``), ``run_failed`` otherwise.
+
+The sensors default to RUNNING. A sensor tick that fails sends a ``sensor_error`` alert and
+raises (visible in the UI; the cursor is not advanced, the ledger prevents repeats).
+Configuration: environment only, see :mod:`qfs_assets.alerting.config`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import dagster as dg
+
+from qfs_assets.alerting.config import AlertConfig, load_config
+from qfs_assets.alerting.dispatch import DeliveryReport, dispatch, redeliver_pending
+from qfs_assets.alerting.model import (Alert, FailedCriterion, canonical_json, alert_for_failure, alert_from_evidence,
+                                       runbook_for, sha256_hex)
+from qfs_assets.defs.common import RUNBOOKS
+
+log = logging.getLogger("qfs_assets.alerting")
+
+CHECK_BATCH = 200          # check evaluations read per tick
+TICK_BUDGET_SECONDS = 40.0  # stop dispatching (and resume next tick) past this; sensor ticks time out at 60 s
+
+
+def _summary(report: DeliveryReport) -> str:
+    parts = [f"{d.sink}={d.status}" for d in report.deliveries] or ["no sink configured (outbox only)"]
+    return f"alert {report.dedupe_key[:12]} ({report.kind} {report.activity} {report.partition}): " + ", ".join(parts)
+
+
+def _log(context: Any, level: str, message: str) -> None:
+    logger = getattr(context, "log", None) or log
+    try:
+        getattr(logger, level)(message)
+    except Exception:  # noqa: BLE001
+        getattr(log, level)(message)
+
+
+def _config_for(evidence_path: str | os.PathLike | None) -> AlertConfig:
+    """The environment's configuration; the state dir defaults to ``<evidence root>/_alerts``."""
+    root = Path(evidence_path).parent.parent if evidence_path else None
+    return load_config(evidence_root=root)
+
+
+# ---- (b) called by activity assets --------------------------------------------------------------
+def alert_on_evidence(context: Any, doc: Mapping[str, Any], path: str | os.PathLike,
+                      config: AlertConfig | None = None) -> DeliveryReport | None:
+    """Alert when the published evidence ``doc`` (at ``path``) did not pass. Never raises.
+
+    Returns the delivery report, or ``None`` when the evidence passed (or on an internal error,
+    which is logged).
+    """
+    try:
+        alert = alert_from_evidence(doc, path, RUNBOOKS)
+        if alert is None:
+            return None
+        run_id = getattr(context, "run_id", None)
+        if run_id:
+            alert = _with_details(alert, {"run_id": run_id})
+        report = dispatch(alert, config or _config_for(path))
+        _log(context, "warning" if report.failed or report.error else "info", _summary(report))
+        return report
+    except Exception as exc:  # noqa: BLE001 - alerting never fails an asset
+        _log(context, "error", f"alerting failed: {type(exc).__name__}")
+        return None
+
+
+def _with_details(alert: Alert, extra: Mapping[str, Any]) -> Alert:
+    """The same alert (same dedupe key) with more context details."""
+    data = alert.to_dict()
+    data["details"] = {**data.get("details", {}), **extra}
+    return Alert.from_dict(data)
+
+
+# ---- (a) run failure sensor ----------------------------------------------------------------------
+def _innermost(error: Any) -> Any:
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error
+
+
+def _activity_of(run: dg.DagsterRun, step_keys: list[str]) -> str:
+    job = run.job_name or ""
+    if job.endswith("_job") and job[:-4] in RUNBOOKS:
+        return job[:-4]
+    for key in step_keys:
+        if key in RUNBOOKS:
+            return key
+    for asset_key in sorted(run.asset_selection or (), key=lambda k: k.to_user_string()):
+        if asset_key.to_user_string() in RUNBOOKS:
+            return asset_key.to_user_string()
+    return job or "unknown_job"
+
+
+def alert_for_run_failure(context: dg.RunFailureSensorContext) -> Alert:
+    run = context.dagster_run
+    step_events = context.get_step_failure_events()
+    bad_input = False
+    messages: list[str] = []
+    tables: list[str] = []
+    step_keys: list[str] = []
+    for event in step_events:
+        step_keys.append(event.step_key or "")
+        data = event.step_failure_data
+        user = data.user_failure_data
+        metadata = dict(user.metadata or {}) if user is not None else {}
+        if "bad_input" in metadata:
+            bad_input = True
+            table = metadata.get("table")
+            if table is not None:
+                tables.append(str(getattr(table, "value", table)))
+        if user is not None and user.description:
+            text = user.description
+        elif data.error is not None:
+            inner = _innermost(data.error)
+            text = (inner.message or "").strip() or data.error.message.strip()
+        else:
+            text = event.message or "step failed"
+        messages.append(f"step {event.step_key}: {text.strip()}")
+    if not messages:
+        messages.append(context.failure_event.message or "run failed")
+    kind = "bad_input" if bad_input else "run_failed"
+    activity = _activity_of(run, step_keys)
+    partition = run.tags.get("dagster/partition")
+    prefix = "Bad input, no evidence written" if bad_input else "Run failed"
+    message = f"{prefix}: job {run.job_name}" + (f", partition {partition}" if partition else "") + ".\n" + "\n".join(messages)
+    details = {"run_id": run.run_id, "job": run.job_name}
+    if tables:
+        details["tables"] = sorted(set(tables))
+    alert = alert_for_failure(kind, activity, partition, message, details=details)
+    # the fingerprint is the error text without the run id, so a re-run failing the same way is not re-sent
+    return alert
+
+
+def _sensor_error(name: str, exc: BaseException) -> None:
+    try:
+        dispatch(alert_for_failure("sensor_error", name, None, f"sensor {name} failed: {type(exc).__name__}: {exc}",
+                                   runbook=runbook_for(name, "sensor_error")), load_config())
+    except Exception:  # noqa: BLE001
+        log.error("sensor %s: could not send the sensor_error alert", name)
+
+
+@dg.run_failure_sensor(
+    name="alert_on_run_failure",
+    description="Sends a run_failed or bad_input alert to the configured webhooks, Slack and email "
+                "(qfs_assets.alerting; deduplicated).",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def alert_on_run_failure(context: dg.RunFailureSensorContext):
+    try:
+        report = dispatch(alert_for_run_failure(context), load_config())
+        _log(context, "warning" if report.failed or report.error else "info", _summary(report))
+    except Exception as exc:
+        _sensor_error("alert_on_run_failure", exc)
+        raise
+
+
+# ---- (c) failed asset checks sensor ---------------------------------------------------------------
+def _check_records(instance: dg.DagsterInstance, after: int | None, limit: int) -> list:
+    with warnings.catch_warnings():  # get_event_records is deprecated in 1.x but is the only API over all checks
+        warnings.simplefilter("ignore")
+        return list(instance.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
+            limit=limit, ascending=after is not None))
+
+
+def _evidence_path_of(instance: dg.DagsterInstance, asset_key: dg.AssetKey, run_id: str,
+                      partition: str | None, storage_id: int | None) -> tuple[str | None, str | None]:
+    """(evidence_path, partition) from the materialization the checks targeted."""
+    if storage_id is not None:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=[storage_id]),
+                                                  limit=1).records
+    else:
+        records = [r for r in instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None),
+            limit=5).records if r.run_id == run_id]
+    for record in records[:1]:
+        mat = record.asset_materialization
+        value = (mat.metadata or {}).get("evidence_path") if mat is not None else None
+        path = getattr(value, "path", None) or getattr(value, "value", None) or (value if isinstance(value, str) else None)
+        return (os.fspath(path) if path else None), (mat.partition if mat is not None else None)
+    return None, None
+
+
+def _meta_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _alert_from_checks(activity: str, partition: str | None, evaluations: list, run_id: str) -> Alert:
+    failed = tuple(FailedCriterion(name=e.check_name, observed=_meta_value(e.metadata.get("observed")),
+                                   threshold=_meta_value(e.metadata.get("threshold")),
+                                   detail=_meta_value(e.metadata.get("detail")) if e.metadata.get("detail") else None)
+                   for e in sorted(evaluations, key=lambda e: e.check_name))
+    fingerprint = sha256_hex(canonical_json([c.to_dict() for c in failed]))
+    names = ", ".join(c.name for c in failed)
+    return Alert(kind="criteria_failed", activity=activity, partition=partition,
+                 message=f"{activity} {partition or ''}: {len(failed)} asset check(s) failed ({names}); "
+                         "no readable evidence file was found.",
+                 failed_criteria=failed, runbook=runbook_for(activity, "criteria_failed", RUNBOOKS),
+                 fingerprint=fingerprint, details={"run_id": run_id})
+
+
+def process_failed_checks(instance: dg.DagsterInstance, cursor: int,
+                          config: AlertConfig | None = None) -> tuple[int, list[DeliveryReport]]:
+    """Alert on the failed check evaluations after storage id ``cursor``; return (new cursor, reports)."""
+    started = time.monotonic()
+    records = _check_records(instance, cursor, CHECK_BATCH)
+    groups: dict[tuple, dict[str, Any]] = {}
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation is None or getattr(evaluation, "passed", True):
+            continue
+        target = evaluation.target_materialization_data
+        key = (record.run_id, evaluation.asset_key, evaluation.partition, target.storage_id if target else None)
+        group = groups.setdefault(key, {"first": record.storage_id, "evaluations": []})
+        group["evaluations"].append(evaluation)
+    new_cursor = records[-1].storage_id if records else cursor
+    reports: list[DeliveryReport] = []
+    for (run_id, asset_key, partition, storage_id), group in sorted(groups.items(), key=lambda kv: kv[1]["first"]):
+        if time.monotonic() - started > TICK_BUDGET_SECONDS:
+            new_cursor = group["first"] - 1  # resume here next tick; the ledger skips what was sent
+            break
+        path, mat_partition = _evidence_path_of(instance, asset_key, run_id, partition, storage_id)
+        partition = partition or mat_partition
+        alert = None
+        if path:
+            try:
+                doc = json.loads(Path(path).read_text(encoding="utf-8"))
+                alert = alert_from_evidence(doc, path, RUNBOOKS)
+                if alert is None:  # the evidence passed: the failed checks are not criteria of it
+                    path = None
+            except (OSError, ValueError):
+                path = None
+        if alert is None:
+            alert = _alert_from_checks(asset_key.to_user_string(), partition, group["evaluations"], run_id)
+        else:
+            alert = _with_details(alert, {"run_id": run_id})
+        reports.append(dispatch(alert, config or _config_for(path)))
+    return new_cursor, reports
+
+
+@dg.sensor(
+    name="alert_on_failed_checks",
+    description="Alerts once per failed evidence verdict seen in asset check evaluations (safety net of "
+                "alert_on_evidence; deduplicated), and redelivers alerts a sink failed to take.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+def alert_on_failed_checks(context: dg.SensorEvaluationContext):
+    try:
+        cursor = int(context.cursor) if context.cursor and context.cursor.isdigit() else None
+        if cursor is None:
+            latest = _check_records(context.instance, None, 1)
+            context.update_cursor(str(latest[0].storage_id if latest else 0))
+            return dg.SkipReason("first tick: cursor set to the latest check evaluation; alerting on new ones")
+        new_cursor, reports = process_failed_checks(context.instance, cursor)
+        context.update_cursor(str(new_cursor))
+        reports += redeliver_pending(load_config())
+        for report in reports:
+            _log(context, "warning" if report.failed or report.error else "info", _summary(report))
+        return dg.SkipReason(f"{len(reports)} alert dispatch(es); cursor {new_cursor}")
+    except Exception as exc:
+        _sensor_error("alert_on_failed_checks", exc)
+        raise
+
+
+defs = dg.Definitions(sensors=[alert_on_run_failure, alert_on_failed_checks])

@@ -1,0 +1,274 @@
+"""Where alerts go: a generic JSON webhook, a Slack-compatible incoming webhook, and email.
+
+Standard library only (``urllib.request``, ``smtplib``). A sink's :meth:`Sink.send` makes one
+attempt and raises on failure; retries, deadlines and logging live in
+:mod:`qfs_assets.alerting.dispatch`. Every sink has
+
+* ``sink_id``: stable across processes and safe to log (kind, host and a short hash of the
+  full target), the key of the dedupe ledger together with the alert's dedupe key;
+* ``target``: a redacted description (``scheme://host:port/…``) for logs and reports;
+* :meth:`Sink.scrub`: removes the sink's secrets (URL, URL path, password, user) from any text
+  before it is logged or reported.
+
+Webhook URLs carry their secret in the path (Slack: ``/services/T…/B…/token``), so URLs are
+never logged whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import smtplib
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any, Iterable, Sequence
+
+from qfs_assets.alerting.model import Alert, fmt_value
+
+USER_AGENT = "qfs-assure-alerting/1"
+_SLACK_TEXT_LIMIT = 2900  # Slack rejects section texts over 3000 characters
+
+
+class DeliveryError(Exception):
+    """One failed attempt. ``permanent`` errors are not retried (e.g. HTTP 400, 404, auth failure)."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host:port/…``: never the path, query, fragment or user info of a URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, "")
+    except ValueError:
+        return "<invalid url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme or '?'}://{host}:{port}/…"
+
+
+def short_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Do not follow redirects: a redirected POST would carry the alert (and headers) elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+class Sink:
+    kind = "sink"
+    sink_id: str
+    target: str
+
+    def send(self, alert: Alert, timeout: float) -> str:
+        """One attempt; returns a short, secret-free detail on success, raises on failure."""
+        raise NotImplementedError
+
+    def secrets(self) -> Iterable[str]:
+        return ()
+
+    def scrub(self, text: str) -> str:
+        for secret in sorted({s for s in self.secrets() if s and len(s) >= 4}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def __repr__(self) -> str:  # never the secret
+        return f"{type(self).__name__}({self.sink_id}, {self.target})"
+
+
+class _HttpJsonSink(Sink):
+    def __init__(self, url: str, headers: dict[str, str] | None = None, name: str | None = None):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{self.kind} URL must be http(s)://host/...: got {redact_url(url)}")
+        self.url = url
+        self.headers = dict(headers or {})
+        self.target = redact_url(url)
+        self.sink_id = f"{self.kind}:{name or parts.hostname}#{short_hash(url)}"
+
+    def secrets(self) -> Iterable[str]:
+        parts = urllib.parse.urlsplit(self.url)
+        yield self.url
+        yield urllib.parse.quote(self.url, safe="")
+        for piece in (parts.path, parts.query, parts.username or "", parts.password or "", parts.fragment):
+            yield piece
+            yield from (seg for seg in piece.split("/") if len(seg) >= 8)
+        yield from self.headers.values()
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def send(self, alert: Alert, timeout: float) -> str:
+        body = json.dumps(self.payload(alert), default=str, ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
+                   "X-QFS-Alert-Key": alert.dedupe_key, **self.headers}
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with _OPENER.open(request, timeout=timeout) as response:
+                status = response.status
+                response.read(65536)
+        except urllib.error.HTTPError as exc:
+            code = exc.code
+            try:
+                exc.read(1024)
+            except Exception:  # noqa: BLE001
+                pass
+            finally:
+                exc.close()
+            permanent = 300 <= code < 500 and code not in (408, 425, 429)
+            raise DeliveryError(f"HTTP {code} {exc.reason}", permanent=permanent) from None
+        except urllib.error.URLError as exc:
+            raise DeliveryError(f"connection failed: {exc.reason}") from None
+        except (OSError, ValueError) as exc:  # timeouts, resets, malformed responses
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        if not 200 <= status < 300:
+            raise DeliveryError(f"HTTP {status}", permanent=300 <= status < 500)
+        return f"HTTP {status}"
+
+
+class WebhookSink(_HttpJsonSink):
+    """POST the alert as JSON (``qfs-alert-v1``: every Alert field plus ``text`` and ``title``)."""
+
+    kind = "webhook"
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        return {**alert.to_dict(), "title": alert.title, "text": alert.text()}
+
+
+def _clip(text: str, limit: int = _SLACK_TEXT_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def slack_payload(alert: Alert) -> dict[str, Any]:
+    """A Slack-compatible incoming-webhook message: ``{"text": fallback, "blocks": [...]}``."""
+    fields = [
+        {"type": "mrkdwn", "text": f"*Activity*\n{alert.activity}"},
+        {"type": "mrkdwn", "text": f"*Partition*\n{alert.partition or '-'}"},
+        {"type": "mrkdwn", "text": f"*Kind*\n{alert.kind}"},
+        {"type": "mrkdwn", "text": f"*Runbook*\n`{alert.runbook}`"},
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(alert.title, 150), "emoji": False}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(alert.message)}},
+        {"type": "section", "fields": fields},
+    ]
+    if alert.failed_criteria:
+        lines = [f"• *{c.name}*: observed `{fmt_value(c.observed)}`, threshold `{fmt_value(c.threshold)}`"
+                 for c in alert.failed_criteria]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                    "text": _clip("*Failed criteria*\n" + "\n".join(lines))}})
+    context = []
+    if alert.evidence_path:
+        context.append({"type": "mrkdwn", "text": _clip(f"Evidence: `{alert.evidence_path}`", 1900)})
+    context.append({"type": "mrkdwn", "text": f"Dedupe key: `{alert.dedupe_key[:16]}`"})
+    blocks.append({"type": "context", "elements": context})
+    return {"text": _clip(alert.text(), 3900), "blocks": blocks}
+
+
+class SlackSink(_HttpJsonSink):
+    """A Slack (or Mattermost, Rocket.Chat, …) incoming webhook."""
+
+    kind = "slack"
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        return slack_payload(alert)
+
+
+class SmtpSink(Sink):
+    """Email through an SMTP relay: STARTTLS and login optional; implicit TLS with ``ssl=True``."""
+
+    kind = "smtp"
+
+    def __init__(self, host: str, port: int | None, sender: str, recipients: Sequence[str], *,
+                 user: str | None = None, password: str | None = None, starttls: bool = False,
+                 use_ssl: bool = False, name: str | None = None, ssl_context: ssl.SSLContext | None = None):
+        if not host:
+            raise ValueError("smtp sink needs a host")
+        if not sender:
+            raise ValueError("smtp sink needs a sender (from)")
+        recipients = [r.strip() for r in recipients if r and r.strip()]
+        if not recipients:
+            raise ValueError("smtp sink needs at least one recipient (to)")
+        if starttls and use_ssl:
+            raise ValueError("smtp sink: choose STARTTLS or implicit TLS, not both")
+        self.host = host
+        self.port = int(port) if port else (465 if use_ssl else 587 if starttls else 25)
+        self.sender = sender
+        self.recipients = recipients
+        self.user = user or None
+        self.password = password or None
+        self.starttls = starttls
+        self.use_ssl = use_ssl
+        self.ssl_context = ssl_context
+        self.target = f"smtp://{host}:{self.port}"
+        self.sink_id = f"smtp:{name or host}#{short_hash(host, str(self.port), sender, *sorted(recipients))}"
+
+    def secrets(self) -> Iterable[str]:
+        if self.password:
+            yield self.password
+            yield base64.b64encode(self.password.encode()).decode()
+            if self.user:
+                yield base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
+        # the user name is not a secret and is kept readable in errors
+
+    def message(self, alert: Alert) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = alert.title
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.recipients)
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = make_msgid(domain="qfs-assure")
+        msg["X-QFS-Alert-Key"] = alert.dedupe_key
+        msg.set_content(alert.text())
+        return msg
+
+    def send(self, alert: Alert, timeout: float) -> str:
+        msg = self.message(alert)
+        try:
+            if self.use_ssl:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout,
+                                                        context=self.ssl_context or ssl.create_default_context())
+            else:
+                client = smtplib.SMTP(self.host, self.port, timeout=timeout)
+            with client:
+                client.ehlo()
+                if self.starttls:
+                    client.starttls(context=self.ssl_context or ssl.create_default_context())
+                    client.ehlo()
+                if self.user:
+                    client.login(self.user, self.password or "")
+                refused = client.send_message(msg, from_addr=self.sender, to_addrs=self.recipients)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"SMTP authentication failed ({exc.smtp_code})", permanent=True) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(f"SMTP: {exc}", permanent=True) from None
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"SMTP {exc.smtp_code}: {_decode(exc.smtp_error)}",
+                                permanent=500 <= exc.smtp_code < 600) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise DeliveryError(f"SMTP recipients refused: {sorted(exc.recipients)}", permanent=True) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        if refused:
+            return f"sent, {len(refused)} recipient(s) refused: {sorted(refused)}"
+        return f"sent to {len(self.recipients)} recipient(s)"
+
+
+def _decode(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

@@ -1,0 +1,518 @@
+"""External alerting: real local HTTP and SMTP servers on 127.0.0.1, no network beyond loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from qfs_assets.alerting import (Alert, AlertConfig, SlackSink, SmtpSink, WebhookSink, alert_for_failure,
+                                 alert_from_evidence, dispatch, load_config, redact_url)
+from qfs_assets.alerting.dispatch import Ledger, redeliver_pending
+
+WEBHOOK_TOKEN = "wh-tok-9f8e7d6c5b4a39281706"
+SLACK_TOKEN = "T00ZZ/B00ZZ/slacksecretXYZ1234567890"
+SMTP_PASSWORD = "s3cr3t-Pa55word-!7"
+SECRETS = [WEBHOOK_TOKEN, SLACK_TOKEN, "slacksecretXYZ1234567890", SMTP_PASSWORD]
+
+
+# ---- local servers ------------------------------------------------------------------------------
+class HttpRecorder:
+    """A real HTTP server on 127.0.0.1: records POSTs; ``fail_next`` requests get a 500."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.fail_next = 0
+        self.lock = threading.Lock()
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with recorder.lock:
+                    fail = recorder.fail_next > 0
+                    if fail:
+                        recorder.fail_next -= 1
+                    else:
+                        recorder.requests.append({"path": self.path, "headers": dict(self.headers),
+                                                  "json": json.loads(body)})
+                self.send_response(500 if fail else 200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"boom" if fail else b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def posts(self, prefix: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if r["path"].startswith(prefix)]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http():
+    server = HttpRecorder()
+    yield server
+    server.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpRecorder:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                              "msg": message_from_bytes(envelope.original_content, policy=policy.default),
+                              "auth": session.authenticated})
+        return "250 OK"
+
+
+def _authenticator(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"alerts" and \
+        auth_data.password == SMTP_PASSWORD.encode()
+    return AuthResult(success=ok, handled=False)
+
+
+def _start_smtp(**kwargs):
+    from aiosmtpd.controller import Controller
+    handler = SmtpRecorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port(), **kwargs)
+    controller.start()
+    return controller, handler
+
+
+@pytest.fixture
+def smtp():
+    controller, handler = _start_smtp(authenticator=_authenticator, auth_require_tls=False)
+    handler.port = controller.port
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    import os
+    for var in list(os.environ):
+        if var.startswith("QFS_ALERT_"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("QFS_ALERT_STATE_DIR", str(tmp_path / "alert_state"))
+
+
+def _cfg(tmp_path, sinks, **kw) -> AlertConfig:
+    return AlertConfig(sinks=sinks, state_dir=tmp_path / "alert_state",
+                       **{"attempts": 3, "base_delay": 0.01, "max_delay": 0.05, "timeout": 2.0, "max_seconds": 5.0, **kw})
+
+
+def _doc(observed_ratio=0.9, proof_rate=0.999):
+    return {
+        "schema": "evidence-v1", "activity": "node_health_assessment", "partition": "2026-01-05",
+        "window": {"start": "2026-01-05T00:00:00Z", "end": "2026-01-06T00:00:00Z"},
+        "passed": False,
+        "criteria": [
+            {"name": "nodes_verified", "passed": observed_ratio > 0.95, "observed": observed_ratio, "threshold": 0.95},
+            {"name": "proof_success", "passed": proof_rate > 0.99, "observed": proof_rate, "threshold": 0.99},
+            {"name": "shard_balance", "passed": False,
+             "observed": {"utilization_cv": 0.4, "utilization_max_over_mean": 1.2},
+             "threshold": {"utilization_cv": 0.25, "utilization_max_over_mean": 1.5}},
+            {"name": "no_unrecoverable_objects", "passed": True, "observed": 0, "threshold": 0},
+        ],
+        "metrics": {"verified_ratio": observed_ratio},
+        "inputs": {"nodes": {"rows": 10}},
+    }
+
+
+EVIDENCE = "evidence_store/node_health_assessment/node_health_assessment_20260105.json"
+
+
+# ---- model -------------------------------------------------------------------------------------
+def test_alert_from_evidence_and_dedupe_key():
+    alert = alert_from_evidence(_doc(), EVIDENCE)
+    assert alert.kind == "criteria_failed" and alert.activity == "node_health_assessment"
+    assert alert.partition == "2026-01-05" and alert.evidence_path == EVIDENCE
+    assert alert.runbook == "docs/runbooks/node-failure.md"
+    assert [c.name for c in alert.failed_criteria] == ["nodes_verified", "shard_balance"]
+    assert alert.failed_criteria[0].observed == 0.9 and alert.failed_criteria[0].threshold == 0.95
+    # stable across rebuilds (re-runs, retries), including a re-run whose evidence has new run detail
+    again = {**_doc(), "inputs": {"nodes": {"rows": 10, "files": ["other"]}}}
+    assert alert_from_evidence(again, EVIDENCE).dedupe_key == alert.dedupe_key
+    # a different failure of the same partition: new key
+    assert alert_from_evidence(_doc(observed_ratio=0.8), EVIDENCE).dedupe_key != alert.dedupe_key
+    assert alert_from_evidence(_doc(proof_rate=0.5), EVIDENCE).dedupe_key != alert.dedupe_key
+    passed = {**_doc(observed_ratio=0.99), "passed": True}
+    assert alert_from_evidence(passed, EVIDENCE) is None
+    assert Alert.from_dict(alert.to_dict()) == alert
+    f1 = alert_for_failure("run_failed", "x", "2026-01-05", "ValueError: boom at 0x7f00deadbeef")
+    f2 = alert_for_failure("run_failed", "x", "2026-01-05", "ValueError:  boom at 0x7f00cafebabe ")
+    assert f1.dedupe_key == f2.dedupe_key and f1.runbook == "docs/runbooks/alert-triage.md"
+    assert alert_for_failure("run_failed", "x", "2026-01-05", "other").dedupe_key != f1.dedupe_key
+    assert alert_for_failure("bad_input", "x", "2026-01-05", "other").dedupe_key != \
+        alert_for_failure("run_failed", "x", "2026-01-05", "other").dedupe_key
+    with pytest.raises(ValueError):
+        alert_for_failure("nope", "x", None, "m")
+
+
+def test_redact_url():
+    assert redact_url(f"https://hooks.slack.com/services/{SLACK_TOKEN}") == "https://hooks.slack.com:443/…"
+    assert redact_url(f"http://u:p@127.0.0.1:9/x/{WEBHOOK_TOKEN}?k=v") == "http://127.0.0.1:9/…"
+
+
+# ---- delivery ----------------------------------------------------------------------------------
+def test_content_arrives_at_webhook_slack_and_email(http, smtp, tmp_path):
+    hook = WebhookSink(http.url(f"/hook/{WEBHOOK_TOKEN}"))
+    slack = SlackSink(http.url(f"/services/{SLACK_TOKEN}"))
+    mail = SmtpSink("127.0.0.1", smtp.port, "qfs-assure@example.org", ["oncall@example.org", "ops@example.org"],
+                    user="alerts", password=SMTP_PASSWORD, starttls=False)
+    alert = alert_from_evidence(_doc(), EVIDENCE)
+    report = dispatch(alert, _cfg(tmp_path, [hook, slack, mail]))
+    assert [d.status for d in report.deliveries] == ["sent", "sent", "sent"], report.to_dict()
+
+    [post] = http.posts("/hook/")
+    body = post["json"]
+    assert post["headers"]["Content-Type"].startswith("application/json")
+    assert body["activity"] == "node_health_assessment" and body["partition"] == "2026-01-05"
+    assert body["evidence_path"] == EVIDENCE and body["runbook"] == "docs/runbooks/node-failure.md"
+    assert body["kind"] == "criteria_failed" and body["dedupe_key"] == alert.dedupe_key
+    by_name = {c["name"]: c for c in body["failed_criteria"]}
+    assert by_name["nodes_verified"]["observed"] == 0.9 and by_name["nodes_verified"]["threshold"] == 0.95
+    assert by_name["shard_balance"]["threshold"] == {"utilization_cv": 0.25, "utilization_max_over_mean": 1.5}
+    assert "proof_success" not in by_name
+
+    [spost] = http.posts("/services/")
+    payload = spost["json"]
+    assert set(payload) == {"text", "blocks"} and isinstance(payload["text"], str)
+    assert all(isinstance(b, dict) and "type" in b for b in payload["blocks"])
+    assert payload["blocks"][0]["type"] == "header"
+    rendered = json.dumps(payload)
+    for needle in ("node_health_assessment", "2026-01-05", "nodes_verified", "0.9", "0.95", "shard_balance",
+                   EVIDENCE, "docs/runbooks/node-failure.md"):
+        assert needle in rendered
+
+    [mail_msg] = smtp.messages
+    assert mail_msg["auth"] and sorted(mail_msg["to"]) == ["oncall@example.org", "ops@example.org"]
+    msg = mail_msg["msg"]
+    assert "node_health_assessment 2026-01-05" in msg["Subject"]
+    text = msg.get_content()
+    for needle in ("nodes_verified: observed 0.9 (threshold 0.95)", "shard_balance", "utilization_cv",
+                   f"Evidence: {EVIDENCE}", "Runbook: docs/runbooks/node-failure.md", "Partition: 2026-01-05"):
+        assert needle in text
+    assert msg["X-QFS-Alert-Key"].strip() == alert.dedupe_key
+
+
+def test_same_failure_sent_once_different_failure_sent(http, tmp_path):
+    cfg = _cfg(tmp_path, [WebhookSink(http.url("/a")), SlackSink(http.url("/b"))])
+    first = dispatch(alert_from_evidence(_doc(), EVIDENCE), cfg)
+    second = dispatch(alert_from_evidence(_doc(), EVIDENCE), load_config())  # a "re-run", config from env: no sinks
+    third = dispatch(alert_from_evidence(_doc(), EVIDENCE), cfg)             # a retry / re-run
+    assert [d.status for d in first.deliveries] == ["sent", "sent"]
+    assert second.deliveries == []
+    assert [d.status for d in third.deliveries] == ["duplicate", "duplicate"] and third.ok
+    assert len(http.posts("/a")) == 1 and len(http.posts("/b")) == 1
+    other = dispatch(alert_from_evidence(_doc(observed_ratio=0.5), EVIDENCE), cfg)
+    assert [d.status for d in other.deliveries] == ["sent", "sent"]
+    assert len(http.posts("/a")) == 2
+    # every dispatch is in the outbox, sent or not
+    outbox = list(Ledger(cfg.state_dir).outbox())
+    assert len(outbox) == 4 and outbox[2]["report"]["deliveries"][0]["status"] == "duplicate"
+
+
+def test_sink_down_does_not_raise_or_block_others(http, tmp_path):
+    down = WebhookSink(f"http://127.0.0.1:{_free_port()}/hook/{WEBHOOK_TOKEN}")  # closed port
+    up = WebhookSink(http.url("/up"))
+    started = time.monotonic()
+    report = dispatch(alert_from_evidence(_doc(), EVIDENCE), _cfg(tmp_path, [down, up]))
+    assert time.monotonic() - started < 3
+    status = {d.sink: d for d in report.deliveries}
+    assert status[down.sink_id].status == "failed" and status[down.sink_id].attempts == 3
+    assert status[up.sink_id].status == "sent" and not report.ok
+    assert len(http.posts("/up")) == 1
+
+
+def test_unresponsive_sink_is_bounded_in_time(tmp_path):
+    with socket.socket() as blackhole:  # accepts connections (kernel backlog) and never answers
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(8)
+        sink = WebhookSink(f"http://127.0.0.1:{blackhole.getsockname()[1]}/x")
+        started = time.monotonic()
+        report = dispatch(alert_for_failure("run_failed", "a", None, "m"),
+                          _cfg(tmp_path, [sink], timeout=0.3, max_seconds=0.8, attempts=5))
+        assert time.monotonic() - started < 2.5
+    assert report.deliveries[0].status == "failed"
+
+
+def test_retry_then_success(http, tmp_path):
+    http.fail_next = 1
+    sleeps: list[float] = []
+    report = dispatch(alert_from_evidence(_doc(), EVIDENCE), _cfg(tmp_path, [WebhookSink(http.url("/r"))]),
+                      sleep=lambda s: sleeps.append(s))
+    [d] = report.deliveries
+    assert d.status == "sent" and d.attempts == 2 and sleeps == [0.01]
+    assert len(http.posts("/r")) == 1
+
+
+def test_failed_sink_retried_later_others_not_resent(http, tmp_path):
+    flaky, steady = WebhookSink(http.url("/flaky")), SlackSink(http.url("/steady"))
+    http.fail_next = 2  # both attempts of the flaky sink (dispatched alone, so the 500s are its own)
+    assert dispatch(alert_from_evidence(_doc(), EVIDENCE), _cfg(tmp_path, [flaky], attempts=2)).failed
+    assert dispatch(alert_from_evidence(_doc(), EVIDENCE), _cfg(tmp_path, [steady])).sent
+    # later, with both configured: the failed sink gets it, the other is not sent it again
+    again = dispatch(alert_from_evidence(_doc(), EVIDENCE), _cfg(tmp_path, [flaky, steady]))
+    assert again.status_of(flaky.sink_id) == "sent" and again.status_of(steady.sink_id) == "duplicate"
+    assert len(http.posts("/flaky")) == 1 and len(http.posts("/steady")) == 1
+    ledger = (tmp_path / "alert_state" / "sent.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["sink"] for line in ledger) == sorted([flaky.sink_id, steady.sink_id])
+
+
+def test_redeliver_pending_retries_failed_sinks_only(http, tmp_path):
+    cfg = _cfg(tmp_path, [WebhookSink(http.url("/p"))], attempts=1)
+    http.fail_next = 1
+    assert dispatch(alert_from_evidence(_doc(), EVIDENCE), cfg).failed
+    assert redeliver_pending(cfg) == []  # too early: backoff of one minute
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)
+    [report] = redeliver_pending(cfg, now=later)
+    assert report.sent and len(http.posts("/p")) == 1
+    assert redeliver_pending(cfg, now=later + dt.timedelta(hours=1)) == []  # nothing pending any more
+    assert redeliver_pending(cfg, now=later + dt.timedelta(days=2)) == []
+
+
+def test_no_secret_in_logs_report_or_outbox(http, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="qfs_assets.alerting")
+    controller, handler = _start_smtp(authenticator=_authenticator, auth_require_tls=False)
+    try:
+        http.fail_next = 100
+        sinks = [
+            WebhookSink(f"http://127.0.0.1:{_free_port()}/hook/{WEBHOOK_TOKEN}"),          # down
+            SlackSink(http.url(f"/services/{SLACK_TOKEN}")),                             # 500s
+            SmtpSink("127.0.0.1", controller.port, "a@example.org", ["b@example.org"],   # wrong password
+                     user="alerts", password=SMTP_PASSWORD + "x", starttls=False),
+        ]
+        report = dispatch(alert_from_evidence(_doc(), EVIDENCE), _cfg(tmp_path, sinks, attempts=2))
+    finally:
+        controller.stop()
+    assert [d.status for d in report.deliveries] == ["failed", "failed", "failed"]
+    assert "authentication" in report.deliveries[2].error
+    texts = [caplog.text, json.dumps(report.to_dict()), (tmp_path / "alert_state" / "outbox.jsonl").read_text(),
+             repr(sinks)]
+    for text in texts:
+        for secret in SECRETS + [SMTP_PASSWORD + "x"]:
+            assert secret not in text
+    assert "http://127.0.0.1:" in caplog.text and "/…" in caplog.text
+    assert "NOT delivered" in caplog.text
+
+
+def test_starttls_and_login(tmp_path):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not available to make a test certificate")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=10)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    controller, handler = _start_smtp(tls_context=server_ctx, require_starttls=True, authenticator=_authenticator,
+                                      auth_require_tls=True)
+    try:
+        sink = SmtpSink("127.0.0.1", controller.port, "a@example.org", ["b@example.org"], user="alerts",
+                        password=SMTP_PASSWORD, starttls=True, ssl_context=ssl.create_default_context(cafile=str(cert)))
+        report = dispatch(alert_for_failure("bad_input", "node_health_assessment", "2026-01-05",
+                                            "nodes: column stake_nod has nulls"), _cfg(tmp_path, [sink]))
+    finally:
+        controller.stop()
+    assert report.sent, report.to_dict()
+    [m] = handler.messages
+    assert m["auth"] and "nodes: column stake_nod has nulls" in m["msg"].get_content()
+    assert "BAD INPUT" in m["msg"]["Subject"]
+
+
+# ---- configuration -----------------------------------------------------------------------------
+def test_config_from_environment_and_file(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="qfs_assets.alerting")
+    config_file = tmp_path / "alerting.json"
+    config_file.write_text(json.dumps({
+        "webhooks": [{"name": "ops", "url_env": "OPS_HOOK", "headers_env": {"Authorization": "OPS_AUTH"}},
+                     {"url": f"https://example.org/{WEBHOOK_TOKEN}"},          # literal secret: refused
+                     {"url_env": "UNSET_HOOK"}],                                 # missing variable: skipped
+        "slack": [{"url_env": "SLACK_HOOK"}],
+        "smtp": [{"host": "mail.example.org", "from": "a@example.org", "to": ["b@example.org"],
+                  "user_env": "SMTP_USER", "password_env": "SMTP_PASS"}],
+        "attempts": 5, "timeout_seconds": 2,
+    }))
+    env = {
+        "QFS_ALERT_CONFIG": str(config_file),
+        "OPS_HOOK": f"https://ops.example.org/hook/{WEBHOOK_TOKEN}", "OPS_AUTH": "Bearer abcdefgh12345",
+        "SLACK_HOOK": f"https://hooks.slack.com/services/{SLACK_TOKEN}",
+        "SMTP_USER": "alerts", "SMTP_PASS": SMTP_PASSWORD,
+        "QFS_ALERT_WEBHOOK_URLS": "https://a.example.org/x1, https://b.example.org/x2",
+        "QFS_ALERT_SLACK_WEBHOOK_URLS": f"https://hooks.slack.com/services/{SLACK_TOKEN}",  # same as file: one sink
+        "QFS_ALERT_SMTP_HOST": "smtp.example.org", "QFS_ALERT_SMTP_FROM": "qfs@example.org",
+        "QFS_ALERT_SMTP_TO": "x@example.org,y@example.org", "QFS_ALERT_SMTP_USER": "u",
+        "QFS_ALERT_SMTP_PASSWORD": SMTP_PASSWORD,
+        "QFS_ALERT_ATTEMPTS": "4", "QFS_EVIDENCE_ROOT": str(tmp_path / "ev"),
+    }
+    cfg = load_config(env)
+    kinds = [s.kind for s in cfg.sinks]
+    assert kinds == ["webhook", "slack", "smtp", "webhook", "webhook", "smtp"]
+    ops = cfg.sinks[0]
+    assert ops.headers == {"Authorization": "Bearer abcdefgh12345"} and ops.sink_id.startswith("webhook:ops#")
+    file_smtp, env_smtp = cfg.sinks[2], cfg.sinks[5]
+    assert file_smtp.starttls and file_smtp.port == 587 and file_smtp.password == SMTP_PASSWORD
+    assert env_smtp.recipients == ["x@example.org", "y@example.org"] and env_smtp.starttls
+    assert cfg.attempts == 4 and cfg.timeout == 2 and cfg.state_dir == tmp_path / "ev" / "_alerts"
+    assert len(cfg.errors) == 2
+    assert any("secrets may not be written" in e for e in cfg.errors)
+    assert any("UNSET_HOOK" in e for e in cfg.errors)
+    for secret in SECRETS:
+        assert secret not in caplog.text and secret not in json.dumps(cfg.describe())
+    assert load_config({}).sinks == [] and load_config({}).state_dir == Path("evidence_store/_alerts")
+    assert load_config({"QFS_ALERT_SMTP_HOST": "h"}).errors  # no from/to: reported, not raised
+    assert load_config({"QFS_ALERT_CONFIG": str(tmp_path / "missing.json")}).errors
+
+
+# ---- Dagster glue ------------------------------------------------------------------------------
+def _dagster_env(monkeypatch, http, tmp_path):
+    monkeypatch.setenv("QFS_ALERT_WEBHOOK_URLS", http.url(f"/hook/{WEBHOOK_TOKEN}"))
+    monkeypatch.setenv("QFS_ALERT_STATE_DIR", str(tmp_path / "alert_state"))
+    monkeypatch.setenv("QFS_ALERT_BASE_DELAY_SECONDS", "0.01")
+    monkeypatch.setenv("QFS_ALERT_TIMEOUT_SECONDS", "2")
+
+
+def test_run_failure_sensor_posts_alert(http, tmp_path, monkeypatch, caplog):
+    import dagster as dg
+
+    from qfs_assets.alerting.dagster_hooks import alert_on_run_failure, defs
+
+    _dagster_env(monkeypatch, http, tmp_path)
+
+    @dg.op
+    def explodes():
+        raise ValueError("replay engine crashed at seq 42")
+
+    @dg.job(tags={"dagster/partition": "2026-01-01"})
+    def storage_replay_drill_job():
+        explodes()
+
+    @dg.op
+    def reads_bad_input():
+        raise dg.Failure(description="eqm: file eqm/date=2026-01-01/part-0.parquet column seq: duplicate 7",
+                         metadata={"bad_input": True, "table": "eqm"}, allow_retries=False)
+
+    @dg.job(tags={"dagster/partition": "2026-01-01"})
+    def bad_input_job():
+        reads_bad_input()
+
+    instance = dg.DagsterInstance.ephemeral()
+    for job in (storage_replay_drill_job, bad_input_job, storage_replay_drill_job):
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        context = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure", dagster_event=result.get_run_failure_event(),
+            dagster_instance=instance, dagster_run=result.dagster_run).for_run_failure()
+        alert_on_run_failure(context)
+
+    posts = [p["json"] for p in http.posts("/hook/")]
+    assert len(posts) == 2  # the second failure of the replay job is the same failure: not sent again
+    run_failed, bad_input = posts
+    assert run_failed["kind"] == "run_failed" and run_failed["activity"] == "storage_replay_drill"
+    assert run_failed["partition"] == "2026-01-01" and "replay engine crashed at seq 42" in run_failed["message"]
+    assert run_failed["runbook"] == "docs/runbooks/alert-triage.md" and run_failed["details"]["run_id"]
+    assert bad_input["kind"] == "bad_input" and bad_input["details"]["tables"] == ["eqm"]
+    assert "column seq: duplicate 7" in bad_input["message"]
+    assert WEBHOOK_TOKEN not in caplog.text
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"alert_on_run_failure", "alert_on_failed_checks"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+
+
+def test_asset_hook_and_failed_checks_sensor_alert_once(http, tmp_path, monkeypatch):
+    import dagster as dg
+
+    from qfs_assets.alerting.dagster_hooks import alert_on_evidence, alert_on_failed_checks
+
+    _dagster_env(monkeypatch, http, tmp_path)
+    root = tmp_path / "evidence"
+    doc = _doc()
+    reports = []
+
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["2026-01-05"]), name="node_health_assessment",
+              check_specs=[dg.AssetCheckSpec(c["name"], asset="node_health_assessment") for c in doc["criteria"]])
+    def activity(context):
+        path = root / "node_health_assessment" / "node_health_assessment_20260105.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+        reports.append(alert_on_evidence(context, doc, path))
+        return dg.MaterializeResult(
+            metadata={"evidence_path": dg.MetadataValue.path(str(path))},
+            check_results=[dg.AssetCheckResult(check_name=c["name"], passed=c["passed"],
+                                               metadata={"observed": dg.MetadataValue.json(c["observed"])
+                                                         if isinstance(c["observed"], dict) else c["observed"]})
+                           for c in doc["criteria"]])
+
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.build_sensor_context(instance=instance)
+    assert isinstance(alert_on_failed_checks(first), dg.SkipReason)  # first tick: sets the cursor only
+    assert first.cursor is not None
+
+    assert dg.materialize([activity], instance=instance, partition_key="2026-01-05").success
+    assert [d.status for d in reports[0].deliveries] == ["sent"]
+    assert alert_on_evidence(None, None, "/nonexistent/x.json") is None  # never raises
+    assert alert_on_evidence(None, {**doc, "passed": True}, "x.json") is None
+
+    ctx = dg.build_sensor_context(instance=instance, cursor=first.cursor)
+    alert_on_failed_checks(ctx)
+    posts = http.posts("/hook/")
+    assert len(posts) == 1  # the sensor found the same evidence: same dedupe key, not re-sent
+    assert posts[0]["json"]["evidence_path"].endswith("node_health_assessment_20260105.json")
+    outbox = [json.loads(line) for line in (tmp_path / "alert_state" / "outbox.jsonl").read_text().splitlines()]
+    assert outbox[-1]["report"]["deliveries"][0]["status"] == "duplicate"
+    assert int(ctx.cursor) > int(first.cursor)
+
+    # a failed check evaluation whose evidence file vanished: the sensor alerts from the checks' metadata
+    (root / "node_health_assessment" / "node_health_assessment_20260105.json").unlink()
+    doc["criteria"][1]["passed"] = False  # proof_success now fails too; the asset's own alert goes out first
+    assert dg.materialize([activity], instance=instance, partition_key="2026-01-05").success
+    (root / "node_health_assessment" / "node_health_assessment_20260105.json").unlink()
+    before = len(http.posts("/hook/"))
+    ctx2 = dg.build_sensor_context(instance=instance, cursor=ctx.cursor)
+    alert_on_failed_checks(ctx2)
+    fallback = http.posts("/hook/")[before:]
+    assert len(fallback) == 1 and fallback[0]["json"]["evidence_path"] is None
+    assert fallback[0]["json"]["partition"] == "2026-01-05" and fallback[0]["json"]["kind"] == "criteria_failed"
+    assert fallback[0]["json"]["runbook"] == "docs/runbooks/node-failure.md"
+    observed = {c["name"]: c["observed"] for c in fallback[0]["json"]["failed_criteria"]}
+    assert observed["nodes_verified"] == 0.9 and observed["shard_balance"]["utilization_cv"] == 0.4
+    assert {c["name"] for c in fallback[0]["json"]["failed_criteria"]} == {"nodes_verified", "proof_success",
+                                                                          "shard_balance"}
+    alert_on_failed_checks(dg.build_sensor_context(instance=instance, cursor=ctx2.cursor))
+    assert len(http.posts("/hook/")) == before + 1
