@@ -42,6 +42,7 @@ ACTIVITIES = {
         Activity("economics_sanity_check", "weekly", "a Monday"),
         Activity("dual_write_verification", "monthly", "the first day of a month"),
         Activity("storage_replay_drill", "quarterly", "Jan 1, Apr 1, Jul 1 or Oct 1"),
+        Activity("node_failure_response", "event", "a failure id <node_id>_<YYYYMMDD>"),
     )
 }
 
@@ -70,8 +71,20 @@ def _instance():
     return DagsterInstance.ephemeral(), None
 
 
-def _partition_key(activity: Activity, raw: str) -> str:
+def _partition_key(activity: Activity, raw: str, instance=None) -> str:
     from qfs_assets.defs import partitions
+
+    if activity.cadence == "event":
+        from qfs_assets.defs.node_failure.assets import node_failures
+        from qfs_assets.defs.node_failure.detect import parse_failure_id
+
+        try:
+            parse_failure_id(raw)
+        except (ValueError, IndexError):
+            raise UsageError(f"--partition {raw!r} is not {activity.rule}") from None
+        if instance is not None and not instance.has_dynamic_partition(node_failures.name, raw):
+            instance.add_dynamic_partitions(node_failures.name, [raw])
+        return raw
 
     try:
         day = dt.date.fromisoformat(raw)
@@ -140,10 +153,10 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     job_names = {j.name for j in defs.jobs or []}
     if activity.job_name not in job_names:
         raise UsageError(f"activity {activity_name} is not implemented yet in this version of QFS Assure")
-    key = _partition_key(activity, partition)
-    job = defs.resolve_job_def(activity.job_name)
     if instance is None:
         instance, _ = _instance()
+    key = _partition_key(activity, partition, instance)
+    job = defs.resolve_job_def(activity.job_name)
     result = job.execute_in_process(
         partition_key=key,
         run_config=run_config(export_root, sor_url, evidence_root),
@@ -203,6 +216,15 @@ def demo_partitions(activity: Activity, first: dt.date, last: dt.date) -> list[s
     return keys
 
 
+ROW = "{:<26} {:<19} {:<7} {}"
+
+
+def _print_row(o: Outcome) -> None:
+    passed = {EXIT_PASSED: "true", EXIT_FAILED: "false"}.get(o.exit_code, "error")
+    detail = ", ".join(o.failed_criteria) if o.failed_criteria else ("-" if o.exit_code < EXIT_BAD_INPUT else o.message)
+    print(ROW.format(o.activity, o.partition, passed, detail), flush=True)
+
+
 def cmd_demo(args) -> int:
     from qfs_assets.demo.generator import DemoConfig, generate
 
@@ -211,37 +233,58 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     print(f"Generating the demo deployment in {out}/ ...", flush=True)
     dep = generate(out, DemoConfig())
-    print(f"  {dep.event_count} EQM events, {len(dep.days)} days {dep.start} .. {dep.end}, system of record {dep.sor_url}"
-          f" ({time.perf_counter() - t0:.1f}s)")
+    print(f"  {dep.event_count} EQM events over {len(dep.days)} days ({dep.start} .. {dep.end}); "
+          f"export {dep.export_root}; system of record {dep.sor_url}  ({time.perf_counter() - t0:.1f}s)")
+    print("  injected incidents: " + ", ".join(i.name for i in dep.incidents))
+    print()
     from qfs_assets.definitions import defs
 
     instance, home = _instance()
     implemented = {j.name for j in defs.jobs or []}
     rows: list[Outcome] = []
+    print(ROW.format("activity", "partition", "passed", "failed criteria"))
     for activity in ACTIVITIES.values():
+        if activity.cadence == "event":
+            continue
         if activity.job_name not in implemented:
-            print(f"  {activity.name}: not implemented yet, skipped")
+            print(ROW.format(activity.name, "-", "-", "not implemented yet"))
             continue
         for key in demo_partitions(activity, dep.start, dep.end):
             o = execute(activity.name, key, export_root=str(dep.export_root), sor_url=dep.sor_url,
                         evidence_root=evidence_root, defs=defs, instance=instance)
             rows.append(o)
-            mark = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED"}.get(o.exit_code, "ERROR")
-            print(f"  {o.activity:<26} {o.partition}  {mark:<6} {', '.join(o.failed_criteria) or ('' if o.exit_code < 2 else o.message)}",
-                  flush=True)
-    print()
-    print(f"{'activity':<26} {'partition':<10}  {'passed':<6}  failed criteria")
-    for o in rows:
-        print(f"{o.activity:<26} {o.partition:<10}  {str(o.passed).lower() if o.passed is not None else 'error':<6}  "
-              f"{', '.join(o.failed_criteria) if o.failed_criteria else ('-' if o.exit_code < 2 else o.message)}")
-    print()
-    print(f"Evidence: {Path(evidence_root).resolve()}  ({len(rows)} partitions judged in {time.perf_counter() - t0:.0f}s)")
-    if home:
-        print(f"Dagster UI: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   (then open http://127.0.0.1:3000)")
-    else:
-        print("Dagster UI: run from the repository root so the runs are recorded in its dagster.yaml instance.")
+            _print_row(o)
+    rows += _respond_to_failures(defs, instance, str(dep.export_root), evidence_root)
+    failed = sum(o.exit_code == EXIT_FAILED for o in rows)
     errors = [o for o in rows if o.exit_code >= EXIT_BAD_INPUT]
+    print()
+    print(f"{len(rows)} partitions judged in {time.perf_counter() - t0:.0f}s: {len(rows) - failed - len(errors)} passed, "
+          f"{failed} failed (the injected incidents), {len(errors)} errors.")
+    print(f"Evidence: {Path(evidence_root).resolve()}")
+    if home:
+        print(f"Dagster UI: DAGSTER_HOME={home} {Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml"
+              "   (then open http://127.0.0.1:3000)")
+    else:
+        print("Dagster UI: run the demo from the repository root to record its runs in the project's dagster.yaml instance.")
     return EXIT_INTERNAL if errors else EXIT_PASSED
+
+
+def _respond_to_failures(defs, instance, export_root: str, evidence_root: str) -> list[Outcome]:
+    """One tick of the node failure sensor over the export, then each response it requests."""
+    import dagster as dg
+
+    from qfs_assets.defs.node_failure.assets import node_failure_sensor
+    from qfs_assets.defs.resources import ExportResource
+
+    ctx = dg.build_sensor_context(instance=instance, resources={"export": ExportResource(export_root=export_root)})
+    tick = node_failure_sensor(ctx)
+    rows = []
+    for request in tick.run_requests:
+        o = execute("node_failure_response", request.partition_key, export_root=export_root,
+                    evidence_root=evidence_root, defs=defs, instance=instance)
+        rows.append(o)
+        _print_row(o)
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:

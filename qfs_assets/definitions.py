@@ -4,6 +4,7 @@ import dagster as dg
 
 from qfs_assets.alerting.dagster_hooks import defs as alerting_defs
 from qfs_assets.defs.economics.assets import defs as economics_defs
+from qfs_assets.defs.node_failure.assets import defs as node_failure_defs
 from qfs_assets.defs.node_health.assets import defs as node_health_defs
 from qfs_assets.defs.resources import RESOURCES
 from qfs_assets.defs.schedules import schedules_for
@@ -11,6 +12,7 @@ from qfs_assets.defs.schedules import schedules_for
 _domains = dg.Definitions.merge(
     node_health_defs,
     economics_defs,
+    node_failure_defs,
 )
 
 defs = dg.Definitions.merge(

@@ -156,13 +156,16 @@ class ExportReader:
         return out
 
     # -- schema ----------------------------------------------------------------------
-    def check_file_schema(self, spec: TableSpec, path: Path, columns: Sequence[str]) -> None:
+    def check_file_schema(self, spec: TableSpec, path: Path, columns: Sequence[str]) -> set[str]:
+        """Reject an unreadable file, a missing column or a wrong type; return the columns stored
+        in another type of the same family (those need a value-by-value lossless-cast check)."""
         try:
             schema = pq.read_schema(path)
         except Exception as exc:  # unreadable: truncated, not Parquet, permissions
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BadInput(spec.name, f"unreadable Parquet file ({reason})", file=path) from None
         names = set(schema.names)
+        differs: set[str] = set()
         for name in columns:
             col = spec.column(name)
             if name not in names:
@@ -172,6 +175,9 @@ class ExportReader:
                 raise BadInput(spec.name, f"wrong type {got}, expected {col.type}", file=path, column=name)
             if pa.types.is_timestamp(got) and got.tz is None:
                 raise BadInput(spec.name, f"timestamp without time zone ({got}); the contract requires UTC", file=path, column=name)
+            if got != col.type and not (_type_family(got) == "string"):
+                differs.add(name)
+        return differs
 
     # -- relations -------------------------------------------------------------------
     def relation(
@@ -195,8 +201,9 @@ class ExportReader:
         spec = TABLES[table]
         cols = list(columns or spec.column_names)
         files = self.files(table, days, required=required)
+        cast_check: set[str] = set()
         for f in files:
-            self.check_file_schema(spec, f, cols)
+            cast_check |= self.check_file_schema(spec, f, cols)
         view = view_name or table
         if files:
             file_list = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
@@ -219,46 +226,55 @@ class ExportReader:
             files=[str(f) for f in files],
         )
         if validate:
-            read.rows = self.validate(con, spec, view, cols, keys=validate_keys)
+            read.rows = self.validate(con, spec, view, cols, keys=validate_keys, cast_check=cast_check)
         self.reads.append(read)
         return view
 
-    def validate(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, view: str, cols: Sequence[str], keys: bool = True) -> int:
-        """One aggregate pass: row count, lossless casts, nulls, enumerations; then duplicate keys."""
+    def validate(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, view: str, cols: Sequence[str], keys: bool = True,
+                 cast_check: set[str] | None = None) -> int:
+        """One aggregate pass: row count, lossless casts, nulls, enumerations; then duplicate keys.
+
+        Lossless-cast checks run only for ``cast_check`` columns (stored in a narrower or wider
+        type than the contract's); nulls are counted as ``count(*) - count(col)`` (cheapest form).
+        """
         raw = quote_ident(view + "__raw")
         checks: list[tuple[str, str, str]] = []  # (column, problem, predicate over raw rows)
         for c in cols:
             col = spec.column(c)
             q = quote_ident(c)
-            if pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type):
+            if (cast_check is None or c in cast_check) and (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
                 checks.append((c, f"value cannot be cast losslessly to {col.type}",
                                f"{q} IS NOT NULL AND TRY_CAST({q} AS {duck_type(col.type)}) IS NULL"))
             if not col.nullable:
-                checks.append((c, "null in required column", f"{q} IS NULL"))
+                checks.append((c, "null in required column", f"{q} IS NULL", f"count(*) - count({q})"))
             allowed = spec.allowed_values.get(c)
             if allowed:
                 values = ", ".join(_sql_str(v) for v in allowed)
                 checks.append((c, f"value outside {list(allowed)}", f"{q} IS NOT NULL AND {q}::VARCHAR NOT IN ({values})"))
-        aggs = ", ".join(f"count(*) FILTER (WHERE {pred})" for _, _, pred in checks)
+        checks = [ch if len(ch) == 4 else (*ch, f"count(*) FILTER (WHERE {ch[2]})") for ch in checks]
+        aggs = ", ".join(agg for *_, agg in checks)
         try:
-            row = con.execute(f"SELECT count(*){', ' + aggs if aggs else ''} FROM {raw}").fetchone()
+            row = con.execute(f"SELECT count(*){', ' + aggs if aggs else ''} FROM {raw}").fetchall()[0]
         except duckdb.Error as exc:
             raise BadInput(spec.name, f"unreadable data ({str(exc).splitlines()[0]})") from None
         n = int(row[0])
-        for (c, problem, pred), bad in zip(checks, row[1:]):
+        for (c, problem, pred, _), bad in zip(checks, row[1:]):
             if bad:
-                f, example = con.execute(f"SELECT __file, {quote_ident(c)}::VARCHAR FROM {raw} WHERE {pred} LIMIT 1").fetchone()
+                f, example = con.execute(f"SELECT __file, {quote_ident(c)}::VARCHAR FROM {raw} WHERE {pred} LIMIT 1").fetchall()[0]
                 shown = "" if example is None else f" (e.g. {example!r})"
                 raise BadInput(spec.name, f"{problem}: {bad} row(s){shown}", file=f, column=c)
         key = [k for k in spec.key if k in cols]
         if keys and key and len(key) == len(spec.key) and n:
             kcols = ", ".join(quote_ident(k) for k in key)
             dup = con.execute(
-                f"SELECT {kcols}, count(*) AS n, min(__file) FROM {raw} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
-            ).fetchone()
+                f"SELECT {kcols}, count(*) AS n FROM {raw} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+            ).fetchall()
             if dup:
-                shown = ", ".join(f"{k}={v!r}" for k, v in zip(key, dup[: len(key)]))
-                raise BadInput(spec.name, f"duplicate key {shown} ({dup[len(key)]} rows)", file=dup[-1], column=",".join(key))
+                values = dup[0][: len(key)]
+                where = " AND ".join(f"{quote_ident(k)} = ?" for k in key)
+                files = con.execute(f"SELECT min(__file) FROM {raw} WHERE {where}", list(values)).fetchall()
+                shown = ", ".join(f"{k}={v!r}" for k, v in zip(key, values))
+                raise BadInput(spec.name, f"duplicate key {shown} ({dup[0][len(key)]} rows)", file=files[0][0], column=",".join(key))
         return n
 
     def read(

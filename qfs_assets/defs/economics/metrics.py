@@ -67,20 +67,23 @@ Detail tables
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from qfs_assets.contract.schema import TABLES, TS
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
 from qfs_assets.money import (
+    ONE,
     ExchangeRate,
     Int64Overflow,
     buffer_atr,
     check_bps,
     nod_to_atr_ceil,
+    require_int,
     require_int64,
 )
 from qfs_assets.readers.base import BadInput, ExportReader, connect, days_between, quote_ident, read_tables_evidence
@@ -182,16 +185,14 @@ class EconomicsParams:
     ``"1"``) or a positive int; never a float.
     """
 
-    atr_per_nod: ExchangeRate = field(default_factory=lambda: ExchangeRate(1, 1))
+    atr_per_nod: ExchangeRate = ONE
     buffer_bps: int = 500
     buffer_min_atr: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "atr_per_nod", ExchangeRate.coerce(self.atr_per_nod))
         check_bps(self.buffer_bps, "buffer_bps")
-        if isinstance(self.buffer_min_atr, bool) or not isinstance(self.buffer_min_atr, int):
-            raise TypeError(f"buffer_min_atr must be an int of atr units, not {self.buffer_min_atr!r}")
-        if self.buffer_min_atr < 0:
+        if require_int(self.buffer_min_atr, "buffer_min_atr") < 0:
             raise ValueError(f"buffer_min_atr must be >= 0, got {self.buffer_min_atr}")
 
     def as_evidence(self) -> dict[str, Any]:
@@ -229,8 +230,15 @@ def _days_to_read(reader: ExportReader, table: str, days: list[dt.date], *, ledg
     return expected, [d for d in days if d < genesis]
 
 
+_DAY_US = 86_400 * 10**6
+
+
 def _ts_sql(ts: dt.datetime) -> str:
     return f"TIMESTAMPTZ '{ts.isoformat()}'"
+
+
+def _epoch_us(ts: dt.datetime) -> int:
+    return (ts - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
 
 
 def _ledger_sum(value: int, table: str, column: str) -> int:
@@ -251,6 +259,9 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
     start, end = week_window(week_start)
     days = days_between(week_start, week_start + dt.timedelta(days=7))
     in_window = f"ts >= {_ts_sql(start)} AND ts < {_ts_sql(end)}"
+    # the day of the week (0 = Monday) of an in-window ts, NULL outside the window; integer
+    # arithmetic on epoch microseconds is several times cheaper than ts::DATE on TIMESTAMPTZ
+    day_index = f"CASE WHEN {in_window} THEN (epoch_us(ts) - {_epoch_us(start)}) // {_DAY_US} END"
     first_read = len(reader.reads)
 
     plan = {
@@ -266,34 +277,26 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
         reward_ledger(reader, con, plan["rewards"][0], "rewards", validate_keys=False)
         reader.relation(con, "eqm", plan["eqm"][0], view_name="eqm", columns=EQM_COLUMNS)
         node_snapshots(reader, con, plan["nodes"][0], view="nodes")
-        con.execute(f"CREATE TEMP VIEW fees_w AS SELECT * FROM fees WHERE {in_window}")
-        con.execute(f"CREATE TEMP VIEW rewards_w AS SELECT * FROM rewards WHERE {in_window}")
+        for table in ("fees", "rewards"):
+            con.execute(f"CREATE TEMP VIEW {table}_d AS SELECT *, {day_index} AS day_index FROM {table}")
+            con.execute(f"CREATE TEMP VIEW {table}_w AS SELECT * FROM {table}_d WHERE {in_window}")
         failed = ", ".join(f"'{s}'" for s in FAILED_STATUSES)
-        # (snapshot_date, node_id) is unique (node_id is each snapshot's validated key): the
-        # left join below never multiplies reward rows.
+        # (snapshot_date, node_id) is unique (node_id is each snapshot's validated key): joining
+        # on it never multiplies reward rows.
         con.execute(
-            "CREATE TEMP TABLE failed_nodes AS SELECT snapshot_date, node_id, status FROM nodes "
-            f"WHERE status IN ({failed})"
+            f"CREATE TEMP TABLE failed_nodes AS SELECT (snapshot_date - DATE '{week_start.isoformat()}') AS failed_day, "
+            f"snapshot_date, node_id, status FROM nodes WHERE status IN ({failed})"
         )
 
-        fee_days, fees_outside, fee_bad, _ = _daily(con, "fees", "amount_atr", in_window)
+        fee_days, fees_outside, fee_bad, _ = _daily(con, "fees_d", "amount_atr")
         reward_days, rewards_outside, reward_bad, rewards_to_failed_nodes = _daily(
             con,
-            "rewards r LEFT JOIN failed_nodes f ON f.node_id = r.node_id AND f.snapshot_date = r.ts::DATE",
+            "rewards_d r LEFT JOIN failed_nodes f ON f.node_id = r.node_id AND f.failed_day = r.day_index",
             "amount_nod",
-            in_window,
             must_be_positive="kind <> 'adjustment'",
             to_failed_node="f.node_id IS NOT NULL AND kind <> 'adjustment'",
         )
         non_positive = fee_bad + reward_bad
-        outside = {"fees": fees_outside, "rewards": rewards_outside}
-        zero = (0, 0)
-        daily = {
-            d: {"fee_rows": fee_days.get(d, zero)[0], "fees": fee_days.get(d, zero)[1],
-                "reward_rows": reward_days.get(d, zero)[0], "rewards": reward_days.get(d, zero)[1]}
-            for d in days
-        }
-
         duplicate_tx_ids = _duplicates(con, "fees_w", "tx_id", "dup_fees")
         duplicate_reward_ids = _duplicates(con, "rewards_w", "reward_id", "dup_rewards")
         log_events, log_fees_atr = _log_fees(con, in_window)
@@ -301,6 +304,12 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
     finally:
         con.close()
 
+    zero = (0, 0)
+    daily = {
+        d: {"fee_rows": fee_days.get(i, zero)[0], "fees": fee_days.get(i, zero)[1],
+            "reward_rows": reward_days.get(i, zero)[0], "rewards": reward_days.get(i, zero)[1]}
+        for i, d in enumerate(days)
+    }
     fees_atr = _ledger_sum(sum(v["fees"] for v in daily.values()), "fees", "amount_atr")
     rewards_nod = _ledger_sum(sum(v["rewards"] for v in daily.values()), "rewards", "amount_nod")
     rewards_in_atr = nod_to_atr_ceil(rewards_nod, params.atr_per_nod)
@@ -327,8 +336,9 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
     inputs = {
         "export_root": str(reader.root),
         "tables": read_tables_evidence(reads),
-        "rows_in_window": {"fees": metrics["fee_rows"], "rewards": metrics["reward_rows"], "eqm_fee_charged": log_events},
-        "rows_outside_window": outside,
+        "eqm_columns": EQM_COLUMNS,
+        # rows of the partitions read whose ts is outside the window (left out of every metric)
+        "rows_outside_window": {"fees": fees_outside, "rewards": rewards_outside},
         "pre_genesis_days": {t: [d.isoformat() for d in p[1]] for t, p in plan.items() if p[1]},
     }
     return ActivityResult(
@@ -349,19 +359,21 @@ def _daily(
     con: duckdb.DuckDBPyConnection,
     source: str,
     amount: str,
-    in_window: str,
     *,
     must_be_positive: str = "TRUE",
     to_failed_node: str = "FALSE",
-) -> tuple[dict[dt.date, tuple[int, int]], int, int, int]:
-    """One scan of a ledger: ({day: (rows, exact sum)}, rows outside the window, non-positive
-    amounts, rewards to failed nodes), the last two over the window's rows."""
-    per_day: dict[dt.date, tuple[int, int]] = {}
+) -> tuple[dict[int, tuple[int, int]], int, int, int]:
+    """One scan of a ledger: ({day index: (rows, exact sum)}, rows outside the window,
+    non-positive amounts, rewards to failed nodes), the last two over the window's rows.
+
+    DuckDB's ``sum`` over BIGINT accumulates and returns HUGEINT (128-bit), so the sums are
+    exact; they become Python ints here.
+    """
+    per_day: dict[int, tuple[int, int]] = {}
     outside = bad = to_failed = 0
     for day, n, total, n_bad, n_failed in con.execute(
-        f"SELECT CASE WHEN {in_window} THEN ts::DATE END AS day, count(*), sum({amount}::HUGEINT), "
-        f"count(*) FILTER (WHERE {amount} <= 0 AND {must_be_positive}), count(*) FILTER (WHERE {to_failed_node}) "
-        f"FROM {source} GROUP BY ALL"
+        f"SELECT day_index, count(*), sum({amount}), count(*) FILTER (WHERE {amount} <= 0 AND {must_be_positive}), "
+        f"count(*) FILTER (WHERE {to_failed_node}) FROM {source} GROUP BY ALL"
     ).fetchall():
         if day is None:
             outside += int(n)
@@ -380,13 +392,16 @@ def _row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
 def _duplicates(con: duckdb.DuckDBPyConnection, view: str, key: str, into: str) -> int:
     """Distinct ``key`` values occurring more than once in ``view``, kept in table ``into`` (key, n).
 
-    Exact, but cheap when there are none: rows are first grouped by the 64-bit hash of the key
-    (an integer group-by), and only the rows of colliding hashes are grouped by the key itself.
+    Exact, and cheap when there are none: the 64-bit hashes of the keys are sorted (numpy; a
+    few times cheaper than a hash group-by over millions of distinct strings), and only the
+    rows whose hash occurs twice or more are then grouped by the key itself.
     """
-    con.execute(f"CREATE TEMP TABLE {into}__h AS SELECT hash({key}) AS h FROM {view} GROUP BY h HAVING count(*) > 1")
-    if not _row(con, f"SELECT count(*) FROM {into}__h")[0]:
+    hashes = np.sort(con.sql(f"SELECT hash({key}) AS h FROM {view}").to_arrow_table().column("h").to_numpy())
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    if not len(repeated):
         con.execute(f"CREATE TEMP TABLE {into} AS SELECT {key}, 0::BIGINT AS n FROM {view} WHERE false")
         return 0
+    con.register(f"{into}__h", pa.table({"h": repeated}))
     con.execute(
         f"CREATE TEMP TABLE {into} AS SELECT {key}, count(*) AS n FROM {view} "
         f"WHERE hash({key}) IN (SELECT h FROM {into}__h) GROUP BY {key} HAVING count(*) > 1"
@@ -461,7 +476,7 @@ def _findings(con: duckdb.DuckDBPyConnection, non_positive: int, dup_tx: int, du
         parts.append(
             "SELECT 'reward_to_failed_node', 'rewards', r.reward_id, r.ts, r.node_id, r.amount_nod, 'nod', "
             "'node ' || f.status || ' in the nodes snapshot of ' || strftime(f.snapshot_date, '%Y-%m-%d') "
-            "FROM rewards_w r JOIN failed_nodes f ON f.node_id = r.node_id AND f.snapshot_date = r.ts::DATE "
+            "FROM rewards_w r JOIN failed_nodes f ON f.node_id = r.node_id AND f.failed_day = r.day_index "
             "WHERE r.kind <> 'adjustment'"
         )
     if not parts:

@@ -91,6 +91,12 @@ def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
+    """The first row of a query, with the result fully consumed (DuckDB 2 keeps unread results open)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
@@ -171,11 +177,10 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
         GROUP BY s.object_id
         """
     )
-    dup = con.execute("SELECT object_id FROM object_shards WHERE shard_rows <> shard_indices ORDER BY object_id LIMIT 1").fetchone()
+    dup = _one(con, "SELECT object_id FROM object_shards WHERE shard_rows <> shard_indices ORDER BY object_id LIMIT 1")
     if dup:
-        idx = con.execute(
-            "SELECT shard_index FROM shards WHERE object_id = ? GROUP BY shard_index HAVING count(*) > 1 ORDER BY 1 LIMIT 1", [dup[0]]
-        ).fetchone()
+        idx = _one(con, "SELECT shard_index FROM shards WHERE object_id = ? GROUP BY shard_index HAVING count(*) > 1 ORDER BY 1 LIMIT 1",
+                   [dup[0]])
         raise BadInput("shards", f"duplicate key object_id={dup[0]!r}, shard_index={idx[0] if idx else '?'}", column="object_id,shard_index")
     detail = con.execute(
         """
@@ -187,13 +192,14 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
         ORDER BY o.object_id
         """
     ).to_arrow_table()
-    counts = con.execute(
+    counts = _one(
+        con,
         """
         SELECT count(*) FILTER (WHERE NOT deleted) AS live_objects,
                (SELECT count(*) FROM object_shards s ANTI JOIN objects o USING (object_id)) AS orphan_shard_objects
         FROM objects
-        """
-    ).fetchone()
+        """,
+    )
     unrecoverable = sum(1 for s in detail.column("state").to_pylist() if s == "unrecoverable")
     return detail, {
         "objects_live": int(counts[0]),
@@ -222,7 +228,7 @@ def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthPar
         aegis = aegis_table(con, end, p)
         dist = distribution_table(con)
         objects_detail, obj = object_health(con)
-        proofs = con.execute("SELECT count(*), count(*) FILTER (WHERE outcome = 'passed') FROM proofs").fetchone()
+        proofs = _one(con, "SELECT count(*), count(*) FILTER (WHERE outcome = 'passed') FROM proofs")
     finally:
         con.close()
 
