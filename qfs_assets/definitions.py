@@ -6,6 +6,7 @@ from qfs_assets.alerting.dagster_hooks import defs as alerting_defs
 from qfs_assets.defs.economics.assets import defs as economics_defs
 from qfs_assets.defs.node_failure.assets import defs as node_failure_defs
 from qfs_assets.defs.node_health.assets import defs as node_health_defs
+from qfs_assets.defs.replay_drill.assets import defs as replay_drill_defs
 from qfs_assets.defs.resources import RESOURCES
 from qfs_assets.defs.schedules import schedules_for
 
@@ -13,6 +14,7 @@ _domains = dg.Definitions.merge(
     node_health_defs,
     economics_defs,
     node_failure_defs,
+    replay_drill_defs,
 )
 
 defs = dg.Definitions.merge(

@@ -98,7 +98,7 @@ def verdict_markdown(result: ActivityResult, criteria: list[Criterion]) -> str:
 
 
 def judge(result: ActivityResult) -> list[Criterion]:
-    return gx_suite.validate(result.activity, result.judge_table, result.criteria_specs)
+    return gx_suite.validate(result.activity, result.judge_table, result.criteria_specs, result.metrics)
 
 
 def judge_and_publish(result: ActivityResult, store: EvidenceStore, context=None) -> tuple[list[Criterion], Path]:

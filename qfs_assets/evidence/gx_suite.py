@@ -84,8 +84,13 @@ def observed_value(spec: CriterionSpec, row: dict[str, Any]) -> Any:
     return {k: row.get(k) for k in spec.observed}
 
 
-def validate(suite_name: str, judge_table: pa.Table, specs: Sequence[CriterionSpec]) -> list[Criterion]:
-    """Validate ``judge_table`` against the criteria; one :class:`Criterion` per spec, in order."""
+def validate(suite_name: str, judge_table: pa.Table, specs: Sequence[CriterionSpec],
+             metrics: dict[str, Any] | None = None) -> list[Criterion]:
+    """Validate ``judge_table`` against the criteria; one :class:`Criterion` per spec, in order.
+
+    Observed values are read from ``metrics`` (the evidence's metrics, with their JSON types)
+    where they hold the key, else from the judge table's single row.
+    """
     df = judge_table.to_pandas()
     with _LOCK, contextlib.redirect_stderr(io.StringIO()):
         gx, ctx, source = _context()
@@ -110,6 +115,8 @@ def validate(suite_name: str, judge_table: pa.Table, specs: Sequence[CriterionSp
     for r in results:
         by_criterion[r.expectation_config.meta["criterion"]].append(r)
     first_row = df.iloc[0].to_dict() if len(df) == 1 else {}
+    if first_row and metrics:
+        first_row.update({k: v for k, v in metrics.items() if k in {o for s in specs for o in s.observed}})
     verdicts = []
     for spec in specs:
         rs = by_criterion[spec.name]

@@ -1,0 +1,941 @@
+"""The QFS replay engine: rebuild the storage state from the EQM log and prove its roots.
+
+Plain Python (pyarrow, numpy, DuckDB as a parsing kernel); no Dagster. Entry points:
+
+* ``replay(batches, ...) -> ReplayResult`` for a whole log in one call;
+* ``ReplayEngine`` to drive a replay batch by batch (``feed`` / ``roots`` / ``table`` / ``finish``).
+
+Input
+-----
+An iterable of ``pa.RecordBatch`` / ``pa.Table`` with the EQM columns (seq, ts, event_type,
+payload, prev_hash, event_hash; extra columns ignored) in log order, typically streamed one date
+partition at a time. The engine re-chunks the stream into batches of ``batch_rows`` rows and
+keeps no more than one such batch of the log in memory; only the state grows. Events are applied
+in the order given: the engine never re-sorts. A missing column, a null, or a value that cannot
+be cast losslessly (e.g. a ts with nanoseconds) raises ``ReplayInputError``.
+
+Limits: ``through_seq`` (inclusive), ``through_ts`` (inclusive) and ``before_ts`` (exclusive; the
+drill passes the quarter's end). Replay stops at the first row beyond any limit (rows are in
+seq order, so everything after it is beyond the limit too); the rest of the input is not read
+(``replay`` stops iterating; ``feed`` returns False).
+
+Hash chain (see ``chain.py``)
+-----------------------------
+seq continuity from 0, non-decreasing ts, prev_hash linkage and the recomputed event_hash are
+checked row by row, each relative to the preceding row of the log. After a break the engine
+**keeps replaying**: every event is still applied (if valid), so the state, the roots and the
+invalid-event list are computed over the whole log as stored. The result records the first
+broken row (``first_broken_seq`` is that row's seq, ``chain_break`` its reasons, all failed
+checks of that row joined by "; ", the most telling first) and counts every broken row
+(``chain_breaks``). A deleted event breaks the row after the hole ("seq gap: expected 17, got
+18; prev_hash does not match ..."), an edited payload breaks its own row ("event_hash mismatch
+(payload edited?)"), swapped rows break the rows around the swap.
+
+Events and invalid events
+-------------------------
+The eight event types apply exactly per the contract's effect table. An invalid event is
+recorded (seq, event_type, reason) and applies nothing (in particular an invalid fee or reward
+does not register its tx_id / reward_id). Invalid are:
+
+* an unknown event_type; a payload that does not parse, is not a JSON object, lacks a field, or
+  has a field of the wrong type or out of its column's range (see ``payloads.py``);
+* node_registered for a node that exists;
+* node_status_changed for an unknown node, or to a status outside active / degraded / failed /
+  decommissioned (the status enters the nodes state, whose allowed values the contract fixes);
+* object_written whose version is not greater than the stored one (a tombstone's version counts);
+* object_deleted for an unknown object, or whose version is not greater than the stored one
+  (versions increase with every write *or delete*; the delete is a write of a tombstone);
+* shard_placed for an unknown object, for a deleted object (a tombstone has no shards: the
+  delete dropped them; re-placing one would resurrect data of a deleted object), or onto an
+  unknown node;
+* shard_moved for an unknown object, for a deleted object, of a shard that does not exist, whose
+  from_node_id is not the shard's node, or to an unknown to_node_id (checked in that order);
+* fee_charged with a tx_id already applied; reward_paid to an unknown node, or with a reward_id
+  already applied (checked in that order).
+
+Choices where the contract is silent:
+
+* object_written on a deleted object with a greater version is valid: an upsert with
+  ``deleted=false`` (the object is live again, without shards until new shard_placed events).
+* object_written on a live object (greater version) replaces the object row only; its shards
+  stay until they are re-placed, moved or the object is deleted (the effect table says "upsert
+  object" and nothing about shards).
+* object_deleted on an already deleted object with a greater version is valid: the tombstone's
+  version is updated (it has no shards left to drop).
+* shard_placed on an existing (object_id, shard_index) replaces the shard (upsert), on any node.
+* shard_moved with from_node_id == to_node_id is valid and changes nothing.
+* A node's status does not gate anything: shards may be placed on, moved to, and rewards paid to
+  a node in any status (health and economics judge that on the snapshots and ledgers).
+* Values are not range-checked beyond their column types: negative bytes/amounts, shard_index
+  >= total_shards, data_shards > total_shards are applied as logged (fee and reward amounts
+  are judged by economics_sanity_check; adjustments may be negative). fee_charged's object_id,
+  operation and reward_paid's epoch and kind do not enter the state and are type-checked only.
+* Ledger: one row per party_id, the same namespace for account_id (fees) and node_id (rewards);
+  a party seen only in rewards has atr_paid 0, one seen only in fees nod_earned 0. Sums are
+  exact Python integers (a sum beyond int64 still hashes per the contract; only exporting it
+  with ``table("ledger")`` would fail).
+
+Roots
+-----
+Each component root is a ``SetHash`` (``hashing.py``; the engine adds and subtracts row-hash
+integers on its ``acc``), kept incrementally: subtract the hash of the row an event replaces,
+add the hash of the row it writes. To stay fast the engine does not hash every intermediate
+version of a row: a row that changes is marked dirty with the value it had at the last flush,
+and a flush (at every checkpoint and at the end) subtracts the hashes of those old rows and
+adds the hashes of the current ones (for nodes and ledger the old hashes are cached, so a
+ledger row paid a thousand fees between two checkpoints is hashed once). A row inserted fresh
+by node_registered, object_written or shard_placed is added with its hash computed before the
+apply loop (the shard row's canonical text *is* the canonical shard_placed payload). The root
+at any checkpoint is therefore exactly ``component_root`` of the state at that point
+(``test_replay_engine`` checks it against a naive eager model on fuzzed logs).
+
+Row texts are formatted without ``json.dumps`` (``rows.py``; identical to ``canonical_json``,
+proved by tests). The cyclic GC is paused while batches are processed (the state is millions
+of acyclic tuples).
+
+Memory: the log is held one step of ``batch_rows`` (to 2 x) rows at a time; the state is
+Python dicts of tuples (node, account and object ids interned), plus the sets of applied
+tx_ids and reward_ids.
+
+Performance (bench/bench_replay.py, one core, CPython 3.11): about 190-200k events per CPU
+second end to end from Parquet. Each event costs at least one SHA-256 for the chain, most also
+one for their new row, and hashlib's per-call overhead (~0.6-0.8 us with OpenSSL 3) makes
+hashing alone ~1.5 us per event; the rest is the DuckDB parse, the apply loop and reading.
+
+
+Checkpoints
+-----------
+``checkpoint_seqs``: the roots at S are those after applying the row whose seq is S. If the log
+jumps over S (a gap) the roots are taken just before the first row with a greater seq. A seq
+after the last replayed row is reported in ``unreached_checkpoints``. ``on_checkpoint(roots,
+engine)`` is called at each checkpoint and may call ``engine.table(component)`` to export the
+state at that point; ``snapshot_at={seq: components}`` does that for you.
+``expected_checkpoints`` (the published checkpoint rows): their seqs are added to the
+checkpoints, the comparison is returned in ``ReplayResult.checkpoint_comparison``, and with
+``snapshot_first_mismatch`` the mismatched components at the first mismatching checkpoint are
+exported into ``ReplayResult.snapshots`` while the replay is at that seq.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import hashlib
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qfs_assets.contract.hashing import COMPONENTS, SetHash, state_root
+from qfs_assets.contract.schema import NODE_STATUSES
+
+from . import payloads as P
+from .chain import ChainCursor, _string_parts, ts_to_datetime, verify_batch
+from .compare import CheckpointComparison, compare_checkpoints, diff_roots, expected_roots
+from .rows import ROW_TEXT, component_table, hash_sum_texts, row_dict, sum_digests
+
+__all__ = [
+    "ReplayEngine",
+    "replay",
+    "ReplayResult",
+    "Roots",
+    "ChainBreak",
+    "InvalidEvent",
+    "ReplayInputError",
+    "EQM_COLUMNS",
+]
+
+EQM_COLUMNS = ("seq", "ts", "event_type", "payload", "prev_hash", "event_hash")
+_TS = pa.timestamp("us", tz="UTC")
+_EQM_TYPES = {"seq": pa.int64(), "ts": _TS, "event_type": pa.string(), "payload": pa.string(),
+              "prev_hash": pa.string(), "event_hash": pa.string()}
+_EVENT_TYPE_SET = pa.array(P.EVENT_TYPES, type=pa.string())
+_STATUSES = frozenset(NODE_STATUSES)
+_FAST_MIN_ROWS = 256  # fast_path="auto": below this many rows of a type, json.loads is cheaper
+# Event types whose inserted row hash is precomputed from the payload, and their component.
+_CANDIDATE_COMPONENT = {P.NODE_REGISTERED: "nodes", P.OBJECT_WRITTEN: "objects", P.SHARD_PLACED: "shards"}
+
+
+class ReplayInputError(ValueError):
+    """The batches do not have the EQM shape (missing column, null, uncastable type)."""
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class InvalidEvent:
+    seq: int
+    event_type: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The state roots after the replayed events up to a point.
+
+    ``seq`` is the seq the roots were asked for (a checkpoint) or, for the final roots, the last
+    replayed seq; ``last_seq``/``ts`` describe the last event actually applied before them
+    (None before any event); ``events`` is how many events were replayed by then.
+    """
+
+    seq: int | None
+    last_seq: int | None
+    ts: dt.datetime | None
+    events: int
+    nodes: str
+    objects: str
+    shards: str
+    ledger: str
+    state: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"nodes": self.nodes, "objects": self.objects, "shards": self.shards, "ledger": self.ledger,
+                "state": self.state}
+
+
+@dataclass
+class ReplayResult:
+    events_replayed: int
+    chain_intact: bool
+    first_broken_seq: int | None
+    chain_break: ChainBreak | None
+    chain_breaks: int  # rows failing any chain check
+    invalid_events: list[InvalidEvent]
+    checkpoint_roots: dict[int, Roots]  # roots at every reached checkpoint seq
+    unreached_checkpoints: list[int]
+    final_roots: Roots
+    last_seq: int | None
+    last_ts: dt.datetime | None
+    elapsed_seconds: float
+    events_per_second: float
+    limit_reached: bool = False  # a row beyond through_seq/through_ts/before_ts was seen
+    snapshots: dict[int, dict[str, pa.Table]] = field(default_factory=dict)
+    checkpoint_comparison: CheckpointComparison | None = None
+    payload_fallbacks: int = 0  # payloads parsed by the reference parser (not canonical / fast path off)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # CPU seconds per engine phase
+
+    @property
+    def final_state_root(self) -> str:
+        return self.final_roots.state
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic GC: the state is millions of tuples; no cycles are created."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _to_us(value: dt.datetime | int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # the contract's times are UTC
+            value = value.replace(tzinfo=dt.timezone.utc)
+        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    raise TypeError(f"{name} must be a datetime or integer microseconds, got {type(value).__name__}")
+
+
+class ReplayEngine:
+    """A replay in progress. See the module docstring for the semantics.
+
+    Options:
+
+    * ``checkpoint_seqs``: seqs at which to record the roots (``ReplayResult.checkpoint_roots``).
+    * ``expected_checkpoints``: the published ``checkpoints`` rows (Arrow table or dicts); adds
+      their seqs, and ``finish`` compares (``ReplayResult.checkpoint_comparison``).
+    * ``snapshot_first_mismatch``: export the mismatched components at the first checkpoint whose
+      roots differ from ``expected_checkpoints`` (``ReplayResult.snapshots[seq][component]``).
+    * ``snapshot_at``: ``{seq: components}`` to export at those seqs regardless.
+    * ``on_checkpoint(roots, engine)``: called at every checkpoint; may call ``engine.table(c)``.
+    * ``through_seq`` / ``through_ts`` (inclusive), ``before_ts`` (exclusive): where to stop.
+    * ``fast_path``: "auto" (default) parses payloads with DuckDB when a batch holds at least 256
+      events of a type, True always, False never (reference parser only). Same result.
+    * ``batch_rows``: rows verified and applied per step (memory for the log ~ 1 KB per row).
+
+    Use: ``feed(batch)`` repeatedly (False once a limit is reached), then ``finish()``.
+    ``roots()``, ``table(component)``, ``rows(component)`` read the state of the rows processed
+    so far (``feed`` buffers up to ``batch_rows`` rows before processing them).
+    """
+
+    def __init__(
+        self,
+        *,
+        checkpoint_seqs: Iterable[int] = (),
+        expected_checkpoints: pa.Table | Iterable[Mapping[str, Any]] | None = None,
+        snapshot_at: Mapping[int, Iterable[str]] | None = None,
+        snapshot_first_mismatch: bool = True,
+        on_checkpoint: Callable[[Roots, "ReplayEngine"], None] | None = None,
+        through_seq: int | None = None,
+        through_ts: dt.datetime | int | None = None,
+        before_ts: dt.datetime | int | None = None,
+        fast_path: bool | str = "auto",
+        batch_rows: int = 262_144,
+    ) -> None:
+        self._t0 = time.perf_counter()
+        # state: see rows.py for the layout
+        self.nodes: dict[str, tuple] = {}
+        self.objects: dict[str, tuple] = {}
+        self.shards: dict[str, dict[int, tuple]] = {}
+        self.ledger: dict[str, tuple] = {}
+        self.tx_ids: set[str] = set()
+        self.reward_ids: set[str] = set()
+        self._acc = {c: SetHash() for c in COMPONENTS}
+        self._dirty: dict[str, dict] = {c: {} for c in COMPONENTS}
+        # hash of each row as of the last flush, for the small, often-updated components
+        self._hash_cache: dict[str, dict] = {"nodes": {}, "ledger": {}}
+        # candidate positions (in the current batch) of fresh inserts whose hash is precomputed
+        # Fresh inserts with a precomputed row hash (a "candidate") are counted in bulk per
+        # segment; the loop only lists the candidates it did not use (invalid or not fresh).
+        self._unused: dict[int, list[int]] = {c: [] for c in _CANDIDATE_COMPONENT}
+        self._ds_objects: set[str] = set()  # object_ids with a dirty shard key
+
+        self._expected: dict[int, dict[str, str]] = {}
+        self._expected_rows: list[Mapping[str, Any]] | None = None
+        if expected_checkpoints is not None:
+            rows = (expected_checkpoints.to_pylist() if isinstance(expected_checkpoints, (pa.Table, pa.RecordBatch))
+                    else list(expected_checkpoints))
+            self._expected_rows = rows
+            self._expected = {int(r["seq"]): expected_roots(r) for r in rows}
+        self._snapshot_at = {int(s): tuple(c) for s, c in (snapshot_at or {}).items()}
+        for comps in self._snapshot_at.values():
+            for c in comps:
+                if c not in COMPONENTS:
+                    raise ValueError(f"unknown component {c!r}")
+        self._snapshot_first_mismatch = snapshot_first_mismatch
+        self._mismatch_seen = False
+        self._on_checkpoint = on_checkpoint
+        cps = set(int(s) for s in checkpoint_seqs) | set(self._expected) | set(self._snapshot_at)
+        self._cps = sorted(cps)
+        self._cp_ptr = 0
+        self.checkpoint_roots: dict[int, Roots] = {}
+        self.snapshots: dict[int, dict[str, pa.Table]] = {}
+
+        self._through_seq = through_seq
+        self._through_ts = _to_us(through_ts, "through_ts")
+        self._before_ts = _to_us(before_ts, "before_ts")
+        self._done = False
+        self._limit_reached = False
+        if fast_path not in (True, False, "auto"):
+            raise ValueError("fast_path must be True, False or 'auto'")
+        self._fast_path = fast_path
+        self._parser: P.FastParser | None = None
+        self._batch_rows = max(1, int(batch_rows))
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+
+        self._cursor = ChainCursor()
+        self._max_seq = -(1 << 63)
+        self.events_replayed = 0
+        self.last_seq: int | None = None
+        self._last_ts_us: int | None = None
+        self.first_break: ChainBreak | None = None
+        self.chain_breaks = 0
+        self.invalid_events: list[InvalidEvent] = []
+        self.payload_fallbacks = 0
+        self.phase_seconds = {"input": 0.0, "chain": 0.0, "parse": 0.0, "apply": 0.0, "roots": 0.0}
+        self._finished: ReplayResult | None = None
+
+    # ----------------------------------------------------------------------------- input
+
+    def feed(self, batch: pa.RecordBatch | pa.Table) -> bool:
+        """Add a batch of log rows. Returns False once a limit was reached (stop reading)."""
+        if self._finished is not None:
+            raise RuntimeError("replay already finished")
+        if self._done:
+            return False
+        t = time.process_time()
+        normalised = self._normalise(batch)
+        self.phase_seconds["input"] += time.process_time() - t
+        for rb in normalised:
+            if rb.num_rows == 0:
+                continue
+            self._buffer.append(rb)
+            self._buffered += rb.num_rows
+        if self._buffered >= self._batch_rows:
+            with _no_gc():
+                self._drain(final=False)
+        return not self._done
+
+    def _normalise(self, batch: pa.RecordBatch | pa.Table) -> list[pa.RecordBatch]:
+        names = batch.schema.names
+        missing = [c for c in EQM_COLUMNS if c not in names]
+        if missing:
+            raise ReplayInputError(f"EQM batch lacks column(s) {missing}")
+        cols = []
+        for name in EQM_COLUMNS:
+            col = batch.column(name)
+            if col.null_count:
+                raise ReplayInputError(f"EQM column {name!r} holds {col.null_count} null(s)")
+            want = _EQM_TYPES[name]
+            if col.type != want:
+                try:  # a tz-naive ts is read as UTC (the contract's times are UTC)
+                    col = col.cast(want, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+                    raise ReplayInputError(f"EQM column {name!r} of type {col.type} cannot become {want}: {e}") from e
+            cols.append(col)
+        if isinstance(batch, pa.Table):
+            t = pa.Table.from_arrays(cols, names=list(EQM_COLUMNS))
+            return t.to_batches()
+        return [pa.RecordBatch.from_arrays(cols, names=list(EQM_COLUMNS))]
+
+    def _drain(self, final: bool) -> None:
+        """Process the buffered rows in steps of batch_rows to 2 * batch_rows rows (so that input
+        batches of about batch_rows rows are processed as they are, without a copy)."""
+        if not self._buffer:
+            return
+        table = pa.Table.from_batches(self._buffer)
+        self._buffer = []
+        self._buffered = 0
+        n = table.num_rows
+        size = self._batch_rows
+        off = 0
+        while off < n and not self._done:
+            left = n - off
+            if not final and left < size:  # keep the tail for the next feed
+                rest = table.slice(off)
+                self._buffer = rest.to_batches()
+                self._buffered = rest.num_rows
+                return
+            step = left if left < 2 * size else size
+            self._process(table.slice(off, step))
+            off += step
+
+    # ----------------------------------------------------------------------------- batch
+
+    def _process(self, tbl: pa.Table) -> None:
+        seq = tbl.column("seq").to_numpy()
+        ts = tbl.column("ts").cast(pa.int64()).to_numpy()
+        n = len(seq)
+        stop = n
+        if self._through_seq is not None:
+            beyond = np.flatnonzero(seq > self._through_seq)
+            if len(beyond):
+                stop = min(stop, int(beyond[0]))
+        if self._through_ts is not None:
+            beyond = np.flatnonzero(ts > self._through_ts)
+            if len(beyond):
+                stop = min(stop, int(beyond[0]))
+        if self._before_ts is not None:
+            beyond = np.flatnonzero(ts >= self._before_ts)
+            if len(beyond):
+                stop = min(stop, int(beyond[0]))
+        if stop < n:
+            self._done = True
+            self._limit_reached = True
+            tbl = tbl.slice(0, stop)
+            seq, ts, n = seq[:stop], ts[:stop], stop
+        if n == 0:
+            return
+
+        event_type = tbl.column("event_type").combine_chunks()
+        payload = tbl.column("payload").combine_chunks()
+
+        ph = self.phase_seconds
+        t0 = time.process_time()
+        # 1. the hash chain, vectorised
+        verdict = verify_batch(self._cursor, seq, ts, event_type, payload,
+                               tbl.column("prev_hash").combine_chunks(), tbl.column("event_hash").combine_chunks())
+        if len(verdict.bad_rows):
+            self.chain_breaks += len(verdict.bad_rows)
+            if self.first_break is None:
+                i = int(verdict.bad_rows[0])
+                self.first_break = ChainBreak(int(seq[i]), verdict.reason(i, seq, ts))
+
+        t1 = time.process_time()
+        ph["chain"] += t1 - t0
+        # 2. event types and payloads
+        codes_np = pc.fill_null(pc.index_in(event_type, value_set=_EVENT_TYPE_SET), P.BAD_EVENT).to_numpy().copy()
+        errors: dict[int, str] = {}
+        for i in np.flatnonzero(codes_np == P.BAD_EVENT).tolist():
+            errors[i] = f"unknown event_type {_text(event_type, i)!r}"
+        present = np.bincount(codes_np, minlength=9)
+        groups = [(code, et, np.flatnonzero(codes_np == code)) for code, et in enumerate(P.EVENT_TYPES)
+                  if present[code]]
+        fast_mode = self._fast_path
+        fast = {et: None for code, et, rows in groups
+                if fast_mode is True or (fast_mode == "auto" and len(rows) >= _FAST_MIN_ROWS)}
+        if fast:
+            if self._parser is None:
+                self._parser = P.FastParser()
+            fast = self._parser.parse_batch(payload, codes_np,
+                                            [(et, rows) for code, et, rows in groups if et in fast])
+        iters: dict[int, Iterator] = {}
+        cands: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # code -> (digests, their batch rows)
+        for code, et, rows in groups:
+            it, cand = self._parse_type(code, et, rows, payload, codes_np, errors, fast.get(et))
+            iters[code] = it
+            if cand is not None:
+                cands[code] = cand
+        codes = codes_np.tolist()
+        ph["parse"] += time.process_time() - t1
+
+        # 3. apply, segment by segment between checkpoints (roots time is counted apart)
+        t2 = time.process_time()
+        roots_before = ph["roots"]
+        start = 0
+        for pos, cp in self._checkpoint_positions(seq):
+            if pos > start:
+                self._apply(codes, start, pos, iters, errors, seq, event_type)
+                self._add_candidates(cands, start, pos)
+                self._advance(seq, ts, start, pos)
+                start = pos
+            self._checkpoint(cp)
+        if start < n:
+            self._apply(codes, start, n, iters, errors, seq, event_type)
+            self._add_candidates(cands, start, n)
+            self._advance(seq, ts, start, n)
+        self._max_seq = max(self._max_seq, int(seq.max()))
+        ph["apply"] += time.process_time() - t2 - (ph["roots"] - roots_before)
+
+    def _parse_type(self, code: int, et: str, rows: np.ndarray, payload: pa.Array, codes_np: np.ndarray,
+                    errors: dict[int, str], parsed) -> tuple[Iterator, tuple[np.ndarray, np.ndarray] | None]:
+        """The row-ordered field-tuple iterator of one type and, for the inserting types, the
+        candidate row digests (uint8 (m, 32)) with their batch rows (ascending).
+        ``parsed``: the fast parser's answer, or None for the reference parser."""
+        with_cand = code in _CANDIDATE_COMPONENT
+        if parsed is not None:
+            ok_rows, cols, rt, slow_rows = parsed
+        else:
+            ok_rows, cols, rt, slow_rows = np.empty(0, dtype=np.int64), None, None, rows
+        cand = None
+        if with_cand and len(ok_rows):
+            # shard_placed: the (canonical) payload is the row text
+            cand = (_digests(rt) if rt is not None else _digests(payload, ok_rows), ok_rows)
+        if not len(slow_rows):
+            if with_cand:
+                return zip(*cols, range(len(ok_rows))), cand
+            return zip(*cols), cand
+        # some rows need the reference parser: merge both in row order
+        self.payload_fallbacks += len(slow_rows)
+        merged: dict[int, tuple] = {}
+        if cols is not None and len(ok_rows):
+            if with_cand:
+                merged.update(zip(ok_rows.tolist(), zip(*cols, range(len(ok_rows)))))
+            else:
+                merged.update(zip(ok_rows.tolist(), zip(*cols)))
+        slow_list = slow_rows.tolist()
+        raw = payload.take(pa.array(slow_rows)).cast(pa.binary()).to_pylist()
+        pick = P.APPLY_INDEX[et]
+        for i, data in zip(slow_list, raw):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                errors[i] = "payload is not valid UTF-8"
+                codes_np[i] = P.BAD_EVENT
+                continue
+            parsed = P.parse_payload(et, text)
+            if isinstance(parsed, str):
+                errors[i] = parsed
+                codes_np[i] = P.BAD_EVENT
+            else:
+                parsed = tuple(parsed[k] for k in pick)
+                merged[i] = parsed + (-1,) if with_cand else parsed
+        return iter([merged[i] for i in sorted(merged)]), cand
+
+    def _checkpoint_positions(self, seq: np.ndarray) -> list[tuple[int, int]]:
+        """(batch position, checkpoint seq): take the checkpoint before the row at that position."""
+        out: list[tuple[int, int]] = []
+        cps = self._cps
+        if self._cp_ptr >= len(cps):
+            return out
+        cm = np.maximum.accumulate(seq)
+        top = int(cm[-1])
+        while self._cp_ptr < len(cps) and cps[self._cp_ptr] <= top:
+            cp = cps[self._cp_ptr]
+            j = int(np.searchsorted(cm, cp, side="left"))
+            out.append((j + 1 if int(seq[j]) == cp else j, cp))
+            self._cp_ptr += 1
+        return out
+
+    def _advance(self, seq: np.ndarray, ts: np.ndarray, a: int, b: int) -> None:
+        self.events_replayed += b - a
+        self.last_seq = int(seq[b - 1])
+        self._last_ts_us = int(ts[b - 1])
+
+    # ----------------------------------------------------------------------------- apply loop
+
+    def _apply(self, codes: list[int], a: int, b: int, iters: dict[int, Iterator], errors: dict[int, str],
+               seq: np.ndarray, event_type: pa.Array) -> None:
+        nodes, objects, shards, ledger = self.nodes, self.objects, self.shards, self.ledger
+        dn, do, ds, dl = (self._dirty[c] for c in COMPONENTS)
+        ds_objs = self._ds_objects
+        tx_ids, reward_ids = self.tx_ids, self.reward_ids
+        statuses = _STATUSES
+        empty = iter(())
+        nxt_nr = iters.get(P.NODE_REGISTERED, empty).__next__
+        nxt_ns = iters.get(P.NODE_STATUS_CHANGED, empty).__next__
+        nxt_ow = iters.get(P.OBJECT_WRITTEN, empty).__next__
+        nxt_od = iters.get(P.OBJECT_DELETED, empty).__next__
+        nxt_sp = iters.get(P.SHARD_PLACED, empty).__next__
+        nxt_sm = iters.get(P.SHARD_MOVED, empty).__next__
+        nxt_fc = iters.get(P.FEE_CHARGED, empty).__next__
+        nxt_rp = iters.get(P.REWARD_PAID, empty).__next__
+        unused_nr = self._unused[P.NODE_REGISTERED].append
+        unused_ow = self._unused[P.OBJECT_WRITTEN].append
+        unused_sp = self._unused[P.SHARD_PLACED].append
+        bad: list[tuple[int, str]] = []
+        note = bad.append
+        SP, FC, RP, OW, OD, SM, NS, NR = (P.SHARD_PLACED, P.FEE_CHARGED, P.REWARD_PAID, P.OBJECT_WRITTEN,
+                                          P.OBJECT_DELETED, P.SHARD_MOVED, P.NODE_STATUS_CHANGED, P.NODE_REGISTERED)
+        # Dirty marks: ``dirty[key] = value at the last flush`` (None: absent then), set on the
+        # first change after a flush. Nodes, objects and ledger rows are never removed, so a key
+        # absent from them now was absent at the last flush too.
+        for i, code in enumerate(codes[a:b], a):
+            if code == SP:
+                oid, idx, node, sh, sb, ci = nxt_sp()
+                o = objects.get(oid)
+                if o is None or o[5] or node not in nodes:
+                    if o is None:
+                        note((i, f"shard_placed for unknown object {oid!r}"))
+                    elif o[5]:
+                        note((i, f"shard_placed for deleted object {oid!r}"))
+                    else:
+                        note((i, f"shard_placed onto unknown node {node!r}"))
+                    if ci >= 0:
+                        unused_sp(ci)
+                    continue
+                d = shards.get(oid)
+                if d is None:
+                    d = shards[oid] = {}
+                old = d.get(idx)
+                d[idx] = (node, sh, sb)
+                if old is None and oid not in ds_objs:  # a fresh shard (the common case)
+                    if ci < 0:
+                        ds[(oid, idx)] = None
+                        ds_objs.add(oid)
+                else:
+                    key = (oid, idx)
+                    if key not in ds:
+                        ds[key] = old
+                        ds_objs.add(oid)
+                    if ci >= 0:
+                        unused_sp(ci)
+            elif code == FC:
+                tx, acct, amt = nxt_fc()
+                if tx in tx_ids:
+                    note((i, f"duplicate tx_id {tx!r}"))
+                    continue
+                tx_ids.add(tx)
+                old = ledger.get(acct)
+                if old is None:
+                    ledger[acct] = (amt, 0)
+                    dl[acct] = None
+                else:
+                    ledger[acct] = (old[0] + amt, old[1])
+                    if acct not in dl:
+                        dl[acct] = old
+            elif code == RP:
+                rid, nid, amt = nxt_rp()
+                if nid not in nodes:
+                    note((i, f"reward_paid to unknown node {nid!r}"))
+                    continue
+                if rid in reward_ids:
+                    note((i, f"duplicate reward_id {rid!r}"))
+                    continue
+                reward_ids.add(rid)
+                old = ledger.get(nid)
+                if old is None:
+                    ledger[nid] = (0, amt)
+                    dl[nid] = None
+                else:
+                    ledger[nid] = (old[0], old[1] + amt)
+                    if nid not in dl:
+                        dl[nid] = old
+            elif code == OW:
+                oid, ver, ch, sz, dsh, tsh, ci = nxt_ow()
+                old = objects.get(oid)
+                if old is None:
+                    objects[oid] = (ver, ch, sz, dsh, tsh, False)
+                    if ci < 0:
+                        do[oid] = None
+                    continue
+                if ci >= 0:
+                    unused_ow(ci)
+                if ver <= old[0]:
+                    note((i, f"object_written version {ver} not greater than stored version {old[0]} of {oid!r}"))
+                    continue
+                objects[oid] = (ver, ch, sz, dsh, tsh, False)
+                if oid not in do:
+                    do[oid] = old
+            elif code == OD:
+                oid, ver = nxt_od()
+                old = objects.get(oid)
+                if old is None:
+                    note((i, f"object_deleted for unknown object {oid!r}"))
+                    continue
+                if ver <= old[0]:
+                    note((i, f"object_deleted version {ver} not greater than stored version {old[0]} of {oid!r}"))
+                    continue
+                objects[oid] = (ver, old[1], old[2], old[3], old[4], True)
+                if oid not in do:
+                    do[oid] = old
+                d = shards.pop(oid, None)
+                if d:
+                    ds_objs.add(oid)
+                    for idx, v in d.items():
+                        key = (oid, idx)
+                        if key not in ds:
+                            ds[key] = v
+            elif code == SM:
+                oid, idx, frm, to = nxt_sm()
+                o = objects.get(oid)
+                if o is None:
+                    note((i, f"shard_moved for unknown object {oid!r}"))
+                    continue
+                if o[5]:
+                    note((i, f"shard_moved for deleted object {oid!r}"))
+                    continue
+                d = shards.get(oid)
+                v = d.get(idx) if d else None
+                if v is None:
+                    note((i, f"shard_moved of unknown shard ({oid!r}, {idx})"))
+                elif v[0] != frm:
+                    note((i, f"shard_moved from_node_id {frm!r} is not the shard's node {v[0]!r}"))
+                elif to not in nodes:
+                    note((i, f"shard_moved to unknown node {to!r}"))
+                else:
+                    d[idx] = (to, v[1], v[2])
+                    key = (oid, idx)
+                    if key not in ds:
+                        ds[key] = v
+                        ds_objs.add(oid)
+            elif code == NS:
+                nid, st = nxt_ns()
+                old = nodes.get(nid)
+                if old is None:
+                    note((i, f"node_status_changed for unknown node {nid!r}"))
+                elif st not in statuses:
+                    note((i, f"node_status_changed to unknown status {st!r}"))
+                else:
+                    nodes[nid] = (old[0], old[1], old[2], st)
+                    if nid not in dn:
+                        dn[nid] = old
+            elif code == NR:
+                nid, region, cap, stake, ci = nxt_nr()
+                if nid in nodes:
+                    note((i, f"node_registered for existing node {nid!r}"))
+                    if ci >= 0:
+                        unused_nr(ci)
+                else:
+                    nodes[nid] = (region, cap, stake, "active")
+                    if ci < 0:
+                        dn[nid] = None
+            else:
+                note((i, errors[i]))
+        if bad:
+            for i, reason in bad:
+                self.invalid_events.append(InvalidEvent(int(seq[i]), _text(event_type, i), reason))
+
+    # ----------------------------------------------------------------------------- roots
+
+    def _add_candidates(self, cands: dict[int, tuple[np.ndarray, np.ndarray]], a: int, b: int) -> None:
+        """Add the precomputed hashes of the fresh inserts of batch rows [a, b) to the roots."""
+        for code, (digests, rows) in cands.items():
+            lo, hi = np.searchsorted(rows, [a, b])
+            unused = self._unused[code]
+            if hi > lo or unused:
+                self._acc[_CANDIDATE_COMPONENT[code]].acc += sum_digests(digests[lo:hi]) - sum_digests(digests, unused)
+                unused.clear()
+
+    def _flush(self) -> None:
+        """Bring every SetHash up to date with the current state."""
+        sha = hashlib.sha256
+        for c in COMPONENTS:
+            dirty = self._dirty[c]
+            if not dirty:
+                continue
+            text = ROW_TEXT[c]
+            get = self._getter(c)
+            cache = self._hash_cache.get(c)
+            if cache is None:  # objects, shards: rehash the old rows
+                old_texts = [text(k, v) for k, v in dirty.items() if v is not None]
+                new_texts = []
+                for k in dirty:
+                    v = get(k)
+                    if v is not None:
+                        new_texts.append(text(k, v))
+                self._acc[c].acc += hash_sum_texts(new_texts) - hash_sum_texts(old_texts)
+            else:  # nodes, ledger: the old rows' hashes are cached; rows are never removed
+                delta = 0
+                for k, old in dirty.items():
+                    h_old = cache.get(k)
+                    if h_old is None and old is not None:
+                        h_old = int.from_bytes(sha(text(k, old).encode("utf-8")).digest(), "big")
+                    h = int.from_bytes(sha(text(k, get(k)).encode("utf-8")).digest(), "big")
+                    cache[k] = h
+                    delta += h - (h_old or 0)
+                self._acc[c].acc += delta
+            dirty.clear()
+        self._ds_objects.clear()
+
+    def _getter(self, component: str) -> Callable[[Any], tuple | None]:
+        if component == "shards":
+            shards = self.shards
+
+            def get(key: tuple) -> tuple | None:
+                d = shards.get(key[0])
+                return None if d is None else d.get(key[1])
+
+            return get
+        return getattr(self, component).get
+
+    def roots(self, seq: int | None = None) -> Roots:
+        """The roots of the events replayed so far (flushes pending row hashes)."""
+        t = time.process_time()
+        self._flush()
+        self.phase_seconds["roots"] += time.process_time() - t
+        hexes = [self._acc[c].hex() for c in COMPONENTS]
+        ts = None if self._last_ts_us is None else ts_to_datetime(self._last_ts_us)
+        return Roots(self.last_seq if seq is None else seq, self.last_seq, ts, self.events_replayed,
+                     *hexes, state_root(*hexes))
+
+    def _checkpoint(self, cp: int) -> None:
+        roots = self.roots(cp)
+        self.checkpoint_roots[cp] = roots
+        snap = set(self._snapshot_at.get(cp, ()))
+        exp = self._expected.get(cp)
+        if exp is not None and self._snapshot_first_mismatch and not self._mismatch_seen:
+            mism = diff_roots(exp, roots.as_dict())
+            if mism:
+                self._mismatch_seen = True
+                snap.update(c for c in mism if c in COMPONENTS)
+        if snap:
+            self.snapshots[cp] = {c: self.table(c) for c in COMPONENTS if c in snap}
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(roots, self)
+
+    # ----------------------------------------------------------------------------- state export
+
+    def items(self, component: str) -> Iterator[tuple[Any, tuple]]:
+        """(key, value) pairs of a component, sorted by key."""
+        if component == "shards":
+            for oid in sorted(self.shards):
+                d = self.shards[oid]
+                for idx in sorted(d):
+                    yield (oid, idx), d[idx]
+            return
+        src = getattr(self, component)
+        for k in sorted(src):
+            yield k, src[k]
+
+    def rows(self, component: str) -> Iterator[dict]:
+        """The contract's rows (dicts) of a component, sorted by key."""
+        for k, v in self.items(component):
+            yield row_dict(component, k, v)
+
+    def table(self, component: str) -> pa.Table:
+        """The component's current rows as an Arrow table (contract fields and export types)."""
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}")
+        return component_table(component, self.items(component))
+
+    # ----------------------------------------------------------------------------- finish
+
+    def finish(self) -> ReplayResult:
+        """Replay what is buffered, take the final roots and return the result."""
+        if self._finished is not None:
+            return self._finished
+        with _no_gc():
+            self._drain(final=True)
+            final = self.roots()
+        unreached = self._cps[self._cp_ptr:]
+        elapsed = time.perf_counter() - self._t0
+        comparison = None
+        if self._expected_rows is not None:
+            comparison = compare_checkpoints(self.checkpoint_roots, self._expected_rows)
+        if self._parser is not None:
+            self._parser.close()
+            self._parser = None
+        self._finished = ReplayResult(
+            events_replayed=self.events_replayed,
+            chain_intact=self.first_break is None,
+            first_broken_seq=None if self.first_break is None else self.first_break.seq,
+            chain_break=self.first_break,
+            chain_breaks=self.chain_breaks,
+            invalid_events=self.invalid_events,
+            checkpoint_roots=dict(self.checkpoint_roots),
+            unreached_checkpoints=list(unreached),
+            final_roots=final,
+            last_seq=self.last_seq,
+            last_ts=final.ts,
+            elapsed_seconds=elapsed,
+            events_per_second=self.events_replayed / elapsed if elapsed > 0 else 0.0,
+            limit_reached=self._limit_reached,
+            snapshots=self.snapshots,
+            checkpoint_comparison=comparison,
+            payload_fallbacks=self.payload_fallbacks,
+            phase_seconds={k: round(v, 3) for k, v in self.phase_seconds.items()},
+        )
+        return self._finished
+
+
+def _text(arr: pa.Array, i: int) -> str:
+    """Value i of a string column as text, even if the stored bytes are not valid UTF-8."""
+    return arr.slice(i, 1).cast(pa.binary())[0].as_py().decode("utf-8", "replace")
+
+
+def _digests(texts: pa.Array, rows: np.ndarray | None = None) -> np.ndarray:
+    """SHA-256 digests of a string array (or of its rows ``rows``), as a uint8 (n, 32) array."""
+    offs, data = _string_parts(texts)
+    if rows is None:
+        o = offs.tolist()
+        starts, ends = o, o[1:]
+    else:
+        starts, ends = offs[rows].tolist(), offs[rows + 1].tolist()
+    sha = hashlib.sha256
+    blob = b"".join([sha(data[x:y]).digest() for x, y in zip(starts, ends)])
+    return np.frombuffer(blob, dtype=np.uint8).reshape(-1, 32)
+
+
+def replay(
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    *,
+    checkpoint_seqs: Iterable[int] = (),
+    expected_checkpoints: pa.Table | Iterable[Mapping[str, Any]] | None = None,
+    snapshot_at: Mapping[int, Iterable[str]] | None = None,
+    snapshot_first_mismatch: bool = True,
+    on_checkpoint: Callable[[Roots, ReplayEngine], None] | None = None,
+    through_seq: int | None = None,
+    through_ts: dt.datetime | int | None = None,
+    before_ts: dt.datetime | int | None = None,
+    fast_path: bool | str = "auto",
+    batch_rows: int = 262_144,
+) -> ReplayResult:
+    """Replay a whole log (an iterable of EQM batches in seq order) from genesis.
+
+    See the module docstring for the semantics and ``ReplayEngine`` for the options. Stops
+    iterating ``batches`` (and closes it, if it is a generator) once a limit is reached.
+    """
+    engine = ReplayEngine(
+        checkpoint_seqs=checkpoint_seqs, expected_checkpoints=expected_checkpoints, snapshot_at=snapshot_at,
+        snapshot_first_mismatch=snapshot_first_mismatch, on_checkpoint=on_checkpoint, through_seq=through_seq,
+        through_ts=through_ts, before_ts=before_ts, fast_path=fast_path, batch_rows=batch_rows,
+    )
+    with _no_gc():
+        it = iter(batches)
+        try:
+            for batch in it:
+                if not engine.feed(batch):
+                    break
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        return engine.finish()
