@@ -287,6 +287,17 @@ def _respond_to_failures(defs, instance, export_root: str, evidence_root: str) -
     return rows
 
 
+def cmd_trace(args) -> int:
+    from qfs_assets.analytics.trace import main_trace
+
+    return main_trace(
+        args.export_root or os.environ.get("QFS_EXPORT_ROOT") or "demo_deployment/export",
+        args.evidence_root or os.environ.get("QFS_EVIDENCE_ROOT") or "evidence_store",
+        tx_id=args.tx_id, object_id=args.object_id, as_json=args.json,
+        sor_url=args.sor_url or os.environ.get("QFS_SOR_URL"), day=args.day,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qfs-assure", description="QFS Assure: assurance activities over a QFS export.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -301,6 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--evidence-root", help="evidence store folder (default evidence_store, env QFS_EVIDENCE_ROOT)")
     d.add_argument("--out", default="demo_deployment", help="where the demo export and system of record go")
     d.set_defaults(func=cmd_demo)
+    t = sub.add_parser("trace", help="show where a transaction or an object appears across the export and the evidence")
+    ids = t.add_mutually_exclusive_group(required=True)
+    ids.add_argument("--tx-id", help="a fee transaction id")
+    ids.add_argument("--object-id", help="an object id")
+    t.add_argument("--day", help="for --object-id: the day to show shards and proofs of (default: its last snapshot)")
+    t.add_argument("--json", action="store_true", help="print JSON instead of text")
+    t.add_argument("--export-root", help="storage export folder (env QFS_EXPORT_ROOT; default demo_deployment/export)")
+    t.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
+    t.add_argument("--sor-url", help="system of record URL, for a direct dual-write comparison (env QFS_SOR_URL)")
+    t.set_defaults(func=cmd_trace)
     return p
 
 
