@@ -287,6 +287,33 @@ def _respond_to_failures(defs, instance, export_root: str, evidence_root: str) -
     return rows
 
 
+def _evidence_root(args) -> str:
+    return args.evidence_root or os.environ.get("QFS_EVIDENCE_ROOT") or "evidence_store"
+
+
+def cmd_query(args) -> int:
+    from qfs_assets.analytics.query import main_query
+
+    return main_query(_evidence_root(args), args.sql, max_rows=args.max_rows, fmt=args.format)
+
+
+def cmd_tables(args) -> int:
+    from qfs_assets.analytics.query import main_tables
+
+    return main_tables(_evidence_root(args))
+
+
+def cmd_dashboard(args) -> int:
+    from qfs_assets.dashboard.render import render_dashboard
+
+    root = Path(_evidence_root(args))
+    if not root.is_dir():
+        raise UsageError(f"evidence root {root} does not exist (run `qfs-assure demo` or an activity first)")
+    out = render_dashboard(root, Path(args.out) if args.out else root / "dashboard" / "index.html")
+    print(f"dashboard: {out.resolve()}")
+    return EXIT_PASSED
+
+
 def cmd_trace(args) -> int:
     from qfs_assets.analytics.trace import main_trace
 
@@ -322,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
     t.add_argument("--sor-url", help="system of record URL, for a direct dual-write comparison (env QFS_SOR_URL)")
     t.set_defaults(func=cmd_trace)
+    q = sub.add_parser("query", help="run DuckDB SQL over the evidence store (every table registered as a view)")
+    q.add_argument("sql", help='e.g. "SELECT partition, passed FROM node_health_assessment_verdicts"')
+    q.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
+    q.add_argument("--max-rows", type=int, default=200)
+    q.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
+    q.set_defaults(func=cmd_query)
+    tb = sub.add_parser("tables", help="list the evidence views and their columns")
+    tb.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
+    tb.set_defaults(func=cmd_tables)
+    db = sub.add_parser("dashboard", help="render the storage assurance dashboard (one self-contained HTML file)")
+    db.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
+    db.add_argument("--out", help="output file (default <evidence root>/dashboard/index.html)")
+    db.set_defaults(func=cmd_dashboard)
     return p
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from qfs_assets.alerting.dagster_hooks import defs as alerting_defs
+from qfs_assets.defs.dashboard.assets import defs as dashboard_defs
 from qfs_assets.defs.economics.assets import defs as economics_defs
 from qfs_assets.defs.node_failure.assets import defs as node_failure_defs
 from qfs_assets.defs.node_health.assets import defs as node_health_defs
@@ -20,5 +21,6 @@ _domains = dg.Definitions.merge(
 defs = dg.Definitions.merge(
     _domains,
     alerting_defs,
+    dashboard_defs,
     dg.Definitions(resources=RESOURCES, schedules=schedules_for(_domains.jobs or [])),
 )
