@@ -40,6 +40,7 @@ ACTIVITIES = {
     for a in (
         Activity("node_health_assessment", "daily", "any day"),
         Activity("economics_sanity_check", "weekly", "a Monday"),
+        Activity("dual_write_diff", "daily", "any day"),
         Activity("dual_write_verification", "monthly", "the first day of a month"),
         Activity("storage_replay_drill", "quarterly", "Jan 1, Apr 1, Jul 1 or Oct 1"),
         Activity("node_failure_response", "event", "a failure id <node_id>_<YYYYMMDD>"),
@@ -168,12 +169,18 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     if not result.success:
         code, msg = _failure_message(result)
         return Outcome(activity_name, key, code, None, [], None, msg, seconds)
-    path = None
+    path, metadata = None, None
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
-            if mat.asset_key.to_user_string() == activity_name and "evidence_path" in mat.metadata:
-                path = mat.metadata["evidence_path"].value
+            if mat.asset_key.to_user_string() == activity_name:
+                metadata = mat.metadata
+                if "evidence_path" in mat.metadata:
+                    path = mat.metadata["evidence_path"].value
+    if path is None and metadata is not None and "detail_path" in metadata:  # a step with a detail table only
+        n = metadata["inconsistencies"].value if "inconsistencies" in metadata else None
+        return Outcome(activity_name, key, EXIT_PASSED, None, [], metadata["detail_path"].value,
+                       f"{n} inconsistencies recorded in the diff ledger" if n is not None else "done", seconds)
     if path is None:
         return Outcome(activity_name, key, EXIT_INTERNAL, None, [], None, "the run wrote no evidence", seconds)
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -183,7 +190,10 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
 
 
 def _print_outcome(o: Outcome) -> None:
-    if o.exit_code in (EXIT_PASSED, EXIT_FAILED):
+    if o.exit_code == EXIT_PASSED and o.passed is None:
+        print(f"{o.activity} {o.partition}: {o.message}")
+        print(f"detail: {o.evidence_path}")
+    elif o.exit_code in (EXIT_PASSED, EXIT_FAILED):
         print(f"{o.activity} {o.partition}: {'PASSED' if o.passed else 'FAILED'}"
               + ("" if o.passed else f" ({', '.join(o.failed_criteria)})"))
         print(f"evidence: {o.evidence_path}")
@@ -221,7 +231,10 @@ ROW = "{:<26} {:<19} {:<7} {}"
 
 def _print_row(o: Outcome) -> None:
     passed = {EXIT_PASSED: "true", EXIT_FAILED: "false"}.get(o.exit_code, "error")
-    detail = ", ".join(o.failed_criteria) if o.failed_criteria else ("-" if o.exit_code < EXIT_BAD_INPUT else o.message)
+    if o.passed is None and o.exit_code == EXIT_PASSED:
+        passed = "-"
+    detail = ", ".join(o.failed_criteria) if o.failed_criteria else (
+        o.message if o.passed is None or o.exit_code >= EXIT_BAD_INPUT else "-")
     print(ROW.format(o.activity, o.partition, passed, detail), flush=True)
 
 
@@ -255,12 +268,18 @@ def cmd_demo(args) -> int:
             rows.append(o)
             _print_row(o)
     rows += _respond_to_failures(defs, instance, str(dep.export_root), evidence_root)
-    failed = sum(o.exit_code == EXIT_FAILED for o in rows)
-    errors = [o for o in rows if o.exit_code >= EXIT_BAD_INPUT]
+    judged = [o for o in rows if o.passed is not None or o.exit_code >= EXIT_BAD_INPUT]
+    failed = sum(o.exit_code == EXIT_FAILED for o in judged)
+    errors = [o for o in judged if o.exit_code >= EXIT_BAD_INPUT]
     print()
-    print(f"{len(rows)} partitions judged in {time.perf_counter() - t0:.0f}s: {len(rows) - failed - len(errors)} passed, "
+    print(f"{len(judged)} partitions judged in {time.perf_counter() - t0:.0f}s: {len(judged) - failed - len(errors)} passed, "
           f"{failed} failed (the injected incidents), {len(errors)} errors.")
     print(f"Evidence: {Path(evidence_root).resolve()}")
+    dash = defs.resolve_job_def("storage_assurance_dashboard_job").execute_in_process(
+        run_config=run_config(None, None, evidence_root), instance=instance, raise_on_error=False)
+    if dash.success:
+        print(f"Dashboard: {(Path(evidence_root) / 'dashboard' / 'index.html').resolve()}")
+    print(f"Analysts: {Path(sys.executable).parent / 'qfs-assure'} query \"SELECT * FROM evidence_verdicts WHERE NOT passed\"")
     if home:
         print(f"Dagster UI: DAGSTER_HOME={home} {Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml"
               "   (then open http://127.0.0.1:3000)")

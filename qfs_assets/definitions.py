@@ -4,6 +4,7 @@ import dagster as dg
 
 from qfs_assets.alerting.dagster_hooks import defs as alerting_defs
 from qfs_assets.defs.dashboard.assets import defs as dashboard_defs
+from qfs_assets.defs.dual_write.assets import defs as dual_write_defs
 from qfs_assets.defs.economics.assets import defs as economics_defs
 from qfs_assets.defs.node_failure.assets import defs as node_failure_defs
 from qfs_assets.defs.node_health.assets import defs as node_health_defs
@@ -14,6 +15,7 @@ from qfs_assets.defs.schedules import schedules_for
 _domains = dg.Definitions.merge(
     node_health_defs,
     economics_defs,
+    dual_write_defs,
     node_failure_defs,
     replay_drill_defs,
 )

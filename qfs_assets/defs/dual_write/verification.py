@@ -1,0 +1,479 @@
+"""dual_write_verification (evidence-v1): the system of record against the StorageEngine's snapshot.
+
+Pure logic, no Dagster and no Great Expectations: :func:`assess_dual_write` returns a
+:class:`DualWriteResult` (an :class:`~qfs_assets.evidence.model.ActivityResult` with the
+reconciliation SQL attached), whose criteria are :class:`CriterionSpec` data for the GX
+adapter; :func:`assess_daily_diff` is the daily diff that keeps the diff ledger current.
+
+Inputs of a month: the ``objects`` and ``shards`` snapshots of the month's last day that has
+an ``objects`` snapshot (bad input when the month has none, or when that day's ``shards``
+snapshot is missing: a manifest is only comparable with the shard map of the same day), and
+the live system of record. Export inputs are validated before the system of record is read.
+
+Metrics (all keys of the contract, plus ``objects_count_difference``, ``sor_rows`` and
+``storage_rows``): see :mod:`.diff` for the comparison rules (in flight, tombstones,
+categories). The sample is the contract's reproducible 1%: manifest objects not deleted with
+``int(sha256(object_id)[:8], 16) % 10000 < sample_bps``, computed in DuckDB (checked against
+:func:`qfs_assets.contract.hashing.in_sample` in the tests). In-flight objects stay in the
+sample: it checks the snapshot against its own shard map, where the live SoR plays no part.
+A sampled object fails unless its shards in the snapshot are exactly ``total_shards``, with
+indices exactly ``0..total_shards-1``, on ``total_shards`` distinct nodes, and
+``sum(shard_bytes) >= size_bytes``; the detail table says which of these failed.
+
+Reconciliation (a plan, never applied): for each inconsistency the newer version is
+authoritative; at equal versions (``content_mismatch``) the StorageEngine is, since its
+content hash describes the bytes it actually stores. A side that has no row has no version,
+so the side that has one is newer. Repairs of the system of record are guarded SQL
+(``INSERT ... ON CONFLICT (object_id) DO NOTHING``, ``UPDATE ... WHERE object_id = ... AND
+version = <version seen>``) so a write made since the diff is never overwritten; repairs of the
+StorageEngine (``missing_in_storage``, or a SoR version newer than the manifest's) are
+listed as actions with no SQL: the object must be rewritten through the gateway.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import duckdb
+import pyarrow as pa
+
+from qfs_assets.contract.schema import TS
+from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
+from qfs_assets.evidence.store import EvidenceStore, _atomic_write_bytes, iso_utc
+from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident, read_tables_evidence
+from qfs_assets.readers.sor import SystemOfRecord
+from qfs_assets.readers.storage import latest_snapshot_on_or_before, object_manifest, shard_map
+from qfs_assets.defs.dual_write.diff import (
+    CATEGORIES,
+    DEFAULT_BATCH_ROWS,
+    DETAIL_SCHEMA,
+    DiffResult,
+    diff_snapshot,
+    settle,
+    snapshot_end_of,
+)
+from qfs_assets.defs.dual_write.ledger import DiffLedger, LedgerUpdate
+
+ACTIVITY = "dual_write_verification"
+TABLE_INCONSISTENCIES = "dual_write_inconsistencies"
+TABLE_SAMPLE_FAILURES = "dual_write_sample_failures"
+TABLE_RECONCILIATION = "dual_write_reconciliation"
+
+CRITERION_COUNTS_MATCH = "counts_match"
+CRITERION_ZERO_INCONSISTENCIES = "zero_inconsistencies"
+CRITERION_SAMPLE_CONSISTENT = "sample_consistent"
+CRITERION_DIFFS_RESOLVED = "diffs_resolved_in_24h"
+
+METRIC_KEYS = (
+    "sor_objects", "storage_objects", "in_flight", *CATEGORIES, "inconsistencies",
+    "sampled_objects", "sample_failures", "unresolved_over_24h",
+)
+
+STORAGE = "storage_engine"
+SOR = "system_of_record"
+
+INCONSISTENCY_SCHEMA = pa.schema(list(DETAIL_SCHEMA) + [pa.field("first_seen", TS)])
+SAMPLE_FAILURE_SCHEMA = pa.schema(
+    [
+        pa.field("object_id", pa.string()),
+        pa.field("total_shards", pa.int16()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("shards_found", pa.int64()),
+        pa.field("distinct_nodes", pa.int64()),
+        pa.field("shard_bytes_sum", pa.int64()),
+        pa.field("shard_indices", pa.list_(pa.int32())),
+        pa.field("missing_indices", pa.list_(pa.int32())),
+        pa.field("reasons", pa.string()),
+    ]
+)
+RECONCILIATION_SCHEMA = pa.schema(
+    [
+        pa.field("object_id", pa.string()),
+        pa.field("category", pa.string()),
+        pa.field("authoritative", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("sor_version", pa.int64()),
+        pa.field("storage_version", pa.int64()),
+        pa.field("statement", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class DualWriteParams:
+    """Operator parameters (recorded in the evidence) and execution knobs (not recorded)."""
+
+    sample_bps: int = 100
+    resolution_hours: float = 24
+    method: str = "merge"
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+    def __post_init__(self) -> None:
+        if not 0 <= int(self.sample_bps) <= 10_000:
+            raise ValueError(f"sample_bps must be within 0..10000, not {self.sample_bps}")
+        if self.resolution_hours <= 0:
+            raise ValueError(f"resolution_hours must be positive, not {self.resolution_hours}")
+
+    @classmethod
+    def coerce(cls, params: "DualWriteParams | Mapping[str, Any] | None") -> "DualWriteParams":
+        if params is None:
+            return cls()
+        if isinstance(params, cls):
+            return params
+        return cls(**dict(params))
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {"sample_bps": int(self.sample_bps), "resolution_hours": self.resolution_hours}
+
+
+@dataclass
+class DailyDiff:
+    """One daily diff: counts, detail (with first_seen from the ledger), and the ledger update."""
+
+    day: dt.date
+    snapshot_end: dt.datetime
+    as_of: dt.datetime
+    diff: DiffResult
+    ledger: LedgerUpdate
+    inconsistencies: pa.Table  # INCONSISTENCY_SCHEMA
+    inputs: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, int]:
+        return {**self.diff.counts, "unresolved_over_24h": self.ledger.unresolved_over_threshold}
+
+
+@dataclass
+class DualWriteResult(ActivityResult):
+    """The monthly evidence, plus the reconciliation SQL for the caller to write beside it."""
+
+    reconciliation_sql: str = ""
+    daily: DailyDiff | None = None
+
+
+# -- the daily diff -----------------------------------------------------------------------------
+
+def _as_sor(sor: SystemOfRecord | str | Path, params: DualWriteParams) -> SystemOfRecord:
+    return sor if isinstance(sor, SystemOfRecord) else SystemOfRecord(sor, batch_rows=params.batch_rows)
+
+
+def _run_diff(
+    reader: ExportReader,
+    sor: SystemOfRecord,
+    con: duckdb.DuckDBPyConnection,
+    manifest_view: str,
+    day: dt.date,
+    as_of: dt.datetime,
+    evidence_root: str | Path,
+    params: DualWriteParams,
+    reads_from: int,
+    run_key: str,
+) -> DailyDiff:
+    end = snapshot_end_of(day)
+    result = diff_snapshot(sor, con, manifest_view, end, method=params.method, batch_rows=params.batch_rows)
+    update = DiffLedger(evidence_root).apply(run_key, as_of, result.keys(), params.resolution_hours)
+    detail = _with_first_seen(result.inconsistencies, update)
+    inputs = {
+        "snapshot_date": day.isoformat(),
+        "snapshot_end": iso_utc(end),
+        "as_of": iso_utc(as_of),
+        "system_of_record": sor.as_evidence(),
+        "tables": read_tables_evidence(reader.reads[reads_from:]),
+        "ledger": update.as_evidence(),
+    }
+    return DailyDiff(day=day, snapshot_end=end, as_of=as_of, diff=result, ledger=update, inconsistencies=detail, inputs=inputs)
+
+
+def _with_first_seen(detail: pa.Table, update: LedgerUpdate) -> pa.Table:
+    """The detail rows with the ledger's first_seen of each (object_id, category)."""
+    if detail.num_rows == 0:
+        return INCONSISTENCY_SCHEMA.empty_table()
+    joined = detail.join(update.present, keys=["object_id", "category"], join_type="left outer")
+    joined = joined.sort_by("object_id").select(INCONSISTENCY_SCHEMA.names)
+    return joined.cast(INCONSISTENCY_SCHEMA)
+
+
+def assess_daily_diff(
+    reader: ExportReader,
+    sor: SystemOfRecord | str | Path,
+    day: dt.date,
+    evidence_root: str | Path,
+    as_of: dt.datetime,
+    params: DualWriteParams | Mapping[str, Any] | None = None,
+) -> DailyDiff:
+    """Diff ``qfs_objects`` against ``day``'s manifest and record the run (``daily:<day>``) in the ledger.
+
+    Bad input (missing/invalid manifest, SoR unreachable or malformed) raises before the
+    ledger is touched.
+    """
+    params = DualWriteParams.coerce(params)
+    sor = _as_sor(sor, params)
+    _require_aware(as_of)
+    reads_from = len(reader.reads)
+    con = connect()
+    try:
+        view = object_manifest(reader, con, day, view="dw_objects")
+        return _run_diff(reader, sor, con, view, day, as_of, evidence_root, params, reads_from, daily_run_key(day))
+    finally:
+        con.close()
+
+
+def daily_run_key(day: dt.date) -> str:
+    """The ledger run of a daily diff: re-running the day replaces it."""
+    return f"daily:{day.isoformat()}"
+
+
+def monthly_run_key(month_start: dt.date) -> str:
+    """The ledger run of a monthly verification: its own observation of the live SoR."""
+    return f"monthly:{month_start.isoformat()}"
+
+
+def _require_aware(as_of: dt.datetime) -> None:
+    if not isinstance(as_of, dt.datetime) or as_of.tzinfo is None:
+        raise ValueError("as_of must be a timezone-aware datetime")
+
+
+# -- the sample ---------------------------------------------------------------------------------
+
+def in_sample_sql(column: str, sample_bps: int) -> str:
+    """DuckDB form of :func:`qfs_assets.contract.hashing.in_sample`."""
+    return f"(('0x' || substr(sha256({column}), 1, 8))::BIGINT % 10000 < {int(sample_bps)})"
+
+
+def check_sample(con: duckdb.DuckDBPyConnection, objects_view: str, shards_view: str, sample_bps: int) -> tuple[int, pa.Table]:
+    """``(sampled_objects, failures)`` of the contract's shard-map check over the sample."""
+    o, s = quote_ident(objects_view), quote_ident(shards_view)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __dw_sample AS
+        SELECT object_id, total_shards, size_bytes FROM {o}
+        WHERE NOT deleted AND {in_sample_sql('object_id', sample_bps)}
+    """).fetchall()
+    sampled = int(con.execute("SELECT count(*) FROM __dw_sample").fetchall()[0][0])
+    failures = settle(con).sql(f"""
+        WITH agg AS (
+            SELECT sh.object_id, count(*) AS shards_found, count(DISTINCT sh.node_id) AS distinct_nodes,
+                   sum(sh.shard_bytes) AS shard_bytes_sum, list(sh.shard_index ORDER BY sh.shard_index) AS shard_indices
+            FROM {s} sh SEMI JOIN __dw_sample USING (object_id)
+            GROUP BY sh.object_id
+        ),
+        j AS (
+            SELECT p.object_id, p.total_shards, p.size_bytes,
+                   coalesce(a.shards_found, 0) AS shards_found, coalesce(a.distinct_nodes, 0) AS distinct_nodes,
+                   coalesce(a.shard_bytes_sum, 0) AS shard_bytes_sum,
+                   coalesce(a.shard_indices, []::INTEGER[]) AS shard_indices
+            FROM __dw_sample p LEFT JOIN agg a USING (object_id)
+        ),
+        r AS (
+            SELECT *,
+                   list_filter(range(total_shards::BIGINT), lambda i: NOT list_contains(shard_indices, i::INTEGER)) AS missing,
+                   concat_ws(',',
+                       CASE WHEN shards_found <> total_shards THEN 'shard_count' END,
+                       CASE WHEN shard_indices <> range(total_shards::BIGINT)::INTEGER[] THEN 'shard_indices' END,
+                       CASE WHEN distinct_nodes <> shards_found THEN 'shared_nodes' END,
+                       CASE WHEN shard_bytes_sum < size_bytes THEN 'shard_bytes' END) AS reasons
+            FROM j
+        )
+        SELECT object_id, total_shards, size_bytes, shards_found, distinct_nodes, shard_bytes_sum::BIGINT AS shard_bytes_sum,
+               shard_indices, missing::INTEGER[] AS missing_indices, reasons
+        FROM r WHERE reasons <> '' ORDER BY object_id
+    """).to_arrow_table().cast(SAMPLE_FAILURE_SCHEMA)
+    con.execute("DROP TABLE __dw_sample").fetchall()
+    return sampled, failures
+
+
+# -- reconciliation -----------------------------------------------------------------------------
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return "'" + value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00:00") + "'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+_ROW_FIELDS = ("version", "content_hash", "size_bytes", "data_shards", "total_shards", "updated_at", "deleted")
+
+
+def plan_reconciliation(detail: pa.Table, table_sql: str) -> pa.Table:
+    """One row per inconsistency: the authoritative side, the action, and the SQL (SoR repairs)."""
+    rows = []
+    for d in detail.to_pylist():
+        cat, sv, mv = d["category"], d["sor_version"], d["storage_version"]
+        oid = _sql_literal(d["object_id"])
+        if cat == "missing_in_sor" or (cat == "version_mismatch" and mv > sv) or cat == "content_mismatch":
+            if cat == "missing_in_sor":
+                action = "insert_into_system_of_record"
+                cols = ", ".join(("object_id",) + _ROW_FIELDS)
+                vals = ", ".join([oid] + [_sql_literal(d[f"storage_{f}"]) for f in _ROW_FIELDS])
+                stmt = f"INSERT INTO {table_sql} ({cols}) VALUES ({vals}) ON CONFLICT (object_id) DO NOTHING;"
+            else:
+                action = "update_system_of_record"
+                sets = ", ".join(f"{f} = {_sql_literal(d[f'storage_{f}'])}" for f in _ROW_FIELDS)
+                stmt = f"UPDATE {table_sql} SET {sets} WHERE object_id = {oid} AND version = {int(sv)};"
+            rows.append((d["object_id"], cat, STORAGE, action, sv, mv, stmt))
+        else:  # missing_in_storage, or the SoR holds the newer version
+            rows.append((d["object_id"], cat, SOR, "rewrite_into_storage_engine", sv, mv, None))
+    cols = list(zip(*rows)) if rows else [[] for _ in RECONCILIATION_SCHEMA]
+    return pa.table({f.name: pa.array(c, f.type) for f, c in zip(RECONCILIATION_SCHEMA, cols)}, schema=RECONCILIATION_SCHEMA)
+
+
+def reconciliation_script(plan: pa.Table, *, partition: str, snapshot_date: str, as_of: dt.datetime,
+                          database: str, table_sql: str) -> str:
+    """The SQL file for the system of record: guarded statements in one transaction, never applied."""
+    statements = [s for s in plan.column("statement").to_pylist() if s]
+    storage = [(o, v) for o, a, v in zip(plan.column("object_id").to_pylist(), plan.column("action").to_pylist(),
+                                        plan.column("sor_version").to_pylist()) if a == "rewrite_into_storage_engine"]
+    lines = [
+        "-- QFS Assure: dual-write reconciliation plan for the system of record. NOT APPLIED.",
+        f"-- activity {ACTIVITY}, partition {partition}, snapshot {snapshot_date}, as of {iso_utc(as_of)}",
+        f"-- database {database}, table {table_sql}",
+        f"-- {len(statements)} statement(s) for the system of record (authority: the StorageEngine),",
+        f"-- {len(storage)} object(s) to rewrite through the StorageEngine (authority: the system of record).",
+        "-- Every statement is guarded (ON CONFLICT DO NOTHING, WHERE version = <version seen>), so a",
+        "-- write made after the diff is never overwritten. Review, then run it in one transaction.",
+    ]
+    if statements:
+        lines += ["BEGIN;", *statements, "COMMIT;"]
+    for oid, version in storage:
+        lines.append(f"-- rewrite_into_storage_engine: object_id {_sql_literal(oid)} at version {version}")
+    return "\n".join(lines) + "\n"
+
+
+def reconciliation_sql_path(evidence_root: str | Path, partition: str) -> Path:
+    """``<root>/dual_write_verification/dual_write_verification_YYYYMMDD.reconciliation.sql``."""
+    store = EvidenceStore(evidence_root)
+    return store.json_path(ACTIVITY, partition).with_suffix(".reconciliation.sql")
+
+
+def write_reconciliation_sql(evidence_root: str | Path, result: DualWriteResult) -> Path:
+    """Write the plan's SQL beside the evidence JSON (atomically); returns its path."""
+    path = reconciliation_sql_path(evidence_root, result.partition)
+    _atomic_write_bytes(path, result.reconciliation_sql.encode("utf-8"))
+    return path
+
+
+# -- the monthly assessment ---------------------------------------------------------------------
+
+def month_window(month_start: dt.date) -> tuple[dt.datetime, dt.datetime, dt.date]:
+    """``(start, end, last day)`` of the calendar month starting on ``month_start``."""
+    if month_start.day != 1:
+        raise ValueError(f"month_start must be the first day of a month, not {month_start}")
+    last = month_start.replace(day=calendar.monthrange(month_start.year, month_start.month)[1])
+    start = dt.datetime.combine(month_start, dt.time(0), tzinfo=dt.timezone.utc)
+    return start, snapshot_end_of(last), last
+
+
+def criteria_specs(params: DualWriteParams) -> list[CriterionSpec]:
+    return [
+        CriterionSpec(
+            CRITERION_COUNTS_MATCH, (Rule("objects_count_difference", min_value=0, max_value=0),),
+            observed=("sor_objects", "storage_objects"), threshold={"sor_objects - storage_objects": 0},
+            description="sor_objects == storage_objects (rows not deleted, in flight excluded)",
+        ),
+        CriterionSpec(
+            CRITERION_ZERO_INCONSISTENCIES, (Rule("inconsistencies", max_value=0),),
+            observed=("inconsistencies",), threshold=0, description="inconsistencies == 0",
+        ),
+        CriterionSpec(
+            CRITERION_SAMPLE_CONSISTENT, (Rule("sample_failures", max_value=0),),
+            observed=("sample_failures",), threshold=0,
+            description=f"sample_failures == 0 over the {params.sample_bps / 100:g}% sample",
+        ),
+        CriterionSpec(
+            CRITERION_DIFFS_RESOLVED, (Rule("unresolved_over_24h", max_value=0),),
+            observed=("unresolved_over_24h",), threshold=0,
+            description=f"no diff first seen more than {params.resolution_hours:g} h before this run is still present",
+        ),
+    ]
+
+
+JUDGE_COLUMNS = ("sor_objects", "storage_objects", "objects_count_difference", "inconsistencies",
+                 "sample_failures", "unresolved_over_24h")
+
+
+def assess_dual_write(
+    reader: ExportReader,
+    sor: SystemOfRecord | str | Path,
+    month_start: dt.date,
+    params: DualWriteParams | Mapping[str, Any] | None,
+    evidence_root: str | Path,
+    as_of: dt.datetime,
+) -> DualWriteResult:
+    """The monthly dual-write verification of the month starting ``month_start``.
+
+    Records this run in the diff ledger as its own observation of the live system of record
+    (run key ``monthly:<month_start>``: re-running the month replaces it; daily diffs are
+    ``daily:<day>``), and returns the evidence. Raises ``BadInput`` (or its subclass
+    ``SorError``) for bad input, before any ledger write.
+    """
+    params = DualWriteParams.coerce(params)
+    sor = _as_sor(sor, params)
+    _require_aware(as_of)
+    start, end, last_day = month_window(month_start)
+    day = latest_snapshot_on_or_before(reader, "objects", last_day, first_day=month_start)
+    if day is None:
+        raise BadInput("objects", f"no snapshot in {month_start:%Y-%m}", file=reader.table_dir("objects"))
+    reads_from = len(reader.reads)
+    con = connect()
+    try:
+        objects = object_manifest(reader, con, day, view="dw_objects")
+        shards = shard_map(reader, con, day, view="dw_shards", columns=["object_id", "shard_index", "node_id", "shard_bytes"])
+        sor.check()
+        sampled, sample_failures = check_sample(con, objects, shards, params.sample_bps)
+        daily = _run_diff(reader, sor, con, objects, day, as_of, evidence_root, params, reads_from, monthly_run_key(month_start))
+    finally:
+        con.close()
+
+    counts = daily.diff.counts
+    metrics: dict[str, Any] = {k: counts[k] for k in counts}
+    metrics.update(
+        sampled_objects=sampled,
+        sample_failures=sample_failures.num_rows,
+        unresolved_over_24h=daily.ledger.unresolved_over_threshold,
+        objects_count_difference=counts["sor_objects"] - counts["storage_objects"],
+        sor_rows=daily.diff.sor_rows,
+        storage_rows=daily.diff.storage_rows,
+    )
+    metrics = {k: metrics[k] for k in (*METRIC_KEYS, "objects_count_difference", "sor_rows", "storage_rows")}
+    judge = pa.table({c: pa.array([metrics[c]], pa.int64()) for c in JUDGE_COLUMNS})
+    plan = plan_reconciliation(daily.inconsistencies, sor.qualified_table)
+    partition = month_start.isoformat()
+    sql = reconciliation_script(plan, partition=partition, snapshot_date=day.isoformat(), as_of=as_of,
+                                database=sor.redacted, table_sql=sor.qualified_table)
+    inputs = dict(daily.inputs)
+    inputs["sample"] = {"rule": "int(sha256(object_id)[:8], 16) % 10000 < sample_bps", "sample_bps": int(params.sample_bps)}
+    return DualWriteResult(
+        activity=ACTIVITY,
+        partition=partition,
+        window_start=start,
+        window_end=end,
+        metrics=metrics,
+        inputs=inputs,
+        parameters=params.as_evidence(),
+        criteria_specs=criteria_specs(params),
+        judge_table=judge,
+        tables={
+            TABLE_INCONSISTENCIES: daily.inconsistencies,
+            TABLE_SAMPLE_FAILURES: sample_failures,
+            TABLE_RECONCILIATION: plan,
+        },
+        extra={
+            "reconciliation": {
+                "applied": False,
+                "sql_file": reconciliation_sql_path(evidence_root, partition).name,
+                "sor_statements": sum(1 for s in plan.column("statement").to_pylist() if s),
+                "storage_rewrites": sum(1 for a in plan.column("authoritative").to_pylist() if a == SOR),
+            },
+            "diff": {"method": daily.diff.method, "seconds": round(daily.diff.seconds, 3)},
+        },
+        reconciliation_sql=sql,
+        daily=daily,
+    )
