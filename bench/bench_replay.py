@@ -13,12 +13,16 @@ a fee), 8% with one shard moved, 3% deleted (plus a `delete` fee), one `get` fee
 replay must report an intact chain and no invalid event.
 
 Printed: wall-clock events/s (Parquet reading included), events per CPU-second of the replay
-process (the figure to compare on a shared machine), peak RSS (``ru_maxrss`` of the child),
-and the CPU seconds of each engine phase (chain, parse, apply, roots; the rest is reading).
+process and its hash helper process (the figure to compare on a shared machine), peak RSS
+(``ru_maxrss`` of the replay process; the helper's own peak is ~1 step of link texts, ~170 MiB
+at the default batch_rows, and not shown: ``ru_maxrss`` of children counts the pre-exec fork),
+the load average (the machine is shared), and the CPU seconds of each engine phase (chain,
+parse, apply, roots; the rest is reading).
 
     .venv/bin/python bench/bench_replay.py            # 1M events
     .venv/bin/python bench/bench_replay.py --10m      # 10M events
     .venv/bin/python bench/bench_replay.py --data-dir /tmp/eqm10m --keep   # reuse a log
+    .venv/bin/python bench/bench_replay.py --helper off  # all in one thread (QFS_REPLAY_HELPER=0)
 """
 
 from __future__ import annotations
@@ -263,13 +267,20 @@ def run_replay(folder: Path, fast_path, profile: bool) -> dict:
     else:
         res = replay(stream(folder), checkpoint_seqs=cps, fast_path=fast_path)
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0
+    cpu_self = time.process_time() - c0
+    # the engine's hash helper process (if any) has exited by now: count its CPU too
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_children = ch.ru_utime + ch.ru_stime
+    cpu = cpu_self + cpu_children
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "events": res.events_replayed,
         "wall_s": round(wall, 2),
         "events_per_s": round(res.events_replayed / wall),
         "cpu_s": round(cpu, 2),
+        "cpu_main_s": round(cpu_self, 2),
+        "cpu_helper_s": round(cpu_children, 2),
+        "load": os.getloadavg()[0],
         "events_per_cpu_s": round(res.events_replayed / cpu),
         "peak_rss_mb": round(ru.ru_maxrss / 1024),
         "chain_intact": res.chain_intact,
@@ -289,6 +300,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the generated log")
     ap.add_argument("--fast-path", default="auto", choices=["auto", "true", "false"])
     ap.add_argument("--profile", action="store_true", help="cProfile the replay (slower)")
+    ap.add_argument("--helper", default="auto", choices=["auto", "on", "off"],
+                    help="QFS_REPLAY_HELPER: hash helper process + parse thread (on), one thread (off), "
+                         "or on when a core is idle (auto, the engine's default)")
     ap.add_argument("--replay-only", type=Path, help=argparse.SUPPRESS)  # child process
     args = ap.parse_args()
     fast = {"auto": "auto", "true": True, "false": False}[args.fast_path]
@@ -312,11 +326,15 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--replay-only", str(folder), "--fast-path", args.fast_path]
         if args.profile:
             cmd.append("--profile")
-        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        env = dict(os.environ, QFS_REPLAY_HELPER={"auto": "auto", "on": "1", "off": "0"}[args.helper])
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
         m = json.loads(out.strip().splitlines()[-1])
+        mode = "hash helper + parse thread" if m["cpu_helper_s"] > 0 else "one thread"
+        print(f"mode: {mode} (--helper {args.helper})")
         print(f"replayed {m['events']:,} events in {m['wall_s']}s: {m['events_per_s']:,} events/s "
-              f"(cpu {m['cpu_s']}s: {m['events_per_cpu_s']:,} events per cpu-second), "
-              f"peak RSS {m['peak_rss_mb']:,} MiB")
+              f"(cpu {m['cpu_s']}s = main {m['cpu_main_s']}s + hash helper {m['cpu_helper_s']}s: "
+              f"{m['events_per_cpu_s']:,} events per cpu-second), peak RSS {m['peak_rss_mb']:,} MiB; "
+              f"load average {m['load']:.2f}")
         print(f"chain_intact={m['chain_intact']} invalid_events={m['invalid_events']} "
               f"checkpoints={m['checkpoints']} payload_fallbacks={m['payload_fallbacks']}")
         print(f"engine phases (s): {m['phase_seconds']}; the rest of the wall time is reading Parquet")

@@ -866,3 +866,127 @@ def test_payload_bytes_that_are_not_utf8_are_an_invalid_event_not_a_crash(fast):
     res = replay([table], fast_path=fast)
     assert res.chain_intact
     assert [(e.seq, e.reason) for e in res.invalid_events] == [(3, "payload is not valid UTF-8")]
+
+
+# ------------------------------------------------------------------------------------- helper process / pipelining
+
+
+def _result_key(res):
+    return (res.events_replayed, res.chain_intact, res.first_broken_seq, res.chain_break, res.chain_breaks,
+            res.invalid_events, {s: r for s, r in res.checkpoint_roots.items()}, res.final_roots,
+            res.unreached_checkpoints, res.limit_reached, res.payload_fallbacks)
+
+
+def _counting_init(init, started):
+    def counting(self, *a, **k):
+        started.append(1)
+        init(self, *a, **k)
+    return counting
+
+
+def _broken_variants(rows):
+    edited = [dict(r) for r in rows]
+    edited[7] = dict(edited[7], payload=edited[7]["payload"] + " ")
+    gap = [r for i, r in enumerate(rows) if i != 40]
+    swapped = list(rows)
+    swapped[20], swapped[21] = swapped[21], swapped[20]
+    bad_hash = list(rows)
+    bad_hash[30] = dict(bad_hash[30], event_hash="abc")
+    return [rows, edited, gap, swapped, bad_hash]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_hash_helper_process_and_pipelined_steps_give_the_same_result(monkeypatch, seed):
+    """Big steps hash in the helper process and parse one step ahead: force that on small logs."""
+    import qfs_assets.replay.engine as E
+
+    import qfs_assets.replay.hashworker as H
+
+    monkeypatch.setenv("QFS_REPLAY_HELPER", "1")  # whatever the machine's load
+    started = []
+    monkeypatch.setattr(H.HashWorker, "__init__", _counting_init(H.HashWorker.__init__, started))
+    rnd = random.Random(seed)
+    rows = build_log(_random_log(rnd, 400))
+    cps = sorted(rnd.sample(range(len(rows)), 15))
+    for variant in _broken_variants(rows):
+        kw = dict(checkpoint_seqs=cps, fast_path=True, batch_rows=64)
+        monkeypatch.setattr(E, "_WORKER_MIN_ROWS", 10**9)
+        local = replay(batches_of(variant, 50), **kw)
+        monkeypatch.setattr(E, "_WORKER_MIN_ROWS", 1)
+        helped = replay(batches_of(variant, 50), **kw)
+        assert _result_key(helped) == _result_key(local)
+        assert started  # the helper process did run
+        limited = replay(batches_of(variant, 50), through_seq=len(variant) // 2, **kw)
+        monkeypatch.setattr(E, "_WORKER_MIN_ROWS", 10**9)
+        assert _result_key(limited) == _result_key(replay(batches_of(variant, 50), through_seq=len(variant) // 2,
+                                                          **kw))
+
+
+def test_hash_helper_failure_falls_back_in_process(monkeypatch):
+    import qfs_assets.replay.engine as E
+    import qfs_assets.replay.hashworker as H
+
+    monkeypatch.setenv("QFS_REPLAY_HELPER", "1")
+    rows = build_log(_random_log(random.Random(7), 400))
+    cps = list(range(0, len(rows), 37))
+    expected = replay(batches_of(rows, 50), checkpoint_seqs=cps, batch_rows=64)
+    monkeypatch.setattr(E, "_WORKER_MIN_ROWS", 1)
+    calls = []
+    real_job = H.HashWorker._job
+
+    def flaky(self, *a):
+        calls.append(1)
+        if len(calls) == 5:  # kill the helper mid-replay: that and later requests hash in process
+            self._proc.kill()
+            self._proc.wait()
+        return real_job(self, *a)
+
+    monkeypatch.setattr(H.HashWorker, "_job", flaky)
+    res = replay(batches_of(rows, 50), checkpoint_seqs=cps, batch_rows=64)
+    assert len(calls) >= 5
+    assert _result_key(res) == _result_key(expected)
+
+
+def test_state_read_between_feeds_includes_the_step_prepared_ahead(monkeypatch):
+    import qfs_assets.replay.engine as E
+
+    monkeypatch.setenv("QFS_REPLAY_HELPER", "1")
+    rows = build_log(_random_log(random.Random(3), 300))
+    seen = {}
+    for threshold in (10**9, 1):
+        monkeypatch.setattr(E, "_WORKER_MIN_ROWS", threshold)
+        engine = ReplayEngine(batch_rows=40)
+        out = []
+        for b in batches_of(rows, 45):
+            engine.feed(b)
+            out.append((engine.roots().as_dict(), engine.events_replayed, engine.table("shards").num_rows))
+        res = engine.finish()
+        assert engine._worker is None and engine._parse_pool is None  # the helpers are stopped
+        seen[threshold] = (out, _result_key(res))
+    assert seen[1] == seen[10**9]
+
+
+def test_helper_mode_switch(monkeypatch):
+    import qfs_assets.replay.engine as E
+
+    monkeypatch.setenv("QFS_REPLAY_HELPER", "0")
+    assert not E._parallel_allowed()
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv("QFS_REPLAY_HELPER", "1")
+    assert E._parallel_allowed()
+    monkeypatch.delenv("QFS_REPLAY_HELPER")
+    monkeypatch.setattr(E.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert E._parallel_allowed()
+    monkeypatch.setattr(E.os, "getloadavg", lambda: (3.5, 3.0, 3.0))
+    assert not E._parallel_allowed()
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setenv("QFS_REPLAY_HELPER", "1")
+    assert not E._parallel_allowed()
+    # off: a big log is replayed in the calling thread only
+    monkeypatch.setenv("QFS_REPLAY_HELPER", "0")
+    monkeypatch.setattr(E, "_WORKER_MIN_ROWS", 1)
+    engine = ReplayEngine(batch_rows=16)
+    for b in batches_of(build_log(CLEAN), 16):
+        engine.feed(b)
+    assert engine._worker is None and engine._parse_pool is None and engine._pending is None
+    assert engine.finish().final_roots.as_dict() == roots_of(CLEAN_FINAL)

@@ -104,10 +104,28 @@ def _hex_block(arr: pa.Array) -> bytes | None:
     return bytes(data[int(offs[0]): int(offs[-1])]) if n else b""
 
 
+def chain_texts(seq: pa.Array | np.ndarray, event_type: pa.Array, payload: pa.Array, prev_hash: pa.Array) -> pa.Array:
+    """The hashed text of every row, ``prev_hash|seq|event_type|payload`` (a string array)."""
+    if not isinstance(seq, (pa.Array, pa.ChunkedArray)):
+        seq = pa.array(seq, type=pa.int64())
+    return pc.binary_join_element_wise(prev_hash, pc.cast(seq, pa.string()), event_type, payload, "|")
+
+
+def _hex_rows(arr: pa.Array) -> np.ndarray | None:
+    """The values of a string column as an (n, 8) uint64 view (no copy) when every value is
+    64 bytes long; else None."""
+    offs, data = _string_parts(arr)
+    n = len(offs) - 1
+    if n and (int(offs[-1]) - int(offs[0]) != 64 * n or not np.all(np.diff(offs) == 64)):
+        return None
+    if not n:
+        return np.empty((0, 8), dtype=np.uint64)
+    return np.frombuffer(data, dtype=np.uint8, count=64 * n, offset=int(offs[0])).view(np.uint64).reshape(n, 8)
+
+
 def recompute_digests(seq: pa.Array, event_type: pa.Array, payload: pa.Array, prev_hash: pa.Array) -> bytes:
     """The n recomputed event hashes as raw digests, concatenated (32 bytes each)."""
-    joined = pc.binary_join_element_wise(prev_hash, pc.cast(seq, pa.string()), event_type, payload, "|")
-    offs, data = _string_parts(joined)
+    offs, data = _string_parts(chain_texts(seq, event_type, payload, prev_hash))
     o = offs.tolist()
     sha = hashlib.sha256
     return b"".join([sha(data[a:b]).digest() for a, b in zip(o, o[1:])])
@@ -120,8 +138,11 @@ def _rows_equal(a: bytes, b: bytes, n: int) -> np.ndarray:
 
 
 def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_type: pa.Array,
-                 payload: pa.Array, prev_hash: pa.Array, event_hash: pa.Array) -> BatchVerdict:
-    """Verify one batch against ``cursor`` and advance the cursor to its last row."""
+                 payload: pa.Array, prev_hash: pa.Array, event_hash: pa.Array,
+                 computed: bytes | None = None) -> BatchVerdict:
+    """Verify one batch against ``cursor`` and advance the cursor to its last row.
+
+    ``computed``: the batch's recomputed digests (``recompute_digests``) if already at hand."""
     n = len(seq)
     first_row_of_log = cursor.rows == 0
     prev_seq = np.empty(n, dtype=np.int64)
@@ -134,16 +155,18 @@ def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_typ
     ts_ok = ts >= prev_ts
 
     # Whole-batch comparisons first (one memcmp each when the chain is intact), rows only on failure.
-    computed = binascii.hexlify(recompute_digests(pa.array(seq, type=pa.int64()), event_type, payload, prev_hash))
-    ev = _hex_block(event_hash)
-    pv = _hex_block(prev_hash)
+    if computed is None:
+        computed = recompute_digests(pa.array(seq, type=pa.int64()), event_type, payload, prev_hash)
+    computed = binascii.hexlify(computed)
+    ev = _hex_rows(event_hash)
+    pv = _hex_rows(prev_hash)
     last = cursor.event_hash
     if ev is not None and pv is not None and len(last) == 64:
-        hash_ok = np.ones(n, dtype=bool) if computed == ev else _rows_equal(computed, ev, n)
-        link_ok = np.ones(n, dtype=bool)
-        link_ok[0] = pv[:64] == last
-        if pv[64:] != ev[:-64]:
-            link_ok[1:] = _rows_equal(pv[64:], ev[:-64], n - 1)
+        # (n, 8) uint64 views of the hex texts, no copy: a row is equal iff its 8 words are
+        hash_ok = (np.frombuffer(computed, dtype=np.uint64).reshape(n, 8) == ev).all(axis=1)
+        link_ok = np.empty(n, dtype=bool)
+        link_ok[0] = pv[0].tobytes() == last
+        link_ok[1:] = (pv[1:] == ev[:-1]).all(axis=1)
     else:  # some hash is not 64 bytes long: compare as Python bytes (a broken log only)
         evl = event_hash.cast(pa.binary()).to_pylist()
         pvl = prev_hash.cast(pa.binary()).to_pylist()

@@ -93,14 +93,30 @@ Row texts are formatted without ``json.dumps`` (``rows.py``; identical to ``cano
 proved by tests). The cyclic GC is paused while batches are processed (the state is millions
 of acyclic tuples).
 
-Memory: the log is held one step of ``batch_rows`` (to 2 x) rows at a time; the state is
-Python dicts of tuples (node, account and object ids interned), plus the sets of applied
-tx_ids and reward_ids.
+Memory: the log is held one step of ``batch_rows`` (to 2 x) rows at a time (two steps with the
+helper, below); the state is Python dicts of tuples (node, account and object ids interned),
+plus the sets of applied tx_ids and reward_ids.
 
-Performance (bench/bench_replay.py, one core, CPython 3.11): about 190-200k events per CPU
-second end to end from Parquet. Each event costs at least one SHA-256 for the chain, most also
-one for their new row, and hashlib's per-call overhead (~0.6-0.8 us with OpenSSL 3) makes
-hashing alone ~1.5 us per event; the rest is the DuckDB parse, the apply loop and reading.
+Performance (bench/bench_replay.py, CPython 3.11): about 160-190k events per CPU second end to
+end from Parquet, all in one thread. Each event costs at least one SHA-256 for the chain, most
+also one for their new row; with OpenSSL's SHA-NI code the digest itself is ~0.15 us, the rest
+of hashlib's ~0.75 us per call is Python overhead, and hashlib keeps the GIL below 2 KiB, so
+hashing is ~1.3 us per event of the ~5.5; the rest is the DuckDB parse (~0.9), the apply loop
+(~1), the root flushes (~0.6) and reading. DuckDB's own sha256 (no SHA-NI) is slower per hash.
+
+The second core (``hashworker.py``, ``_process``): from the first step of at least
+``_WORKER_MIN_ROWS`` rows, when ``_parallel_allowed()`` (two usable CPUs and a 1-minute load
+average of at most CPUs - 0.5, or ``QFS_REPLAY_HELPER=1``), (1) the chain digests and the
+shard_placed row digests are computed in a helper process (``python -I -S``, hashlib over a
+1 MiB pipe, ~20 ms to start) and (2) a step's payloads are parsed by DuckDB in a thread (DuckDB
+releases the GIL) while the previous step is applied here, so each step is applied one step
+later (``roots``/``table``/``rows``/``finish`` first complete the pending step). This takes
+~1.4 us of hashing and ~0.9 us of parsing per event off the calling thread for ~0.1 us of pipe
+copies, and costs one more step of the log in memory. It only helps when a second core is
+actually idle: it costs ~15% more CPU in total than one thread (hence the load rule).
+``QFS_REPLAY_HELPER=0`` turns it off. The helper cannot change a result: its digests are
+compared as before (chain) or added as before (rows), and if it fails the same digests are
+computed in process; steps are applied strictly in log order either way.
 
 
 Checkpoints
@@ -121,7 +137,9 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import hashlib
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -134,7 +152,8 @@ from qfs_assets.contract.hashing import COMPONENTS, SetHash, state_root
 from qfs_assets.contract.schema import NODE_STATUSES
 
 from . import payloads as P
-from .chain import ChainCursor, _string_parts, ts_to_datetime, verify_batch
+from .chain import ChainCursor, _string_parts, chain_texts, recompute_digests, ts_to_datetime, verify_batch
+from .hashworker import HashWorker, later
 from .compare import CheckpointComparison, compare_checkpoints, diff_roots, expected_roots
 from .rows import ROW_TEXT, component_table, hash_sum_texts, row_dict, sum_digests
 
@@ -155,6 +174,31 @@ _EQM_TYPES = {"seq": pa.int64(), "ts": _TS, "event_type": pa.string(), "payload"
               "prev_hash": pa.string(), "event_hash": pa.string()}
 _EVENT_TYPE_SET = pa.array(P.EVENT_TYPES, type=pa.string())
 _STATUSES = frozenset(NODE_STATUSES)
+# A step of at least this many rows is hashed in the helper process (hashworker.py), started at
+# the first such step (smaller logs never pay its ~20 ms start), and parsed one step ahead in a
+# thread, if ``_parallel_allowed()`` at that first big step.
+_WORKER_MIN_ROWS = 50_000
+
+
+def _parallel_allowed() -> bool:
+    """Whether to use a second core: QFS_REPLAY_HELPER=0 never, =1 whenever the process may run
+    on two CPUs, unset ("auto") when it may and the machine is not busy (1-minute load average
+    at most CPUs - 0.5, this replay included): the helper adds ~15% CPU, a loss if no core idles."""
+    mode = os.environ.get("QFS_REPLAY_HELPER", "auto").strip().lower()
+    if mode in ("0", "off", "false", "no"):
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return False
+    if mode in ("1", "on", "true", "yes"):
+        return True
+    try:
+        return os.getloadavg()[0] <= cpus - 0.5
+    except (AttributeError, OSError):
+        return True
 _FAST_MIN_ROWS = 256  # fast_path="auto": below this many rows of a type, json.loads is cheaper
 # Event types whose inserted row hash is precomputed from the payload, and their component.
 _CANDIDATE_COMPONENT = {P.NODE_REGISTERED: "nodes", P.OBJECT_WRITTEN: "objects", P.SHARD_PLACED: "shards"}
@@ -252,6 +296,27 @@ def _to_us(value: dt.datetime | int | None, name: str) -> int | None:
     raise TypeError(f"{name} must be a datetime or integer microseconds, got {type(value).__name__}")
 
 
+@dataclass
+class _Step:
+    """One step of the log, prepared (hashing and parsing started) and waiting to be applied."""
+
+    seq: np.ndarray
+    ts: np.ndarray
+    n: int
+    event_type: pa.Array
+    payload: pa.Array
+    prev_hash: pa.Array
+    event_hash: pa.Array
+    codes_np: np.ndarray
+    errors: dict
+    groups: list
+    fast: Any  # {event_type: parsed} or a Future of it
+    sp_digests: Any
+    chain_get: Callable[[], bytes]
+    cp_positions: list
+    ahead: bool  # big: may wait while the previous step is applied
+
+
 class ReplayEngine:
     """A replay in progress. See the module docstring for the semantics.
 
@@ -271,7 +336,9 @@ class ReplayEngine:
 
     Use: ``feed(batch)`` repeatedly (False once a limit is reached), then ``finish()``.
     ``roots()``, ``table(component)``, ``rows(component)`` read the state of the rows processed
-    so far (``feed`` buffers up to ``batch_rows`` rows before processing them).
+    so far (``feed`` buffers up to ``batch_rows`` rows before processing them; with the hash
+    helper a big step may also wait prepared until the next step: these calls apply it first,
+    while the attributes ``events_replayed``/``last_seq`` do not).
     """
 
     def __init__(
@@ -349,7 +416,15 @@ class ReplayEngine:
         self.chain_breaks = 0
         self.invalid_events: list[InvalidEvent] = []
         self.payload_fallbacks = 0
-        self.phase_seconds = {"input": 0.0, "chain": 0.0, "parse": 0.0, "apply": 0.0, "roots": 0.0}
+        self._worker: HashWorker | None = None
+        self._parallel: bool | None = None  # decided at the first big step
+        self._worker_failed = False
+        self._parse_pool: ThreadPoolExecutor | None = None
+        self._pending: _Step | None = None
+        # CPU seconds of the calling thread per phase, plus "parse_thread": DuckDB parsing in the
+        # parse thread (big steps). The hash helper process's CPU is not counted here.
+        self.phase_seconds = {"input": 0.0, "chain": 0.0, "parse": 0.0, "parse_thread": 0.0, "apply": 0.0,
+                              "roots": 0.0}
         self._finished: ReplayResult | None = None
 
     # ----------------------------------------------------------------------------- input
@@ -360,9 +435,9 @@ class ReplayEngine:
             raise RuntimeError("replay already finished")
         if self._done:
             return False
-        t = time.process_time()
+        t = time.thread_time()
         normalised = self._normalise(batch)
-        self.phase_seconds["input"] += time.process_time() - t
+        self.phase_seconds["input"] += time.thread_time() - t
         for rb in normalised:
             if rb.num_rows == 0:
                 continue
@@ -414,12 +489,37 @@ class ReplayEngine:
                 self._buffered = rest.num_rows
                 return
             step = left if left < 2 * size else size
-            self._process(table.slice(off, step))
+            self._process(table.slice(off, step), final)
             off += step
+        if final:
+            self._complete_pending()
+
+    def _complete_pending(self) -> None:
+        """Finish the batch prepared ahead (see ``_process``), if any."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._complete(pending)
 
     # ----------------------------------------------------------------------------- batch
 
-    def _process(self, tbl: pa.Table) -> None:
+    def _process(self, tbl: pa.Table, final: bool) -> None:
+        """Verify and apply one step of the log.
+
+        A big step (``_WORKER_MIN_ROWS`` rows or more) is *prepared* (its hashing started in the
+        helper process, its payloads parsed by DuckDB in a thread, which releases the GIL) and
+        kept pending while the previous pending step is applied here, then applied at the next
+        step, at ``finish`` or when the state is read (``roots``/``table``/``rows``). Steps are
+        always completed in log order; a small step completes the pending one and itself at once.
+        """
+        pending = self._prepare(tbl)
+        self._complete_pending()
+        if pending is not None:
+            if pending.ahead and not final and not self._done:
+                self._pending = pending
+            else:
+                self._complete(pending)
+
+    def _prepare(self, tbl: pa.Table) -> "_Step | None":
         seq = tbl.column("seq").to_numpy()
         ts = tbl.column("ts").cast(pa.int64()).to_numpy()
         n = len(seq)
@@ -442,26 +542,45 @@ class ReplayEngine:
             tbl = tbl.slice(0, stop)
             seq, ts, n = seq[:stop], ts[:stop], stop
         if n == 0:
-            return
+            return None
 
         event_type = tbl.column("event_type").combine_chunks()
         payload = tbl.column("payload").combine_chunks()
+        prev_hash = tbl.column("prev_hash").combine_chunks()
+        event_hash = tbl.column("event_hash").combine_chunks()
 
         ph = self.phase_seconds
-        t0 = time.process_time()
-        # 1. the hash chain, vectorised
-        verdict = verify_batch(self._cursor, seq, ts, event_type, payload,
-                               tbl.column("prev_hash").combine_chunks(), tbl.column("event_hash").combine_chunks())
-        if len(verdict.bad_rows):
-            self.chain_breaks += len(verdict.bad_rows)
-            if self.first_break is None:
-                i = int(verdict.bad_rows[0])
-                self.first_break = ChainBreak(int(seq[i]), verdict.reason(i, seq, ts))
-
-        t1 = time.process_time()
-        ph["chain"] += t1 - t0
-        # 2. event types and payloads
+        t0 = time.thread_time()
         codes_np = pc.fill_null(pc.index_in(event_type, value_set=_EVENT_TYPE_SET), P.BAD_EVENT).to_numpy().copy()
+        # 1. the hash chain: the link texts, hashed in the helper process for a big batch (the
+        # verdict is taken after the apply loop; nothing in it depends on the chain) or here.
+        worker = self._hash_worker(n)
+        sp_digests = None
+        if worker is not None:
+            joined = chain_texts(seq, event_type, payload, prev_hash)
+            offs, data = _string_parts(joined)
+            o0 = int(offs[0])
+            offs = offs.astype(np.int64) - o0
+            data = data[o0: o0 + int(offs[-1])]
+            # shard_placed: the row text is the payload, the tail of its link text; hashed first
+            # (the apply loop needs them at the first checkpoint, the chain digests only at the end)
+            sp_rows = np.flatnonzero(codes_np == P.SHARD_PLACED)
+            poffs, _ = _string_parts(payload)
+            ends = offs[sp_rows + 1]
+            starts = ends - (poffs[sp_rows + 1] - poffs[sp_rows]).astype(np.int64)
+            sp_digests = (sp_rows, later(worker, 0, data, starts, ends, send=True, on_error=self._drop_worker,
+                                         fallback=lambda: _digests(payload, sp_rows).tobytes()))
+            chain_get = later(worker, 0, data, offs[:-1], offs[1:], send=False, on_error=self._drop_worker,
+                              fallback=lambda: recompute_digests(pa.array(seq, type=pa.int64()), event_type,
+                                                                 payload, prev_hash))
+            del joined, data  # the helper has its copy
+        else:
+            computed = recompute_digests(pa.array(seq, type=pa.int64()), event_type, payload, prev_hash)
+            chain_get = lambda: computed  # noqa: E731
+
+        t1 = time.thread_time()
+        ph["chain"] += t1 - t0
+        # 2. event types and payloads (DuckDB, in a thread for a big step)
         errors: dict[int, str] = {}
         for i in np.flatnonzero(codes_np == P.BAD_EVENT).tolist():
             errors[i] = f"unknown event_type {_text(event_type, i)!r}"
@@ -471,26 +590,54 @@ class ReplayEngine:
         fast_mode = self._fast_path
         fast = {et: None for code, et, rows in groups
                 if fast_mode is True or (fast_mode == "auto" and len(rows) >= _FAST_MIN_ROWS)}
+        ahead = n >= _WORKER_MIN_ROWS and bool(self._parallel)
         if fast:
             if self._parser is None:
                 self._parser = P.FastParser()
-            fast = self._parser.parse_batch(payload, codes_np,
-                                            [(et, rows) for code, et, rows in groups if et in fast])
+            wanted = [(et, rows) for code, et, rows in groups if et in fast]
+            if ahead:
+                if self._parse_pool is None:
+                    self._parse_pool = ThreadPoolExecutor(1, thread_name_prefix="qfs-replay-parse")
+                # the thread gets its own copy of the codes (_parse_type marks slow rows in codes_np)
+                fast = self._parse_pool.submit(self._parse_in_thread, payload, codes_np.copy(), wanted)
+            else:
+                fast = self._parser.parse_batch(payload, codes_np, wanted)
+        ph["parse"] += time.thread_time() - t1
+        return _Step(seq, ts, n, event_type, payload, prev_hash, event_hash, codes_np, errors, groups, fast,
+                     sp_digests, chain_get, self._checkpoint_positions(seq), ahead)
+
+    def _parse_in_thread(self, payload: pa.Array, codes: np.ndarray, wanted: list) -> dict:
+        t = time.thread_time()
+        try:
+            return self._parser.query(payload, codes, wanted)
+        finally:
+            self.phase_seconds["parse_thread"] += time.thread_time() - t  # only this thread writes it
+
+    def _complete(self, step: "_Step") -> None:
+        (seq, ts, n, event_type, payload, prev_hash, event_hash, codes_np, errors, groups, fast, sp_digests,
+         chain_get, cp_positions) = (step.seq, step.ts, step.n, step.event_type, step.payload, step.prev_hash,
+                                     step.event_hash, step.codes_np, step.errors, step.groups, step.fast,
+                                     step.sp_digests, step.chain_get, step.cp_positions)
+        ph = self.phase_seconds
+        t1 = time.thread_time()
+        if isinstance(fast, Future):
+            fast = self._parser.unpack(fast.result())
         iters: dict[int, Iterator] = {}
         cands: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # code -> (digests, their batch rows)
         for code, et, rows in groups:
-            it, cand = self._parse_type(code, et, rows, payload, codes_np, errors, fast.get(et))
+            it, cand = self._parse_type(code, et, rows, payload, codes_np, errors, fast.get(et),
+                                        sp_digests if code == P.SHARD_PLACED else None)
             iters[code] = it
             if cand is not None:
                 cands[code] = cand
         codes = codes_np.tolist()
-        ph["parse"] += time.process_time() - t1
+        ph["parse"] += time.thread_time() - t1
 
         # 3. apply, segment by segment between checkpoints (roots time is counted apart)
-        t2 = time.process_time()
+        t2 = time.thread_time()
         roots_before = ph["roots"]
         start = 0
-        for pos, cp in self._checkpoint_positions(seq):
+        for pos, cp in cp_positions:
             if pos > start:
                 self._apply(codes, start, pos, iters, errors, seq, event_type)
                 self._add_candidates(cands, start, pos)
@@ -502,13 +649,54 @@ class ReplayEngine:
             self._add_candidates(cands, start, n)
             self._advance(seq, ts, start, n)
         self._max_seq = max(self._max_seq, int(seq.max()))
-        ph["apply"] += time.process_time() - t2 - (ph["roots"] - roots_before)
+        t3 = time.thread_time()
+        ph["apply"] += t3 - t2 - (ph["roots"] - roots_before)
+
+        # 4. the chain verdict
+        verdict = verify_batch(self._cursor, seq, ts, event_type, payload, prev_hash, event_hash, computed=chain_get())
+        if len(verdict.bad_rows):
+            self.chain_breaks += len(verdict.bad_rows)
+            if self.first_break is None:
+                i = int(verdict.bad_rows[0])
+                self.first_break = ChainBreak(int(seq[i]), verdict.reason(i, seq, ts))
+        ph["chain"] += time.thread_time() - t3
+
+    def _hash_worker(self, n: int) -> HashWorker | None:
+        """The helper process for a batch of n rows (started at the first big batch), or None."""
+        if n < _WORKER_MIN_ROWS or self._worker_failed:
+            return None
+        if self._parallel is None:
+            self._parallel = _parallel_allowed()
+        if not self._parallel:
+            return None
+        if self._worker is None:
+            try:
+                self._worker = HashWorker()
+            except Exception:  # noqa: BLE001 - cannot start a process here: hash in process
+                self._worker_failed = True
+                return None
+        return self._worker
+
+    def _drop_worker(self) -> None:
+        self._worker_failed = True
+        self._close_worker()
+
+    def _close_worker(self) -> None:
+        """Stop the helper process and the parse thread (at finish, or when replay() fails)."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+        if self._parse_pool is not None:
+            self._parse_pool.shutdown(wait=True)
+            self._parse_pool = None
 
     def _parse_type(self, code: int, et: str, rows: np.ndarray, payload: pa.Array, codes_np: np.ndarray,
-                    errors: dict[int, str], parsed) -> tuple[Iterator, tuple[np.ndarray, np.ndarray] | None]:
+                    errors: dict[int, str], parsed, sp_digests=None
+                    ) -> tuple[Iterator, tuple[Any, np.ndarray] | None]:
         """The row-ordered field-tuple iterator of one type and, for the inserting types, the
-        candidate row digests (uint8 (m, 32)) with their batch rows (ascending).
-        ``parsed``: the fast parser's answer, or None for the reference parser."""
+        candidate row digests (uint8 (m, 32), or a getter of them) with their batch rows (ascending).
+        ``parsed``: the fast parser's answer, or None for the reference parser. ``sp_digests``:
+        (rows, getter of their payload digests) being computed by the helper process."""
         with_cand = code in _CANDIDATE_COMPONENT
         if parsed is not None:
             ok_rows, cols, rt, slow_rows = parsed
@@ -517,7 +705,17 @@ class ReplayEngine:
         cand = None
         if with_cand and len(ok_rows):
             # shard_placed: the (canonical) payload is the row text
-            cand = (_digests(rt) if rt is not None else _digests(payload, ok_rows), ok_rows)
+            if rt is not None:
+                cand = (_digests(rt), ok_rows)
+            elif sp_digests is not None:
+                all_rows, get = sp_digests
+                if len(ok_rows) == len(all_rows):  # ok_rows is a subset of all_rows: the same rows
+                    cand = (lambda: np.frombuffer(get(), dtype=np.uint8).reshape(-1, 32), ok_rows)
+                else:
+                    pick = np.searchsorted(all_rows, ok_rows)
+                    cand = (lambda: np.frombuffer(get(), dtype=np.uint8).reshape(-1, 32)[pick], ok_rows)
+            else:
+                cand = (_digests(payload, ok_rows), ok_rows)
         if not len(slow_rows):
             if with_cand:
                 return zip(*cols, range(len(ok_rows))), cand
@@ -747,7 +945,10 @@ class ReplayEngine:
 
     def _add_candidates(self, cands: dict[int, tuple[np.ndarray, np.ndarray]], a: int, b: int) -> None:
         """Add the precomputed hashes of the fresh inserts of batch rows [a, b) to the roots."""
-        for code, (digests, rows) in cands.items():
+        for code, (digests, rows) in list(cands.items()):
+            if callable(digests):  # computed by the helper process: wait for it once
+                digests = digests()
+                cands[code] = (digests, rows)
             lo, hi = np.searchsorted(rows, [a, b])
             unused = self._unused[code]
             if hi > lo or unused:
@@ -798,9 +999,10 @@ class ReplayEngine:
 
     def roots(self, seq: int | None = None) -> Roots:
         """The roots of the events replayed so far (flushes pending row hashes)."""
-        t = time.process_time()
+        self._complete_pending()
+        t = time.thread_time()
         self._flush()
-        self.phase_seconds["roots"] += time.process_time() - t
+        self.phase_seconds["roots"] += time.thread_time() - t
         hexes = [self._acc[c].hex() for c in COMPONENTS]
         ts = None if self._last_ts_us is None else ts_to_datetime(self._last_ts_us)
         return Roots(self.last_seq if seq is None else seq, self.last_seq, ts, self.events_replayed,
@@ -825,6 +1027,7 @@ class ReplayEngine:
 
     def items(self, component: str) -> Iterator[tuple[Any, tuple]]:
         """(key, value) pairs of a component, sorted by key."""
+        self._complete_pending()
         if component == "shards":
             for oid in sorted(self.shards):
                 d = self.shards[oid]
@@ -854,6 +1057,7 @@ class ReplayEngine:
             return self._finished
         with _no_gc():
             self._drain(final=True)
+            self._complete_pending()
             final = self.roots()
         unreached = self._cps[self._cp_ptr:]
         elapsed = time.perf_counter() - self._t0
@@ -863,6 +1067,7 @@ class ReplayEngine:
         if self._parser is not None:
             self._parser.close()
             self._parser = None
+        self._close_worker()
         self._finished = ReplayResult(
             events_replayed=self.events_replayed,
             chain_intact=self.first_break is None,
@@ -931,11 +1136,14 @@ def replay(
     with _no_gc():
         it = iter(batches)
         try:
-            for batch in it:
-                if not engine.feed(batch):
-                    break
+            try:
+                for batch in it:
+                    if not engine.feed(batch):
+                        break
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+            return engine.finish()
         finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-        return engine.finish()
+            engine._close_worker()  # also on error (finish closes it otherwise)

@@ -234,6 +234,12 @@ class FastParser:
         state-row texts (None when there is none or it is the payload itself), and the batch
         rows left for ``parse_payload``.
         """
+        return self.unpack(self.query(payload, codes, wanted))
+
+    def query(self, payload: pa.Array, codes: np.ndarray, wanted: Sequence[tuple[str, np.ndarray]]
+              ) -> dict[str, tuple[np.ndarray, pa.Table]]:
+        """The DuckDB half of ``parse_batch`` (releases the GIL; may run in another thread):
+        ``{event_type: (rows, result table)}``, for ``unpack``."""
         n = len(payload)
         tbl = pa.table({"i": pa.array(np.arange(n, dtype=np.int64)), "c": pa.array(codes.astype(np.int8)),
                         "p": payload})
@@ -246,10 +252,15 @@ class FastParser:
                     res = con.sql(self._queries[event_type]).to_arrow_table()
                 except duckdb.Error:  # e.g. bytes that are not UTF-8: leave the type to parse_payload
                     continue
-                out[event_type] = self._unpack(event_type, rows, res)
+                out[event_type] = (rows, res)
         finally:
             con.unregister(self._view)
         return out
+
+    def unpack(self, results: dict[str, tuple[np.ndarray, pa.Table]]
+               ) -> dict[str, tuple[np.ndarray, list[list], pa.Array | None, np.ndarray]]:
+        """The Python half of ``parse_batch``: the answer of ``query`` as Python columns."""
+        return {et: self._unpack(et, rows, res) for et, (rows, res) in results.items()}
 
     @staticmethod
     def _unpack(event_type: str, rows: np.ndarray, res: pa.Table):
