@@ -135,3 +135,16 @@ def test_duplicate_shard_key_is_bad_input(export):
     write(export, "shards", [shard("o3", 1, "n5")], DAY, name="part-1.parquet")
     with pytest.raises(BadInput, match=r"table 'shards'.*column 'object_id,shard_index'.*duplicate key object_id='o3', shard_index=1"):
         assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
+
+
+def test_duplicate_shard_key_found_beyond_index_63(export):
+    """Indices outside 0..63 take the count(DISTINCT) path; duplicates are still found."""
+    write(export, "shards", [shard("o9", 70, "n1"), shard("o9", 70, "n2")], DAY, name="part-1.parquet")
+    with pytest.raises(BadInput, match=r"duplicate key object_id='o9', shard_index=70"):
+        assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
+
+
+def test_wide_indices_without_duplicates_are_fine(export):
+    write(export, "shards", [shard("o9", 0, "n1"), shard("o9", 64, "n2")], DAY, name="part-1.parquet")
+    r = assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
+    assert r.metrics["objects_with_unknown_manifest"] == 1
