@@ -65,6 +65,9 @@ def _instance():
     from dagster import DagsterInstance
 
     if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"])
+        if not home.is_dir():
+            raise UsageError(f"DAGSTER_HOME {home} is not a directory")
         return DagsterInstance.get(), os.environ["DAGSTER_HOME"]
     if Path("dagster.yaml").is_file():
         os.environ["DAGSTER_HOME"] = str(Path.cwd())
@@ -72,7 +75,7 @@ def _instance():
     return DagsterInstance.ephemeral(), None
 
 
-def _partition_key(activity: Activity, raw: str, instance=None) -> str:
+def _partition_key(activity: Activity, raw: str, instance=None, export_root: str | None = None) -> str:
     from qfs_assets.defs import partitions
 
     if activity.cadence == "event":
@@ -83,6 +86,14 @@ def _partition_key(activity: Activity, raw: str, instance=None) -> str:
             parse_failure_id(raw)
         except (ValueError, IndexError):
             raise UsageError(f"--partition {raw!r} is not {activity.rule}") from None
+        if export_root is not None:  # never add a partition for a failure that did not happen
+            from qfs_assets.defs.node_failure.detect import failure_from_id
+            from qfs_assets.readers.base import BadInput, ExportReader
+
+            try:
+                failure_from_id(ExportReader(export_root), raw)
+            except (KeyError, BadInput):
+                raise UsageError(f"no failure {raw} in the export's EQM log or nodes snapshots") from None
         if instance is not None and not instance.has_dynamic_partition(node_failures.name, raw):
             instance.add_dynamic_partitions(node_failures.name, [raw])
         return raw
@@ -156,7 +167,11 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
         raise UsageError(f"activity {activity_name} is not implemented yet in this version of QFS Assure")
     if instance is None:
         instance, _ = _instance()
-    key = _partition_key(activity, partition, instance)
+    if export_root is None and activity.cadence == "event":
+        from qfs_assets.defs.resources import DEFAULT_EXPORT_ROOT
+
+        export_root = os.environ.get("QFS_EXPORT_ROOT") or DEFAULT_EXPORT_ROOT
+    key = _partition_key(activity, partition, instance, export_root if activity.cadence == "event" else None)
     job = defs.resolve_job_def(activity.job_name)
     result = job.execute_in_process(
         partition_key=key,
@@ -168,6 +183,7 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     seconds = time.perf_counter() - t0
     if not result.success:
         code, msg = _failure_message(result)
+        _alert_failure(activity_name, key, code, msg, evidence_root)
         return Outcome(activity_name, key, code, None, [], None, msg, seconds)
     path, metadata = None, None
     for event in result.all_events:
@@ -187,6 +203,23 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     failed = [c["name"] for c in doc["criteria"] if not c["passed"]]
     return Outcome(activity_name, key, EXIT_PASSED if doc["passed"] else EXIT_FAILED, doc["passed"], failed, path,
                    "passed" if doc["passed"] else "failed: " + ", ".join(failed), seconds)
+
+
+def _alert_failure(activity: str, partition: str, code: int, message: str, evidence_root: str | None) -> None:
+    """A failed CLI run alerts like a daemon-launched one (run-status sensors do not see in-process runs).
+
+    Deduplicated with the sensor's alerts by the alert ledger; never raises.
+    """
+    try:
+        from qfs_assets.alerting.config import load_config
+        from qfs_assets.alerting.dispatch import dispatch
+        from qfs_assets.alerting.model import alert_for_failure
+
+        kind = "bad_input" if code == EXIT_BAD_INPUT else "run_failed"
+        root = Path(evidence_root or os.environ.get("QFS_EVIDENCE_ROOT") or "evidence_store")
+        dispatch(alert_for_failure(kind, activity, partition, message), load_config(evidence_root=root))
+    except Exception:  # noqa: BLE001 - alerting never changes the run's outcome
+        logging.getLogger("qfs_assets.alerting").error("could not alert on the failed run of %s %s", activity, partition)
 
 
 def _print_outcome(o: Outcome) -> None:

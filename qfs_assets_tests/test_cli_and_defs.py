@@ -104,3 +104,24 @@ def test_rerun_replaces_parquet_rows_never_duplicates(tmp_path, instance):
     assert n == 9
     import pyarrow.dataset as ds
     assert ds.dataset(ev / "node_health_aegis", partitioning="hive").to_table().num_rows == 9
+
+
+def test_a_bad_input_cli_run_alerts_once(tmp_path, monkeypatch, capsys):
+    """In-process CLI runs are not seen by run-status sensors: the CLI alerts itself, deduplicated."""
+    from qfs_assets_tests.test_scenarios import Hook
+
+    hook = Hook()
+    try:
+        monkeypatch.setenv("QFS_ALERT_WEBHOOK_URLS", hook.url)
+        good = build_healthy(tmp_path / "export")
+        (good / "proofs" / "date=2026-03-02" / "part-0.parquet").write_bytes(b"broken")
+        args = ["run", "node_health_assessment", "--partition", DAY, "--export-root", str(good),
+                "--evidence-root", str(tmp_path / "ev")]
+        assert cli.main(args) == 2
+        assert cli.main(args) == 2
+        assert len(hook.posts) == 1
+        alert = hook.posts[0][1]
+        assert alert["kind"] == "bad_input" and alert["activity"] == "node_health_assessment"
+        assert "table 'proofs'" in alert["message"] and alert["partition"] == DAY
+    finally:
+        hook.close()

@@ -102,7 +102,10 @@ def node_failure_sensor(context: dg.SensorEvaluationContext, export: ExportResou
     try:
         failures, cursor = scan_failures(reader, FailureCursor.from_json(context.cursor))
     except BadInput as exc:
-        # surfaced as a sensor error (alerted by the sensor-error path), the cursor is not advanced
+        # a sensor error: alerted (sensor_error), shown on the tick, the cursor is not advanced
+        from qfs_assets.alerting.dagster_hooks import _sensor_error
+
+        _sensor_error("node_failure_sensor", exc)
         raise dg.DagsterError(str(exc)) from None
     known = set(context.instance.get_dynamic_partitions(node_failures.name)) if context.instance else set()
     new_ids = [f.failure_id for f in failures if f.failure_id not in known]
