@@ -99,6 +99,8 @@ def measure(cmd: list[str], cwd: Path | None = None, ok_codes=(0,)) -> dict:
 
 
 def repeat(name: str, cmd: list[str], runs: int, cwd: Path | None = None, ok_codes=(0,), before=None) -> dict:
+    if runs < 1:
+        raise SystemExit(f"bench: {name}: the number of runs must be at least 1")
     rs = []
     for i in range(runs):
         if before:
