@@ -44,3 +44,22 @@ def test_sensor_fires_once_per_failure_and_the_response_plans_it(demo, tmp_path)
     assert m["clawback_nod"] > 0  # the storage reward paid on the failure day
     assert {c["name"] for c in doc["criteria"]} == {"all_shards_placed", "receivers_verified", "no_co_location",
                                                     "capacity_respected"}
+
+
+def test_clawback_stops_at_the_repair(demo):
+    """Rewards earned after the node is active again are legitimate: not clawed back."""
+    import datetime as dt
+
+    from qfs_assets.defs.node_failure.detect import failure_from_id
+    from qfs_assets.defs.node_failure.response import respond_to_failure
+    from qfs_assets.readers.base import ExportReader
+
+    reader = ExportReader(demo.export_root)
+    failure = failure_from_id(reader, FAILURE)
+    on_the_day = respond_to_failure(reader, failure, dt.date(2026, 3, 11))
+    after_repair = respond_to_failure(reader, failure, dt.date(2026, 3, 20))
+    assert after_repair.metrics["recovered_at"] == dt.datetime(2026, 3, 16, 6, 0, tzinfo=dt.timezone.utc)
+    assert on_the_day.metrics["recovered_at"] is None
+    claws = after_repair.tables["node_failure_reward_adjustments"].to_pylist()
+    assert claws and all(c["clawed_ts"] < after_repair.metrics["recovered_at"] for c in claws)
+    assert after_repair.metrics["clawback_nod"] >= on_the_day.metrics["clawback_nod"] > 0

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 import pyarrow as pa
 
-from qfs_assets.defs.node_failure.detect import FailureEvent, day_end
+from qfs_assets.defs.node_failure.detect import FailureEvent, _status_events, day_end
 from qfs_assets.defs.node_failure.plan import PlanResult, aegis_day_for, plan_redistribution, register_aegis
 from qfs_assets.defs.node_health.metrics import NodeHealthParams
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
@@ -157,9 +157,22 @@ def receivers_table(reader: ExportReader, plan: PlanResult, as_of: dt.date, p: N
 
 
 # -- rewards ------------------------------------------------------------------------------------
+def recovered_at(reader: ExportReader, failure: FailureEvent, as_of: dt.date) -> dt.datetime | None:
+    """When the node left `failed` again (its first later status change in the log), up to ``as_of``."""
+    days = [d for d in reader.available_dates("eqm") if failure.failed_on <= d <= as_of]
+    events = _status_events(reader, days, failure.seq)[0]
+    return next((ts for _, ts, node, status in events
+                 if node == failure.node_id and ts > failure.failed_at and status != "failed"), None)
+
+
 def reward_adjustments(reader: ExportReader, failure: FailureEvent, as_of: dt.date) -> tuple[pa.Table, dict]:
-    """The claw-back proposal (one negative adjustment per reward since the failure) and totals."""
-    end = day_end(as_of)
+    """The claw-back proposal (one negative adjustment per reward paid while the node was failed) and totals.
+
+    The window is ``[failed_at, recovery)`` when the node came back before the end of ``as_of``
+    (rewards earned after the repair are legitimate), else ``[failed_at, end of as_of)``.
+    """
+    recovery = recovered_at(reader, failure, as_of)
+    end = min(day_end(as_of), recovery) if recovery else day_end(as_of)
     days = days_between(failure.failed_on, as_of + dt.timedelta(days=1))
     con = connect()
     try:
@@ -203,6 +216,7 @@ def reward_adjustments(reader: ExportReader, failure: FailureEvent, as_of: dt.da
         "existing_adjustments": int(existing[0]),
         "existing_adjustments_nod": int(existing[1]),
         "reward_days_read": [d.isoformat() for d in days],
+        "recovered_at": recovery,
     }
 
 
@@ -262,6 +276,7 @@ def respond_to_failure(
         "rewards_clawed_back": rewards["rewards_clawed_back"],
         "existing_adjustments_nod": rewards["existing_adjustments_nod"],
         "clawback_net_of_existing_nod": rewards["clawback_nod"] + rewards["existing_adjustments_nod"],
+        "recovered_at": rewards["recovered_at"],
         "utilization_cv_before": plan.balance["utilization_cv_before"],
         "utilization_max_over_mean_before": plan.balance["utilization_max_over_mean_before"],
         "utilization_cv_after": plan.balance["utilization_cv_after"],
