@@ -46,26 +46,27 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
 
 
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
-          description="The day's node inventory (`nodes/snapshot_date=`), validated against qfs-export-v1.")
+          description="The day's node inventory (`nodes/snapshot_date=`), gated: partitions present, files readable with the contract's columns.")
 def node_inventory(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=validated_partitions(export, "nodes", [_day(context)]))
 
 
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
-          description="The day's object manifest (`objects/snapshot_date=`), validated against qfs-export-v1.")
+          description="The day's object manifest (`objects/snapshot_date=`), gated: partitions present, files readable with the contract's columns.")
 def object_manifest(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=validated_partitions(export, "objects", [_day(context)]))
 
 
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
-          description="The day's shard placement (`shards/snapshot_date=`): columns, types and nulls are validated "
-                      "here; key uniqueness is checked by the assessment in the same scan as its group-by.")
+          description="The day's shard placement (`shards/snapshot_date=`): partitions present, files readable with the "
+                      "contract's columns; values and key uniqueness are checked by the assessment in the same scan "
+                      "as its group-by.")
 def shard_map(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=validated_partitions(export, "shards", [_day(context)], validate_keys=False))
+    return dg.MaterializeResult(metadata=validated_partitions(export, "shards", [_day(context)]))
 
 
 @dg.asset(partitions_def=partitions.daily, group_name=GROUP, kinds={"parquet"},
-          description="The day's proof-of-storage challenges (`proofs/date=`), validated against qfs-export-v1.")
+          description="The day's proof-of-storage challenges (`proofs/date=`), gated: partitions present, files readable with the contract's columns.")
 def proof_results(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=validated_partitions(export, "proofs", [_day(context)]))
 
