@@ -47,6 +47,27 @@ def _context():
     return _STATE["gx"], _STATE["ctx"], _STATE["source"]
 
 
+def prefetch() -> None:
+    """Start building the GX context in a background thread.
+
+    Importing GX costs 3-7 s of mostly pure-Python work per process; an activity calls this
+    before its DuckDB scans (which release the GIL), so the two overlap. ``validate`` waits for
+    it. Failures are left for ``validate`` to raise.
+    """
+    if "ctx" in _STATE or _STATE.get("prefetching"):
+        return
+    _STATE["prefetching"] = True
+
+    def run() -> None:
+        with _LOCK:
+            try:
+                _context()
+            except Exception:  # noqa: BLE001 - validate() will try again and raise
+                pass
+
+    threading.Thread(target=run, name="gx-prefetch", daemon=True).start()
+
+
 def _expectations(spec: CriterionSpec, rule_index: int, rule: Rule) -> list:
     import great_expectations.expectations as gxe
 

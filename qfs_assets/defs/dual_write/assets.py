@@ -17,6 +17,7 @@ import datetime as dt
 import dagster as dg
 
 from qfs_assets.defs import partitions
+from qfs_assets.evidence import gx_suite
 from qfs_assets.defs.common import (
     bad_input_guard,
     check_results,
@@ -103,6 +104,7 @@ def dual_write_diff(context: dg.AssetExecutionContext, config: DualWriteConfig, 
 def dual_write_verification(context: dg.AssetExecutionContext, config: DualWriteConfig, export: ExportResource,
                             system_of_record: SystemOfRecordResource,
                             evidence: EvidenceResource) -> dg.MaterializeResult:
+    gx_suite.prefetch()  # GX's import overlaps the DuckDB scans
     month = dt.date.fromisoformat(context.partition_key)
     _, end = partitions.window(partitions.monthly, context.partition_key)
     params = config_guard(config.params)

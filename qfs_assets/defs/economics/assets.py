@@ -8,6 +8,7 @@ import datetime as dt
 import dagster as dg
 
 from qfs_assets.defs import partitions
+from qfs_assets.evidence import gx_suite
 from qfs_assets.defs.common import (
     bad_input_guard,
     config_guard,
@@ -72,6 +73,7 @@ def eqm_fee_flow(context: dg.AssetExecutionContext, export: ExportResource) -> d
 )
 def economics_sanity_check(context: dg.AssetExecutionContext, config: EconomicsConfig,
                            export: ExportResource, evidence: EvidenceResource) -> dg.MaterializeResult:
+    gx_suite.prefetch()  # GX's import overlaps the DuckDB scans
     week_start = dt.date.fromisoformat(context.partition_key)
     params = config_guard(config.params)
     result = bad_input_guard(lambda: assess_economics(export.reader(), week_start, params))

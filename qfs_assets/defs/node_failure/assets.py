@@ -14,6 +14,8 @@ import datetime as dt
 
 import dagster as dg
 
+from qfs_assets.evidence import gx_suite
+
 from qfs_assets.defs.common import (
     bad_input_guard,
     check_results,
@@ -66,6 +68,7 @@ def _as_of(reader, failed_on: dt.date, override: str) -> dt.date:
 )
 def node_failure_response(context: dg.AssetExecutionContext, config: NodeFailureConfig,
                           export: ExportResource, evidence: EvidenceResource):
+    gx_suite.prefetch()  # GX's import overlaps the DuckDB scans
     reader = export.reader()
 
     def run():

@@ -9,6 +9,7 @@ import datetime as dt
 import dagster as dg
 
 from qfs_assets.defs import partitions
+from qfs_assets.evidence import gx_suite
 from qfs_assets.defs.common import (
     bad_input_guard,
     config_guard,
@@ -91,6 +92,7 @@ INPUTS = [node_inventory, object_manifest, shard_map, proof_results]
 )
 def node_health_assessment(context: dg.AssetExecutionContext, config: NodeHealthConfig,
                            export: ExportResource, evidence: EvidenceResource):
+    gx_suite.prefetch()  # GX's import overlaps the DuckDB scans
     day = _day(context)
     params = config_guard(config.params)
     result = bad_input_guard(lambda: assess_node_health(export.reader(), day, params))
