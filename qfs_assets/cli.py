@@ -118,7 +118,10 @@ def run_config(export_root: str | None, sor_url: str | None, evidence_root: str 
     if export_root:
         resources["export"] = {"config": {"export_root": export_root}}
     if sor_url:
-        resources["system_of_record"] = {"config": {"url": sor_url}}
+        # Run config is stored with the run and shown in the UI: pass the URL (which may hold a
+        # password) through the environment, so only the variable's name is recorded.
+        os.environ["QFS_SOR_URL"] = sor_url
+        resources["system_of_record"] = {"config": {"url": {"env": "QFS_SOR_URL"}}}
     if evidence_root:
         resources["evidence"] = {"config": {"evidence_root": evidence_root}}
     return {"resources": resources, "loggers": {"console": {"config": {"log_level": log_level}}}}

@@ -125,3 +125,30 @@ def test_a_bad_input_cli_run_alerts_once(tmp_path, monkeypatch, capsys):
         assert "table 'proofs'" in alert["message"] and alert["partition"] == DAY
     finally:
         hook.close()
+
+
+def test_bad_input_line_is_printed_while_gx_imports_in_the_background(tmp_path, capsys):
+    export = build_healthy(tmp_path / "export")  # no fee ledger at all
+    assert cli.main(["run", "economics_sanity_check", "--partition", "2026-03-02", "--export-root", str(export),
+                     "--evidence-root", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "qfs-assure: bad input: table 'fees'" in err
+    import sys
+    assert sys.stderr is not None and "StringIO" not in type(sys.stderr).__name__
+
+
+def test_the_system_of_record_password_never_reaches_run_storage(tmp_path):
+    import dagster as dg
+
+    export = build_healthy(tmp_path / "export")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
+        o = cli.execute("dual_write_diff", DAY, export_root=str(export), evidence_root=str(tmp_path / "ev"),
+                        sor_url="postgresql://alice:S3cretPW@127.0.0.1:1/test", instance=instance)
+        assert o.exit_code == cli.EXIT_BAD_INPUT and "S3cretPW" not in o.message and "***" in o.message
+        run = instance.get_runs()[0]
+        assert "S3cretPW" not in json.dumps(run.run_config)
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert b"S3cretPW" not in path.read_bytes(), path

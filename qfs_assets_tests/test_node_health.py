@@ -148,3 +148,26 @@ def test_wide_indices_without_duplicates_are_fine(export):
     write(export, "shards", [shard("o9", 0, "n1"), shard("o9", 64, "n2")], DAY, name="part-1.parquet")
     r = assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
     assert r.metrics["objects_with_unknown_manifest"] == 1
+
+
+@pytest.mark.parametrize("indices", [[-1, 1, 2], [0, 1, 7], [0, 1, 70]])
+def test_shards_outside_0_to_n_minus_1_are_not_healthy(tmp_path, indices):
+    root = tmp_path / "e"
+    write(root, "nodes", [node("n1"), node("n2"), node("n3")], DAY)
+    write(root, "proofs", [proof("c1", "n1")], DAY)
+    write(root, "objects", [obj("o1", k=2, n=3)], DAY)
+    write(root, "shards", [shard("o1", i, f"n{j + 1}") for j, i in enumerate(indices)], DAY)
+    r = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
+    assert r.metrics["objects_degraded"] == 1
+    assert r.tables["node_health_objects"].column("healthy_shards").to_pylist() == [2]
+
+
+def test_dictionary_encoded_strings_are_accepted(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = write(tmp_path, "nodes", [node("n1"), node("n2")], DAY)
+    t = pq.read_table(path)
+    t = t.set_column(0, "node_id", t.column("node_id").dictionary_encode())
+    pq.write_table(t, path)
+    assert ExportReader(tmp_path).read("nodes", [dt.date.fromisoformat(DAY)]).column("node_id").to_pylist() == ["n1", "n2"]

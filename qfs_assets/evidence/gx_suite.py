@@ -21,6 +21,7 @@ import io
 import logging
 import threading
 import uuid
+import warnings
 from typing import Any, Sequence
 
 import pyarrow as pa
@@ -36,13 +37,15 @@ def _context():
     if "ctx" not in _STATE:
         for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        with contextlib.redirect_stderr(io.StringIO()):
-            import great_expectations as gx
-            from great_expectations.data_context.types.base import ProgressBarsConfig
+        # No stderr redirection here: it swaps sys.stderr for the whole process, and this runs
+        # in a background thread (prefetch) while the CLI may print a bad-input line.
+        warnings.filterwarnings("ignore", module=r"great_expectations(\..*)?")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            ctx = gx.get_context(mode="ephemeral")
-            ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-            source = ctx.data_sources.add_pandas("qfs_assure")
+        ctx = gx.get_context(mode="ephemeral")
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = ctx.data_sources.add_pandas("qfs_assure")
         _STATE.update(gx=gx, ctx=ctx, source=source)
     return _STATE["gx"], _STATE["ctx"], _STATE["source"]
 

@@ -57,6 +57,8 @@ def connect(threads: int | None = None, memory_limit: str | None = None) -> duck
 
 
 def _type_family(t: pa.DataType) -> str:
+    if pa.types.is_dictionary(t):  # e.g. Spark or pandas categoricals: judged by their values' type
+        return _type_family(t.value_type)
     if pa.types.is_integer(t):
         return "int"
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
