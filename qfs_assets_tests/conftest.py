@@ -14,3 +14,16 @@ def demo(tmp_path_factory):
     from qfs_assets.demo import DemoConfig, generate
 
     return generate(tmp_path_factory.mktemp("demo"), DemoConfig())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_dagster_home(tmp_path_factory):
+    """CLI calls in tests record their runs in a throwaway instance, never the repository's."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("DAGSTER_HOME", None)
+    else:
+        os.environ["DAGSTER_HOME"] = previous
