@@ -42,7 +42,6 @@ Cost (what each lookup reads; ``D`` = days of the export)
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import json
 import re
 import sys
@@ -53,7 +52,7 @@ from typing import Any, Iterable, Sequence
 import duckdb
 
 from qfs_assets.contract.hashing import event_hash, in_sample
-from qfs_assets.evidence.store import PARTITION_COLUMN, iso_utc
+from qfs_assets.evidence.store import PARTITION_COLUMN, iso_utc, json_scalar
 from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident
 
 __all__ = ["Section", "Trace", "TraceError", "TraceNotFound", "trace_tx", "trace_object", "main_trace", "SAMPLE_BPS"]
@@ -75,20 +74,12 @@ class TraceNotFound(TraceError):
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-friendly value: datetimes as ISO 8601 UTC, dates as YYYY-MM-DD."""
-    if isinstance(value, dt.datetime):
-        return iso_utc(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else str(value)
-    if isinstance(value, Path):
-        return str(value)
+    """A JSON-friendly value (see :func:`qfs_assets.evidence.store.json_scalar`), containers recursively."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_plain(v) for v in value]
-    return value
+    return json_scalar(value)
 
 
 def _is_hash(value: Any) -> bool:

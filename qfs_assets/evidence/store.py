@@ -36,8 +36,10 @@ PARTITION_COLUMN = "partition_key"
 SCHEMA_VERSION = "evidence-v1"
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (dt.datetime,)):
+def json_scalar(value: Any) -> Any:
+    """Datetimes as ISO 8601 UTC, dates as YYYY-MM-DD, integral decimals as int, paths as text;
+    anything else unchanged."""
+    if isinstance(value, dt.datetime):
         return iso_utc(value)
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -45,6 +47,12 @@ def _json_default(value: Any) -> Any:
         return int(value) if value == value.to_integral_value() else str(value)
     if isinstance(value, Path):
         return str(value)
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date, decimal.Decimal, Path)):
+        return json_scalar(value)
     if isinstance(value, (set, frozenset, tuple)):
         return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
     if hasattr(value, "item"):  # numpy scalars
