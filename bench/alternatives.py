@@ -51,7 +51,7 @@ def duckdb_node_health(a: dict) -> dict:
 
 
 def pure_node_health(a: dict) -> dict:
-    from qfs_assets.defs.node_health.metrics import assess_node_health
+    from qfs_assets.activities.node_health.assess import assess_node_health
     from qfs_assets.readers.base import ExportReader
 
     r = assess_node_health(ExportReader(a["export"]), dt.date.fromisoformat(a["day"]))
@@ -91,7 +91,7 @@ def profile_node_health(a: dict) -> dict:
         f"FROM read_parquet({shards!r})").fetchall())
     con.close()
     step("import dagster + definitions", lambda: __import__("qfs_assets.definitions"))
-    from qfs_assets.defs.node_health.metrics import (aegis_table, distribution_table, day_window,
+    from qfs_assets.activities.node_health.assess import (aegis_table, distribution_table, day_window,
                                                      object_health)
     from qfs_assets.readers.base import ExportReader, connect
     from qfs_assets.readers.nodes import node_snapshot
@@ -113,7 +113,7 @@ def profile_node_health(a: dict) -> dict:
     step("assessment: re-validate shards (4 columns, no key check)", lambda: shard_map(
         reader, con, day, columns=["object_id", "shard_index", "node_id", "shard_bytes"], validate_keys=False))
     step("assessment: aegis_table", lambda: aegis_table(con, day_window(day)[1], __import__(
-        "qfs_assets.defs.node_health.metrics", fromlist=["NodeHealthParams"]).NodeHealthParams()))
+        "qfs_assets.activities.node_health.assess", fromlist=["NodeHealthParams"]).NodeHealthParams()))
     step("assessment: distribution_table (group by node over shards)", lambda: distribution_table(con))
     step("assessment: object_health (group by object over shards + join objects)", lambda: object_health(con))
     con.close()

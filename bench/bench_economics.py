@@ -134,7 +134,7 @@ def main() -> None:
 
     import pandas  # noqa: F401  (pyarrow imports it on the first Table built, ~0.5 s; Dagster has it loaded)
 
-    from qfs_assets.defs.economics.metrics import EconomicsParams, assess_economics
+    from qfs_assets.activities.economics.assess import EconomicsParams, assess_economics
     from qfs_assets.readers.base import ExportReader
 
     for _ in range(args.repeat):

@@ -17,35 +17,18 @@ import os
 import sys
 import time
 import warnings
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from qfs_assets import registry
+from qfs_assets.registry import Activity
+
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
-
-@dataclass(frozen=True)
-class Activity:
-    name: str
-    cadence: str  # daily | weekly | monthly | quarterly
-    rule: str  # what a valid partition key is, for messages
-
-    @property
-    def job_name(self) -> str:
-        return f"{self.name}_job"
-
-
-ACTIVITIES = {
-    a.name: a
-    for a in (
-        Activity("node_health_assessment", "daily", "any day"),
-        Activity("economics_sanity_check", "weekly", "a Monday"),
-        Activity("dual_write_diff", "daily", "any day"),
-        Activity("dual_write_verification", "monthly", "the first day of a month"),
-        Activity("storage_replay_drill", "quarterly", "Jan 1, Apr 1, Jul 1 or Oct 1"),
-        Activity("node_failure_response", "event", "a failure id <node_id>_<YYYYMMDD>"),
-    )
-}
+#: the settings every run reads, as flag -> environment variable (the resources read the variables)
+SETTINGS = {"export_root": "QFS_EXPORT_ROOT", "sor_url": "QFS_SOR_URL", "evidence_root": "QFS_EVIDENCE_ROOT"}
 
 
 class UsageError(Exception):
@@ -79,17 +62,15 @@ def _partition_key(activity: Activity, raw: str, instance=None, export_root: str
     from qfs_assets.defs import partitions
 
     if activity.cadence == "event":
+        from qfs_assets.activities.node_failure.detect import failure_from_id, parse_failure_id
         from qfs_assets.defs.node_failure.assets import node_failures
-        from qfs_assets.defs.node_failure.detect import parse_failure_id
+        from qfs_assets.readers.base import BadInput, ExportReader
 
         try:
             parse_failure_id(raw)
         except (ValueError, IndexError):
-            raise UsageError(f"--partition {raw!r} is not {activity.rule}") from None
+            raise UsageError(f"--partition {raw!r} is not {activity.partition_rule}") from None
         if export_root is not None:  # never add a partition for a failure that did not happen
-            from qfs_assets.defs.node_failure.detect import failure_from_id
-            from qfs_assets.readers.base import BadInput, ExportReader
-
             try:
                 failure_from_id(ExportReader(export_root), raw)
             except (KeyError, BadInput):
@@ -102,29 +83,47 @@ def _partition_key(activity: Activity, raw: str, instance=None, export_root: str
         day = dt.date.fromisoformat(raw)
     except ValueError:
         raise UsageError(f"--partition {raw!r} is not a date (YYYY-MM-DD)") from None
-    pdef = getattr(partitions, activity.cadence)
+    pdef = partitions.BY_CADENCE[activity.cadence]
     key = day.isoformat()
     if not pdef.has_partition_key(key):
         start = pdef.get_first_partition_key()
         if start and key < start:
             raise UsageError(f"--partition {key} is before the first {activity.cadence} partition {start} (QFS_PARTITIONS_START)")
-        raise UsageError(f"--partition {key} is not a {activity.cadence} partition of {activity.name}: it must be {activity.rule}, "
-                         f"and its window must have closed")
+        raise UsageError(f"--partition {key} is not a {activity.cadence} partition of {activity.name}: it must be "
+                         f"{activity.partition_rule}, and its window must have closed")
     return key
 
 
-def run_config(export_root: str | None, sor_url: str | None, evidence_root: str | None, log_level: str = "CRITICAL") -> dict:
-    resources: dict = {}
-    if export_root:
-        resources["export"] = {"config": {"export_root": export_root}}
-    if sor_url:
-        # Run config is stored with the run and shown in the UI: pass the URL (which may hold a
-        # password) through the environment, so only the variable's name is recorded.
-        os.environ["QFS_SOR_URL"] = sor_url
-        resources["system_of_record"] = {"config": {"url": {"env": "QFS_SOR_URL"}}}
-    if evidence_root:
-        resources["evidence"] = {"config": {"evidence_root": evidence_root}}
-    return {"resources": resources, "loggers": {"console": {"config": {"log_level": log_level}}}}
+def run_config(log_level: str = "CRITICAL") -> dict:
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+@contextlib.contextmanager
+def settings_env(**values: str | None):
+    """The run's settings as the environment variables the resources read, restored afterwards.
+
+    Run config is stored with the run and shown in the UI: passing the settings by environment
+    keeps the system of record's URL (which may hold a password) out of run storage.
+    """
+    saved = {var: os.environ.get(var) for var in SETTINGS.values()}
+    try:
+        for name, value in values.items():
+            if value:
+                os.environ[SETTINGS[name]] = str(value)
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _setting(name: str, value: str | None, flag: str, why: str) -> str:
+    value = value or os.environ.get(SETTINGS[name])
+    if not value:
+        raise UsageError(f"no {why}: pass {flag} or set {SETTINGS[name]}")
+    return value
 
 
 @dataclass
@@ -160,29 +159,28 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
             defs=None, instance=None) -> Outcome:
     """Materialise one activity partition through ``defs`` and read back its verdict."""
     t0 = time.perf_counter()
-    activity = ACTIVITIES.get(activity_name)
-    if activity is None:
-        raise UsageError(f"unknown activity {activity_name!r}; one of: {', '.join(ACTIVITIES)}")
+    try:
+        activity = registry.get(activity_name)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    export_root = _setting("export_root", export_root, "--export-root", "export root (the folder the deployment publishes)")
+    evidence_root = _setting("evidence_root", evidence_root, "--evidence-root", "evidence root")
+    if activity.uses_system_of_record:
+        sor_url = _setting("sor_url", sor_url, "--sor-url", "system of record URL")
     if defs is None:
         from qfs_assets.definitions import defs
-    job_names = {j.name for j in defs.jobs or []}
-    if activity.job_name not in job_names:
-        raise UsageError(f"activity {activity_name} is not implemented yet in this version of QFS Assure")
     if instance is None:
         instance, _ = _instance()
-    if export_root is None and activity.cadence == "event":
-        from qfs_assets.defs.resources import DEFAULT_EXPORT_ROOT
-
-        export_root = os.environ.get("QFS_EXPORT_ROOT") or DEFAULT_EXPORT_ROOT
     key = _partition_key(activity, partition, instance, export_root if activity.cadence == "event" else None)
     job = defs.resolve_job_def(activity.job_name)
-    result = job.execute_in_process(
-        partition_key=key,
-        run_config=run_config(export_root, sor_url, evidence_root),
-        instance=instance,
-        raise_on_error=False,
-        tags={"qfs/source": "cli"},
-    )
+    with settings_env(export_root=export_root, sor_url=sor_url, evidence_root=evidence_root):
+        result = job.execute_in_process(
+            partition_key=key,
+            run_config=run_config(),
+            instance=instance,
+            raise_on_error=False,
+            tags={"qfs/source": "cli"},
+        )
     seconds = time.perf_counter() - t0
     if not result.success:
         code, msg = _failure_message(result)
@@ -219,7 +217,7 @@ def _alert_failure(activity: str, partition: str, code: int, message: str, evide
         from qfs_assets.alerting.model import alert_for_failure
 
         kind = "bad_input" if code == EXIT_BAD_INPUT else "run_failed"
-        root = Path(evidence_root or os.environ.get("QFS_EVIDENCE_ROOT") or "evidence_store")
+        root = Path(evidence_root)
         dispatch(alert_for_failure(kind, activity, partition, message), load_config(evidence_root=root))
     except Exception:  # noqa: BLE001 - alerting never changes the run's outcome
         logging.getLogger("qfs_assets.alerting").error("could not alert on the failed run of %s %s", activity, partition)
@@ -253,7 +251,7 @@ def demo_partitions(activity: Activity, first: dt.date, last: dt.date) -> list[s
     """Every partition of ``activity`` whose window starts in [first, last] or contains ``first``."""
     from qfs_assets.defs import partitions
 
-    pdef = getattr(partitions, activity.cadence)
+    pdef = partitions.BY_CADENCE[activity.cadence]
     keys = []
     for key in pdef.get_partition_keys():
         start, end = partitions.window(pdef, key)
@@ -289,14 +287,10 @@ def cmd_demo(args) -> int:
     from qfs_assets.definitions import defs
 
     instance, home = _instance()
-    implemented = {j.name for j in defs.jobs or []}
     rows: list[Outcome] = []
     print(ROW.format("activity", "partition", "passed", "failed criteria"))
-    for activity in ACTIVITIES.values():
+    for activity in registry.activities().values():
         if activity.cadence == "event":
-            continue
-        if activity.job_name not in implemented:
-            print(ROW.format(activity.name, "-", "-", "not implemented yet"))
             continue
         for key in demo_partitions(activity, dep.start, dep.end):
             o = execute(activity.name, key, export_root=str(dep.export_root), sor_url=dep.sor_url,
@@ -311,24 +305,48 @@ def cmd_demo(args) -> int:
     print(f"{len(judged)} partitions judged in {time.perf_counter() - t0:.0f}s: {len(judged) - failed - len(errors)} passed, "
           f"{failed} failed (the injected incidents), {len(errors)} errors.")
     print(f"Evidence: {Path(evidence_root).resolve()}")
-    dash = defs.resolve_job_def("storage_assurance_dashboard_job").execute_in_process(
-        run_config=run_config(None, None, evidence_root), instance=instance, raise_on_error=False)
+    with settings_env(evidence_root=evidence_root):
+        dash = defs.resolve_job_def("storage_assurance_dashboard_job").execute_in_process(
+            run_config=run_config(), instance=instance, raise_on_error=False)
     if dash.success:
         print(f"Dashboard: {(Path(evidence_root) / 'dashboard' / 'index.html').resolve()}")
     print(f"Analysts: {Path(sys.executable).parent / 'qfs-assure'} query \"SELECT * FROM evidence_verdicts WHERE NOT passed\"")
+    env_file = _write_demo_env(dep, evidence_root)
+    if env_file:
+        print(f"Settings for `dagster dev`: {env_file} (the demo's export, system of record and evidence root)")
     if home:
-        print(f"Dagster UI: DAGSTER_HOME={home} {Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml"
+        print(f"Dagster UI: DAGSTER_HOME={home} {Path(sys.executable).parent / 'dagster'} dev"
               "   (then open http://127.0.0.1:3000)")
     else:
         print("Dagster UI: run the demo from the repository root to record its runs in the project's dagster.yaml instance.")
     return EXIT_INTERNAL if errors else EXIT_PASSED
 
 
+DEMO_ENV_MARKER = "# written by qfs-assure demo"
+
+
+def _write_demo_env(dep, evidence_root: str) -> Path | None:
+    """A ``.env`` in the working directory with the demo's settings, for ``dagster dev``.
+
+    Written only when there is none, or when the one there is the demo's own (its first line is
+    the marker): an operator's ``.env`` is never touched.
+    """
+    path = Path(".env")
+    if path.exists() and not path.read_text(encoding="utf-8").startswith(DEMO_ENV_MARKER):
+        return None
+    lines = [DEMO_ENV_MARKER,
+             f"QFS_EXPORT_ROOT={Path(dep.export_root).resolve()}",
+             f"QFS_SOR_URL={dep.sor_url}",
+             f"QFS_EVIDENCE_ROOT={Path(evidence_root).resolve()}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path.resolve()
+
+
 def _respond_to_failures(defs, instance, export_root: str, evidence_root: str) -> list[Outcome]:
     """One tick of the node failure sensor over the export, then each response it requests."""
     import dagster as dg
 
-    from qfs_assets.defs.node_failure.assets import node_failure_sensor
+    from qfs_assets.defs.node_failure.sensors import node_failure_sensor
     from qfs_assets.defs.resources import ExportResource
 
     ctx = dg.build_sensor_context(instance=instance, resources={"export": ExportResource(export_root=export_root)})
@@ -373,7 +391,7 @@ def cmd_trace(args) -> int:
     from qfs_assets.analytics.trace import main_trace
 
     return main_trace(
-        args.export_root or os.environ.get("QFS_EXPORT_ROOT") or "demo_deployment/export",
+        _setting("export_root", args.export_root, "--export-root", "export root"),
         args.evidence_root or os.environ.get("QFS_EVIDENCE_ROOT") or "evidence_store",
         tx_id=args.tx_id, object_id=args.object_id, as_json=args.json,
         sor_url=args.sor_url or os.environ.get("QFS_SOR_URL"), day=args.day,
@@ -384,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qfs-assure", description="QFS Assure: assurance activities over a QFS export.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="judge one partition of an activity and write its evidence")
-    r.add_argument("activity", help="one of: " + ", ".join(ACTIVITIES))
+    r.add_argument("activity", help="one of: " + ", ".join(registry.activities()))
     r.add_argument("--partition", required=True, help="the partition's first day, YYYY-MM-DD")
     r.add_argument("--export-root", help="storage export folder (env QFS_EXPORT_ROOT)")
     r.add_argument("--sor-url", help="system of record SQLAlchemy URL (env QFS_SOR_URL)")
@@ -400,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     ids.add_argument("--object-id", help="an object id")
     t.add_argument("--day", help="for --object-id: the day to show shards and proofs of (default: its last snapshot)")
     t.add_argument("--json", action="store_true", help="print JSON instead of text")
-    t.add_argument("--export-root", help="storage export folder (env QFS_EXPORT_ROOT; default demo_deployment/export)")
+    t.add_argument("--export-root", help="storage export folder (env QFS_EXPORT_ROOT)")
     t.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
     t.add_argument("--sor-url", help="system of record URL, for a direct dual-write comparison (env QFS_SOR_URL)")
     t.set_defaults(func=cmd_trace)

@@ -411,7 +411,8 @@ def _dagster_env(monkeypatch, http, tmp_path):
 def test_run_failure_sensor_posts_alert(http, tmp_path, monkeypatch, caplog):
     import dagster as dg
 
-    from qfs_assets.alerting.dagster_hooks import alert_on_run_failure, defs
+    from qfs_assets.defs.alerting.sensors import alert_on_run_failure
+    from qfs_assets.definitions import defs
 
     _dagster_env(monkeypatch, http, tmp_path)
 
@@ -450,7 +451,7 @@ def test_run_failure_sensor_posts_alert(http, tmp_path, monkeypatch, caplog):
     assert bad_input["kind"] == "bad_input" and bad_input["details"]["tables"] == ["eqm"]
     assert "column seq: duplicate 7" in bad_input["message"]
     assert WEBHOOK_TOKEN not in caplog.text
-    sensors = {s.name: s for s in defs.sensors}
+    sensors = {s.name: s for s in defs.sensors if s.name.startswith("alert_")}
     assert set(sensors) == {"alert_on_run_failure", "alert_on_failed_checks"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
 
@@ -458,7 +459,7 @@ def test_run_failure_sensor_posts_alert(http, tmp_path, monkeypatch, caplog):
 def test_asset_hook_and_failed_checks_sensor_alert_once(http, tmp_path, monkeypatch):
     import dagster as dg
 
-    from qfs_assets.alerting.dagster_hooks import alert_on_evidence, alert_on_failed_checks
+    from qfs_assets.defs.alerting.sensors import alert_on_evidence, alert_on_failed_checks
 
     _dagster_env(monkeypatch, http, tmp_path)
     root = tmp_path / "evidence"

@@ -37,9 +37,9 @@ from qfs_assets.evidence.model import Criterion
 from qfs_assets.evidence.store import EvidenceStore
 from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets.readers.sor import SOR_SCHEMA, SorError, SystemOfRecord, normalise_url, redact, scrub, to_epoch_us
-from qfs_assets.defs.dual_write.diff import CATEGORIES, diff_snapshot, snapshot_end_of
-from qfs_assets.defs.dual_write.ledger import DiffLedger
-from qfs_assets.defs.dual_write.verification import (
+from qfs_assets.activities.dual_write.diff import CATEGORIES, diff_snapshot, snapshot_end_of
+from qfs_assets.activities.dual_write.ledger import DiffLedger
+from qfs_assets.activities.dual_write.assess import (
     ACTIVITY,
     METRIC_KEYS,
     TABLE_INCONSISTENCIES,

@@ -10,7 +10,7 @@ import pytest
 
 from qfs_assets.contract.hashing import canonical_json
 from qfs_assets.contract.schema import FEES
-from qfs_assets.defs.economics.metrics import (
+from qfs_assets.activities.economics.assess import (
     DAILY_FLOW_TABLE,
     FINDINGS_SCHEMA,
     FINDING_KINDS,

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qfs_assets.contract.hashing import GENESIS_PREV_HASH, canonical_json, event_hash
-from qfs_assets.defs.node_failure.detect import (
+from qfs_assets.activities.node_failure.detect import (
     FailureCursor,
     FailureEvent,
     failure_events,
@@ -27,7 +27,7 @@ from qfs_assets.defs.node_failure.detect import (
     parse_failure_id,
     scan_failures,
 )
-from qfs_assets.defs.node_failure.plan import (
+from qfs_assets.activities.node_failure.plan import (
     REASON_CAPACITY,
     REASON_CO_LOCATION,
     REASON_NO_VERIFIED,
@@ -36,13 +36,13 @@ from qfs_assets.defs.node_failure.plan import (
     RendezvousPlanner,
     plan_redistribution,
 )
-from qfs_assets.defs.node_failure.response import (
+from qfs_assets.activities.node_failure.assess import (
     co_located_objects,
     receivers_table,
     respond_to_failure,
     reward_adjustments,
 )
-from qfs_assets.defs.node_health.metrics import NodeHealthParams
+from qfs_assets.activities.node_health.assess import NodeHealthParams
 from qfs_assets.evidence.model import Criterion
 from qfs_assets.evidence.store import EvidenceStore
 from qfs_assets.readers.base import BadInput, ExportReader

@@ -5,7 +5,8 @@ import json
 import dagster as dg
 
 from qfs_assets.definitions import defs
-from qfs_assets.defs.node_failure.assets import node_failure_sensor, node_failures
+from qfs_assets.defs.node_failure.assets import node_failures
+from qfs_assets.defs.node_failure.sensors import node_failure_sensor
 from qfs_assets.defs.resources import ExportResource
 
 FAILURE = "node-0007_20260311"
@@ -50,8 +51,8 @@ def test_clawback_stops_at_the_repair(demo):
     """Rewards earned after the node is active again are legitimate: not clawed back."""
     import datetime as dt
 
-    from qfs_assets.defs.node_failure.detect import failure_from_id
-    from qfs_assets.defs.node_failure.response import respond_to_failure
+    from qfs_assets.activities.node_failure.detect import failure_from_id
+    from qfs_assets.activities.node_failure.assess import respond_to_failure
     from qfs_assets.readers.base import ExportReader
 
     reader = ExportReader(demo.export_root)

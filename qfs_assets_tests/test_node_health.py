@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from qfs_assets.defs.node_health.metrics import NodeHealthParams, assess_node_health
+from qfs_assets.activities.node_health.assess import NodeHealthParams, assess_node_health
 from qfs_assets.evidence import gx_suite
 from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets_tests.exportkit import node, obj, proof, shard, ts, write
@@ -112,7 +112,7 @@ def test_ratio_boundaries_are_strict(tmp_path):
     import pyarrow as pa
     judge = pa.table({"verified_ratio": [0.95], "proof_success_rate": [0.99], "utilization_cv": [0.25],
                       "utilization_max_over_mean": [1.5], "objects_unrecoverable": pa.array([0], pa.int64())})
-    from qfs_assets.defs.node_health.metrics import criteria_specs
+    from qfs_assets.activities.node_health.assess import criteria_specs
     verdicts = {c.name: c.passed for c in gx_suite.validate("b", judge, criteria_specs(p))}
     assert verdicts == {"nodes_verified": False, "proof_success": False, "shard_balance": True,
                         "no_unrecoverable_objects": True}

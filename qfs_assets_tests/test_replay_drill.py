@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from qfs_assets.defs.common import judge
-from qfs_assets.defs.replay_drill.drill import assess_replay_drill
+from qfs_assets.activities.replay_drill.assess import assess_replay_drill
 from qfs_assets.evidence.store import EvidenceStore
 from qfs_assets.readers.base import ExportReader
 

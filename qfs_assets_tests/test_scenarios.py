@@ -23,7 +23,7 @@ import yaml
 from qfs_assets import cli
 from qfs_assets.analytics.trace import trace_tx
 from qfs_assets.definitions import defs
-from qfs_assets.defs.node_failure.assets import node_failure_sensor
+from qfs_assets.defs.node_failure.sensors import node_failure_sensor
 from qfs_assets.defs.resources import ExportResource
 from qfs_assets.demo import DemoConfig, generate
 
@@ -185,7 +185,7 @@ def test_3_node_failure_redistribution_reverification_rewards(instance, deployme
     # the run and a schedule tick live in the PostgreSQL-backed instance
     assert instance.get_runs(filters=dg.RunsFilter(job_name="node_failure_response_job"))
     schedule = defs.resolve_schedule_def("node_health_assessment_schedule")
-    ctx = dg.build_schedule_context(instance=instance,
+    ctx = dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def(),
                                     scheduled_execution_time=dt.datetime(2026, 4, 1, 2, 0, tzinfo=dt.timezone.utc))
     assert [r.partition_key for r in schedule.evaluate_tick(ctx).run_requests] == ["2026-03-31"]
 
@@ -223,13 +223,15 @@ def test_5_dual_write_diff_and_resolution_within_24h(instance, deployment, evide
     daily 04-11 at 04-12 00:00, daily 04-12 at 04-13 00:00, then the reconciliation SQL is
     applied to the system of record, then the monthly verification at 04-13 12:00.
     """
-    rc = cli.run_config(str(deployment.export_root), deployment.sor_url, str(evidence_root))
+    rc = cli.run_config()
     daily = defs.resolve_job_def("dual_write_diff_job")
     monthly = defs.resolve_job_def("dual_write_verification_job")
 
     def observe(job, asset, key, as_of):
         cfg = dict(rc, ops={asset: {"config": {"as_of": as_of}}})
-        assert job.execute_in_process(partition_key=key, run_config=cfg, instance=instance).success
+        with cli.settings_env(export_root=str(deployment.export_root), sor_url=deployment.sor_url,
+                              evidence_root=str(evidence_root)):
+            assert job.execute_in_process(partition_key=key, run_config=cfg, instance=instance).success
 
     observe(daily, "dual_write_diff", "2026-04-11", "2026-04-12T00:00:00Z")
     observe(daily, "dual_write_diff", "2026-04-12", "2026-04-13T00:00:00Z")

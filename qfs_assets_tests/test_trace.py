@@ -60,9 +60,9 @@ def _verdicts(result) -> list:
 
 @pytest.fixture(scope="module")
 def evidence(demo, tmp_path_factory) -> Path:
-    from qfs_assets.defs.economics.metrics import assess_economics
-    from qfs_assets.defs.node_health.metrics import assess_node_health
-    from qfs_assets.defs.replay_drill.drill import assess_replay_drill
+    from qfs_assets.activities.economics.assess import assess_economics
+    from qfs_assets.activities.node_health.assess import assess_node_health
+    from qfs_assets.activities.replay_drill.assess import assess_replay_drill
     from qfs_assets.evidence.store import EvidenceStore
 
     root = tmp_path_factory.mktemp("trace_evidence")

@@ -1,7 +1,7 @@
 """External alerting for QFS Assure: webhooks, Slack-compatible webhooks and email.
 
 Pure Python (standard library only, no Dagster import); the Dagster glue is in
-:mod:`qfs_assets.alerting.dagster_hooks`. Typical use::
+:mod:`qfs_assets.defs.alerting.sensors`. Typical use::
 
     from qfs_assets.alerting import alert_from_evidence, dispatch
 

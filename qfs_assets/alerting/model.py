@@ -23,14 +23,14 @@ import hashlib
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from qfs_assets import registry
+from qfs_assets.registry import TRIAGE_RUNBOOK
+
 KINDS = frozenset({"criteria_failed", "run_failed", "bad_input", "sensor_error"})
 
-#: The runbook of every alert that is not a failed criterion of a known activity.
-TRIAGE_RUNBOOK = "docs/runbooks/alert-triage.md"
 
 _MAX_MESSAGE = 4000
 
@@ -44,27 +44,13 @@ def sha256_hex(text: str) -> str:
 
 
 def runbook_for(activity: str, kind: str = "criteria_failed", runbooks: Mapping[str, str] | None = None) -> str:
-    """The runbook of an alert: the activity's own for failed criteria, alert triage otherwise.
-
-    The activity → runbook mapping is ``qfs_assets.defs.common.RUNBOOKS``. It is imported lazily
-    (that module imports Dagster; this one must not at import time); when it cannot be imported,
-    every alert points at the triage runbook.
-    """
+    """The runbook of an alert: the activity's own (the registry's) for failed criteria, alert
+    triage otherwise."""
     if kind != "criteria_failed":
         return TRIAGE_RUNBOOK
-    if runbooks is None:
-        runbooks = _default_runbooks()
-    return runbooks.get(activity, TRIAGE_RUNBOOK)
-
-
-def _default_runbooks() -> Mapping[str, str]:
-    mod = sys.modules.get("qfs_assets.defs.common")
-    if mod is None:
-        try:
-            from qfs_assets.defs import common as mod  # lazy: imports dagster
-        except Exception:  # noqa: BLE001 - a missing mapping must not stop an alert
-            return {}
-    return getattr(mod, "RUNBOOKS", {}) or {}
+    if runbooks is not None:
+        return runbooks.get(activity, TRIAGE_RUNBOOK)
+    return registry.runbook_for(activity)
 
 
 def normalise_error(text: str) -> str:

@@ -1,29 +1,27 @@
 """Resources: where the export, the system of record and the evidence live.
 
-Module-level instances read their settings from the environment (``dg.EnvVar``) when it is
-set, and fall back to the embedded demo defaults otherwise, so ``dagster dev`` works on a fresh
-checkout after ``qfs-assure demo``. The CLI passes its flags as resource config of the same
-resources: one code path for the UI, schedules, sensors and the CLI.
+Each reads its setting from the environment (``dg.EnvVar``) when a run or a sensor uses it,
+and there is no fallback: a deployment that forgot ``QFS_EXPORT_ROOT`` fails its first run with
+Dagster's "environment variable ... is not set", rather than judging some other data. The CLI
+sets the same variables from its flags for its in-process runs; ``qfs-assure demo`` writes a
+``.env`` with the demo's paths, which ``dagster dev`` loads from the working directory.
 """
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 
 from qfs_assets.evidence.store import EvidenceStore
 from qfs_assets.readers.base import ExportReader
 
-DEFAULT_EXPORT_ROOT = "demo_deployment/export"
-DEFAULT_SOR_URL = "sqlite:///demo_deployment/sor.sqlite"
-DEFAULT_EVIDENCE_ROOT = "evidence_store"
+#: the settings, by resource field
+ENV = {"export_root": "QFS_EXPORT_ROOT", "url": "QFS_SOR_URL", "evidence_root": "QFS_EVIDENCE_ROOT"}
 
 
 class ExportResource(dg.ConfigurableResource):
     """The storage export (qfs-export-v1): a folder of Hive-partitioned Parquet tables."""
 
-    export_root: str = DEFAULT_EXPORT_ROOT
+    export_root: str
 
     def reader(self) -> ExportReader:
         return ExportReader(self.export_root)
@@ -32,29 +30,23 @@ class ExportResource(dg.ConfigurableResource):
 class SystemOfRecordResource(dg.ConfigurableResource):
     """The Atlas gateway's system of record: any SQLAlchemy URL (plain postgresql:// accepted)."""
 
-    url: str = DEFAULT_SOR_URL
+    url: str
 
 
 class EvidenceResource(dg.ConfigurableResource):
     """The evidence store root (JSON verdicts and Hive-partitioned Parquet)."""
 
-    evidence_root: str = DEFAULT_EVIDENCE_ROOT
+    evidence_root: str
 
     def store(self) -> EvidenceStore:
         return EvidenceStore(self.evidence_root)
 
 
-def _env_or_default(var: str):
-    return dg.EnvVar(var) if os.environ.get(var) else None
+export = ExportResource(export_root=dg.EnvVar(ENV["export_root"]))
+system_of_record = SystemOfRecordResource(url=dg.EnvVar(ENV["url"]))
+evidence = EvidenceResource(evidence_root=dg.EnvVar(ENV["evidence_root"]))
 
 
-def _build(cls, field: str, var: str):
-    value = _env_or_default(var)
-    return cls(**{field: value}) if value is not None else cls()
-
-
-export = _build(ExportResource, "export_root", "QFS_EXPORT_ROOT")
-system_of_record = _build(SystemOfRecordResource, "url", "QFS_SOR_URL")
-evidence = _build(EvidenceResource, "evidence_root", "QFS_EVIDENCE_ROOT")
-
-RESOURCES = {"export": export, "system_of_record": system_of_record, "evidence": evidence}
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={"export": export, "system_of_record": system_of_record, "evidence": evidence})

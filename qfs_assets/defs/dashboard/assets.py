@@ -4,11 +4,7 @@
 ``<evidence_root>/dashboard/index.html`` from the evidence store (see
 :mod:`qfs_assets.dashboard.render`: one self-contained HTML page, no network needed to view it).
 
-``dashboard_after_runs`` is a run status sensor: when a run of an activity job (any job named
-``*_job`` of this code location other than the dashboard's own) succeeds, it requests one run of
-``storage_assurance_dashboard_job`` with the triggering run's id as run key, so each activity run
-refreshes the page exactly once. While a dashboard run is already queued (not yet started) it
-requests nothing more: that run will read the newest evidence anyway.
+The run status sensor that re-renders it after every activity run is in ``sensors.py``.
 """
 
 from pathlib import Path
@@ -63,41 +59,4 @@ def storage_assurance_dashboard(context: dg.AssetExecutionContext, evidence: Evi
 storage_assurance_dashboard_job = dg.define_asset_job(
     JOB, selection=dg.AssetSelection.assets(storage_assurance_dashboard),
     description="Re-render the storage assurance dashboard from the evidence store.",
-)
-
-_PENDING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
-
-
-def is_activity_job(job_name: str) -> bool:
-    return job_name.endswith("_job") and job_name != JOB and not job_name.startswith("__")
-
-
-@dg.run_status_sensor(
-    name="dashboard_after_runs",
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitor_all_code_locations=False,
-    request_job=storage_assurance_dashboard_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Re-renders the storage assurance dashboard after each successful activity job run "
-                "(run key: the triggering run id).",
-)
-def dashboard_after_runs(context: dg.RunStatusSensorContext):
-    run = context.dagster_run
-    if not is_activity_job(run.job_name):
-        return dg.SkipReason(f"run {run.run_id} of {run.job_name} is not an activity job run")
-    pending = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=JOB, statuses=_PENDING), limit=1) if context.instance else []
-    if pending:
-        return dg.SkipReason(f"a dashboard run ({pending[0].dagster_run.run_id}) is already queued; "
-                             f"it will include the evidence of run {run.run_id}")
-    return dg.RunRequest(run_key=run.run_id, tags={"qfs/source": "dashboard_after_runs",
-                                                   "qfs/triggered_by_run": run.run_id,
-                                                   "qfs/triggered_by_job": run.job_name})
-
-
-defs = dg.Definitions(
-    assets=[storage_assurance_dashboard],
-    jobs=[storage_assurance_dashboard_job],
-    sensors=[dashboard_after_runs],
 )

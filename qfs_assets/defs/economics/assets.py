@@ -1,65 +1,42 @@
-"""Weekly economics sanity: the week's fee and reward ledgers, the EQM fee flow, the verdict.
-
-Runbook: docs/runbooks/conservation-violation.md
-"""
+"""Weekly economics sanity: the week's fee and reward ledgers, the EQM fee flow, the verdict."""
 
 import datetime as dt
 
 import dagster as dg
 
+from qfs_assets import registry
+from qfs_assets.activities.economics.assess import ACTIVITY, assess_economics
+from qfs_assets.activities.economics.params import EconomicsParams
 from qfs_assets.defs import partitions
-from qfs_assets.evidence import gx_suite
-from qfs_assets.defs.common import (
-    bad_input_guard,
-    config_guard,
-    check_results,
-    check_specs,
-    evidence_metadata,
-    judge_and_publish,
-    validated_partitions,
-)
-from qfs_assets.defs.economics.metrics import ACTIVITY, EconomicsParams, assess_economics
+from qfs_assets.defs.common import (activity_job, check_specs, config_class, evidence_result, input_asset,
+                                    judge_activity, params_from_config)
 from qfs_assets.defs.resources import EvidenceResource, ExportResource
 from qfs_assets.readers.base import days_between
 
-GROUP = "economics"
-RUNBOOK = "docs/runbooks/conservation-violation.md"
+SPEC = registry.get(ACTIVITY)
+GROUP = SPEC.group
 CHECKS = ["conservation", "ledger_integrity", "no_rewards_to_failed_nodes", "ledger_matches_log"]
+EconomicsConfig = config_class(EconomicsParams, "EconomicsConfig",
+                               "Parameters (evidence-v1 defaults); the evidence records the values used. "
+                               "atr_per_nod is a ratio of integers, e.g. '3/7'.")
 
 
-class EconomicsConfig(dg.Config):
-    """Parameters (evidence-v1 defaults); the evidence records the values used."""
-
-    atr_per_nod: str = "1/1"  # a ratio of integers, e.g. "3/7"
-    buffer_bps: int = 500
-    buffer_min_atr: int = 0
-
-    def params(self) -> EconomicsParams:
-        return EconomicsParams(atr_per_nod=self.atr_per_nod, buffer_bps=self.buffer_bps, buffer_min_atr=self.buffer_min_atr)
-
-
-def _week(context: dg.AssetExecutionContext) -> list[dt.date]:
-    start = dt.date.fromisoformat(context.partition_key)
+def _week(key: str) -> list[dt.date]:
+    start = dt.date.fromisoformat(key)
     return days_between(start, start + dt.timedelta(days=7))
 
 
-@dg.asset(partitions_def=partitions.weekly, group_name=GROUP, kinds={"parquet"},
-          description="The week's ATR fee ledger (`fees/date=`): partitions present, files readable with the contract's columns.")
-def fee_ledger(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=validated_partitions(export, "fees", _week(context), required=False))
+def _input(name: str, table: str, description: str, **kw) -> dg.AssetsDefinition:
+    return input_asset(table, name=name, partitions_def=partitions.weekly, group=GROUP, days=_week,
+                       description=description, required=False, **kw)
 
 
-@dg.asset(partitions_def=partitions.weekly, group_name=GROUP, kinds={"parquet"},
-          description="The week's NOD reward ledger (`rewards/date=`): partitions present, files readable with the contract's columns.")
-def reward_ledger(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=validated_partitions(export, "rewards", _week(context), required=False))
-
-
-@dg.asset(partitions_def=partitions.weekly, group_name=GROUP, kinds={"parquet"},
-          description="The week's EQM events (`eqm/date=`): the fee_charged flow the ledger must match.")
-def eqm_fee_flow(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=validated_partitions(export, "eqm", _week(context), required=False,
-                                                              columns=["ts", "event_type", "payload"]))
+fee_ledger = _input("fee_ledger", "fees", "The week's ATR fee ledger (`fees/date=`): partitions present, files "
+                    "readable with the contract's columns.")
+reward_ledger = _input("reward_ledger", "rewards", "The week's NOD reward ledger (`rewards/date=`): partitions "
+                       "present, files readable with the contract's columns.")
+eqm_fee_flow = _input("eqm_fee_flow", "eqm", "The week's EQM events (`eqm/date=`): the fee_charged flow the ledger "
+                      "must match.", columns=["ts", "event_type", "payload"])
 
 
 @dg.asset(
@@ -69,26 +46,14 @@ def eqm_fee_flow(context: dg.AssetExecutionContext, export: ExportResource) -> d
     deps=[fee_ledger, reward_ledger, eqm_fee_flow],
     check_specs=check_specs(ACTIVITY, CHECKS),
     description="Weekly economics sanity evidence (evidence-v1 `economics_sanity_check`): ATR fees >= NOD rewards "
-                f"(converted at atr_per_nod, rounded up) + buffer, in integer minor units. Runbook: {RUNBOOK}",
+                f"(converted at atr_per_nod, rounded up) + buffer, in integer minor units. Runbook: {SPEC.runbook}",
 )
 def economics_sanity_check(context: dg.AssetExecutionContext, config: EconomicsConfig,
                            export: ExportResource, evidence: EvidenceResource) -> dg.MaterializeResult:
-    gx_suite.prefetch()  # GX's import overlaps the DuckDB scans
+    params = params_from_config(EconomicsParams, config)
     week_start = dt.date.fromisoformat(context.partition_key)
-    params = config_guard(config.params)
-    result = bad_input_guard(lambda: assess_economics(export.reader(), week_start, params))
-    criteria, path = judge_and_publish(result, evidence.store(), context)
-    return dg.MaterializeResult(metadata=evidence_metadata(result, criteria, path),
-                                check_results=check_results(ACTIVITY, criteria))
+    judged = judge_activity(context, evidence.store(), lambda: assess_economics(export.reader(), week_start, params))
+    return evidence_result(judged)
 
 
-economics_sanity_check_job = dg.define_asset_job(
-    f"{ACTIVITY}_job",
-    selection=dg.AssetSelection.groups(GROUP),
-    description="Weekly economics sanity check (Monday to Monday, UTC).",
-)
-
-defs = dg.Definitions(
-    assets=[fee_ledger, reward_ledger, eqm_fee_flow, economics_sanity_check],
-    jobs=[economics_sanity_check_job],
-)
+economics_sanity_check_job = activity_job(ACTIVITY)

@@ -1,34 +1,25 @@
-"""Quarterly replay drill: replay the EQM log from genesis and compare with the checkpoints.
-
-Runbook: docs/runbooks/replay-from-logs.md
-"""
+"""Quarterly replay drill: replay the EQM log from genesis and compare with the checkpoints."""
 
 import datetime as dt
 
 import dagster as dg
 
+from qfs_assets import registry
+from qfs_assets.activities.replay_drill.assess import ACTIVITY, assess_replay_drill, criteria_specs
+from qfs_assets.activities.replay_drill.params import DrillParams
 from qfs_assets.defs import partitions
-from qfs_assets.evidence import gx_suite
-from qfs_assets.defs.common import (
-    bad_input_guard,
-    check_results,
-    check_specs,
-    evidence_metadata,
-    judge_and_publish,
-    validated_partitions,
-)
-from qfs_assets.defs.replay_drill.drill import ACTIVITY, DrillParams, assess_replay_drill, criteria_specs
+from qfs_assets.defs.common import (activity_job, check_specs, config_class, evidence_result, input_asset,
+                                    judge_activity, params_from_config)
 from qfs_assets.defs.resources import EvidenceResource, ExportResource
 
-GROUP = "replay_drill"
-RUNBOOK = "docs/runbooks/replay-from-logs.md"
+SPEC = registry.get(ACTIVITY)
+GROUP = SPEC.group
 CHECKS = [s.name for s in criteria_specs()]
+DrillConfig = config_class(DrillParams, "DrillConfig", "Execution knobs of the drill (it has no thresholds).")
 
-
-@dg.asset(partitions_def=partitions.quarterly, group_name=GROUP, kinds={"parquet"},
-          description="The production engine's published state roots (`checkpoints/`), validated.")
-def published_checkpoints(context: dg.AssetExecutionContext, export: ExportResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=validated_partitions(export, "checkpoints", []))
+published_checkpoints = input_asset(
+    "checkpoints", name="published_checkpoints", partitions_def=partitions.quarterly, group=GROUP,
+    days=lambda key: [], description="The production engine's published state roots (`checkpoints/`), validated.")
 
 
 @dg.asset(
@@ -38,24 +29,19 @@ def published_checkpoints(context: dg.AssetExecutionContext, export: ExportResou
     deps=[published_checkpoints],
     check_specs=check_specs(ACTIVITY, CHECKS),
     description="Quarterly replay drill evidence (evidence-v1 `storage_replay_drill`): a fresh engine replays the "
-                f"EQM log from genesis through the quarter and must reproduce every checkpoint. Runbook: {RUNBOOK}",
+                f"EQM log from genesis through the quarter and must reproduce every checkpoint. Runbook: {SPEC.runbook}",
 )
-def storage_replay_drill(context: dg.AssetExecutionContext, export: ExportResource,
+def storage_replay_drill(context: dg.AssetExecutionContext, config: DrillConfig, export: ExportResource,
                          evidence: EvidenceResource) -> dg.MaterializeResult:
-    gx_suite.prefetch()  # GX's import overlaps the DuckDB scans
+    params = params_from_config(DrillParams, config)
     quarter = dt.date.fromisoformat(context.partition_key)
-    result = bad_input_guard(lambda: assess_replay_drill(export.reader(), quarter, DrillParams()))
-    criteria, path = judge_and_publish(result, evidence.store(), context)
-    metadata = evidence_metadata(result, criteria, path)
-    metadata["events_per_second"] = dg.MetadataValue.float(float(result.extra["timings"]["events_per_second"]))
-    metadata["peak_rss_bytes"] = dg.MetadataValue.int(int(result.extra["timings"]["peak_rss_bytes"]))
-    if all(c.passed for c in criteria):
-        metadata["last_successful_drill"] = dg.MetadataValue.text(result.partition)
-    return dg.MaterializeResult(metadata=metadata, check_results=check_results(ACTIVITY, criteria))
+    judged = judge_activity(context, evidence.store(), lambda: assess_replay_drill(export.reader(), quarter, params))
+    timings = judged.result.extra["timings"]
+    extra = {"events_per_second": dg.MetadataValue.float(float(timings["events_per_second"])),
+             "peak_rss_bytes": dg.MetadataValue.int(int(timings["peak_rss_bytes"]))}
+    if judged.passed:
+        extra["last_successful_drill"] = dg.MetadataValue.text(judged.result.partition)
+    return evidence_result(judged, **extra)
 
 
-storage_replay_drill_job = dg.define_asset_job(
-    f"{ACTIVITY}_job", selection=dg.AssetSelection.groups(GROUP),
-    description="Quarterly replay drill (Jan/Apr/Jul/Oct 1, UTC).")
-
-defs = dg.Definitions(assets=[published_checkpoints, storage_replay_drill], jobs=[storage_replay_drill_job])
+storage_replay_drill_job = activity_job(ACTIVITY)

@@ -39,13 +39,14 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 import pyarrow as pa
 
-from qfs_assets.defs.node_failure.detect import FailureEvent, _status_events, day_end
-from qfs_assets.defs.node_failure.plan import PlanResult, aegis_day_for, plan_redistribution, register_aegis
-from qfs_assets.defs.node_health.metrics import NodeHealthParams
+from qfs_assets.activities.node_failure.detect import FailureEvent, _status_events, day_end
+from qfs_assets.activities.node_failure.plan import PlanResult, aegis_day_for, plan_redistribution, register_aegis
+from qfs_assets.activities.node_health.assess import NodeHealthParams
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
 from qfs_assets.money import require_int64
 from qfs_assets.readers.base import ExportReader, connect, days_between
 from qfs_assets.readers.ledgers import reward_ledger
+from qfs_assets.activities.node_failure.params import NodeFailureParams
 
 ACTIVITY = "node_failure_response"
 EXCLUSION_UNTIL = "active again"
@@ -74,12 +75,6 @@ RECEIVER_SCHEMA = pa.schema([
     pa.field("verified", pa.bool_(), nullable=False),
     pa.field("reasons", pa.string(), nullable=False),
 ])
-
-
-@dataclass(frozen=True)
-class NodeFailureParams:
-    aegis: NodeHealthParams = field(default_factory=NodeHealthParams)  # AEGIS thresholds (node_health's)
-    batch_rows: int = 65_536  # Arrow batch size when streaming the failed node's shards
 
 
 def criteria_specs() -> list[CriterionSpec]:
@@ -303,7 +298,7 @@ def respond_to_failure(
             "existing_adjustments": rewards["existing_adjustments"],
             "tables": [r.as_evidence() for r in reader.reads],
         },
-        parameters=asdict(p),
+        parameters=p.as_evidence(),
         criteria_specs=criteria_specs(),
         judge_table=judge,
         tables={

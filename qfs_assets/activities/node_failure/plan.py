@@ -2,7 +2,7 @@
 
 Inputs, as of a day ``D`` = the newest ``shards`` snapshot on or after the failure day (and on
 or before ``as_of``): that day's ``shards``, ``nodes`` and ``objects`` snapshots; and AEGIS
-verification as of the newest data, i.e. :func:`~qfs_assets.defs.node_health.metrics.aegis_table`
+verification as of the newest data, i.e. :func:`~qfs_assets.activities.node_health.assess.aegis_table`
 over the newest ``nodes`` snapshot on or before ``as_of`` and that day's ``proofs`` (a day
 without a proofs partition reads as no challenge, so nobody is verified).
 
@@ -53,8 +53,8 @@ import numpy as np
 import pyarrow as pa
 
 from qfs_assets.contract.schema import TABLES
-from qfs_assets.defs.node_failure.detect import day_end
-from qfs_assets.defs.node_health.metrics import NodeHealthParams, aegis_table
+from qfs_assets.activities.node_failure.detect import day_end
+from qfs_assets.activities.node_health.assess import NodeHealthParams, aegis_table
 from qfs_assets.readers.base import BadInput, ExportReader, connect
 from qfs_assets.readers.nodes import IN_SERVICE_SQL
 from qfs_assets.readers.storage import object_manifest, shard_map

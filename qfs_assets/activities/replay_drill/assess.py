@@ -31,13 +31,9 @@ from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
 from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets.readers.eqm import eqm_dates, read_checkpoints, stream_eqm
 from qfs_assets.replay import ReplayInputError, replay
+from qfs_assets.activities.replay_drill.params import DrillParams
 
 ACTIVITY = "storage_replay_drill"
-
-
-@dataclass(frozen=True)
-class DrillParams:
-    batch_rows: int = 262_144
 
 
 def criteria_specs() -> list[CriterionSpec]:
@@ -142,7 +138,7 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
             "checkpoints_in_quarter": in_quarter.num_rows,
             "tables": [r.as_evidence() for r in reader.reads if r.table == "checkpoints"],
         },
-        parameters=asdict(p),
+        parameters=p.as_evidence(),
         criteria_specs=criteria_specs(),
         judge_table=judge,
         tables=tables,

@@ -36,7 +36,7 @@ from qfs_assets.alerting.config import AlertConfig, load_config
 from qfs_assets.alerting.dispatch import DeliveryReport, dispatch, redeliver_pending
 from qfs_assets.alerting.model import (Alert, FailedCriterion, canonical_json, alert_for_failure, alert_from_evidence,
                                        runbook_for, sha256_hex)
-from qfs_assets.defs.common import RUNBOOKS
+from qfs_assets import registry
 
 log = logging.getLogger("qfs_assets.alerting")
 
@@ -72,7 +72,7 @@ def alert_on_evidence(context: Any, doc: Mapping[str, Any], path: str | os.PathL
     which is logged).
     """
     try:
-        alert = alert_from_evidence(doc, path, RUNBOOKS)
+        alert = alert_from_evidence(doc, path)
         if alert is None:
             return None
         run_id = getattr(context, "run_id", None)
@@ -101,16 +101,15 @@ def _innermost(error: Any) -> Any:
 
 
 def _activity_of(run: dg.DagsterRun, step_keys: list[str]) -> str:
-    job = run.job_name or ""
-    if job.endswith("_job") and job[:-4] in RUNBOOKS:
-        return job[:-4]
+    """The activity a failed run belongs to: its job's, from the registry."""
+    spec = registry.by_job(run.job_name or "")
+    if spec is not None:
+        return spec.name
+    known = registry.activities()
     for key in step_keys:
-        if key in RUNBOOKS:
+        if key in known:
             return key
-    for asset_key in sorted(run.asset_selection or (), key=lambda k: k.to_user_string()):
-        if asset_key.to_user_string() in RUNBOOKS:
-            return asset_key.to_user_string()
-    return job or "unknown_job"
+    return run.job_name or "unknown_job"
 
 
 def alert_for_run_failure(context: dg.RunFailureSensorContext) -> Alert:
@@ -153,7 +152,7 @@ def alert_for_run_failure(context: dg.RunFailureSensorContext) -> Alert:
     return alert
 
 
-def _sensor_error(name: str, exc: BaseException) -> None:
+def sensor_error(name: str, exc: BaseException) -> None:
     try:
         dispatch(alert_for_failure("sensor_error", name, None, f"sensor {name} failed: {type(exc).__name__}: {exc}",
                                    runbook=runbook_for(name, "sensor_error")), load_config())
@@ -173,7 +172,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext):
         report = dispatch(alert_for_run_failure(context), load_config())
         _log(context, "warning" if report.failed or report.error else "info", _summary(report))
     except Exception as exc:
-        _sensor_error("alert_on_run_failure", exc)
+        sensor_error("alert_on_run_failure", exc)
         raise
 
 
@@ -218,7 +217,7 @@ def _alert_from_checks(activity: str, partition: str | None, evaluations: list, 
     return Alert(kind="criteria_failed", activity=activity, partition=partition,
                  message=f"{activity} {partition or ''}: {len(failed)} asset check(s) failed ({names}); "
                          "no readable evidence file was found.",
-                 failed_criteria=failed, runbook=runbook_for(activity, "criteria_failed", RUNBOOKS),
+                 failed_criteria=failed, runbook=runbook_for(activity, "criteria_failed"),
                  fingerprint=fingerprint, details={"run_id": run_id})
 
 
@@ -248,7 +247,7 @@ def process_failed_checks(instance: dg.DagsterInstance, cursor: int,
         if path:
             try:
                 doc = json.loads(Path(path).read_text(encoding="utf-8"))
-                alert = alert_from_evidence(doc, path, RUNBOOKS)
+                alert = alert_from_evidence(doc, path)
                 if alert is None:  # the evidence passed: the failed checks are not criteria of it
                     path = None
             except (OSError, ValueError):
@@ -289,8 +288,6 @@ def alert_on_failed_checks(context: dg.SensorEvaluationContext):
             _log(context, "warning" if report.failed or report.error else "info", _summary(report))
         return dg.SkipReason(f"{len(reports)} alert dispatch(es); cursor {new_cursor}")
     except Exception as exc:
-        _sensor_error("alert_on_failed_checks", exc)
+        sensor_error("alert_on_failed_checks", exc)
         raise
 
-
-defs = dg.Definitions(sensors=[alert_on_run_failure, alert_on_failed_checks])

@@ -89,6 +89,7 @@ from qfs_assets.money import (
 from qfs_assets.readers.base import BadInput, ExportReader, connect, days_between, quote_ident, read_tables_evidence
 from qfs_assets.readers.ledgers import fee_ledger, reward_ledger
 from qfs_assets.readers.nodes import node_snapshots
+from qfs_assets.activities.economics.params import EconomicsParams
 
 ACTIVITY = "economics_sanity_check"
 DAILY_FLOW_TABLE = "economics_daily_flow"
@@ -175,32 +176,6 @@ FINDINGS_SCHEMA = pa.schema(
         pa.field("detail", pa.string(), nullable=False),
     ]
 )
-
-
-@dataclass(frozen=True)
-class EconomicsParams:
-    """Operator parameters of the check (recorded in the evidence's ``parameters``).
-
-    ``atr_per_nod`` accepts an :class:`~qfs_assets.money.ExchangeRate`, its text (``"3/7"``,
-    ``"1"``) or a positive int; never a float.
-    """
-
-    atr_per_nod: ExchangeRate = ONE
-    buffer_bps: int = 500
-    buffer_min_atr: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "atr_per_nod", ExchangeRate.coerce(self.atr_per_nod))
-        check_bps(self.buffer_bps, "buffer_bps")
-        if require_int(self.buffer_min_atr, "buffer_min_atr") < 0:
-            raise ValueError(f"buffer_min_atr must be >= 0, got {self.buffer_min_atr}")
-
-    def as_evidence(self) -> dict[str, Any]:
-        return {
-            "atr_per_nod": str(self.atr_per_nod),
-            "buffer_bps": self.buffer_bps,
-            "buffer_min_atr": self.buffer_min_atr,
-        }
 
 
 def week_window(week_start: dt.date) -> tuple[dt.datetime, dt.datetime]:

@@ -48,7 +48,7 @@ from qfs_assets.evidence.store import EvidenceStore, _atomic_write_bytes, iso_ut
 from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident, read_tables_evidence
 from qfs_assets.readers.sor import SystemOfRecord
 from qfs_assets.readers.storage import latest_snapshot_on_or_before, object_manifest, shard_map
-from qfs_assets.defs.dual_write.diff import (
+from qfs_assets.activities.dual_write.diff import (
     CATEGORIES,
     DEFAULT_BATCH_ROWS,
     DETAIL_SCHEMA,
@@ -57,7 +57,8 @@ from qfs_assets.defs.dual_write.diff import (
     settle,
     snapshot_end_of,
 )
-from qfs_assets.defs.dual_write.ledger import DiffLedger, LedgerUpdate
+from qfs_assets.activities.dual_write.ledger import DiffLedger, LedgerUpdate
+from qfs_assets.activities.dual_write.params import DualWriteParams
 
 ACTIVITY = "dual_write_verification"
 # DuckDB's sort of the manifest is the diff's largest allocation: capped so a 10M-object diff
@@ -106,33 +107,6 @@ RECONCILIATION_SCHEMA = pa.schema(
         pa.field("statement", pa.string()),
     ]
 )
-
-
-@dataclass(frozen=True)
-class DualWriteParams:
-    """Operator parameters (recorded in the evidence) and execution knobs (not recorded)."""
-
-    sample_bps: int = 100
-    resolution_hours: float = 24
-    method: str = "merge"
-    batch_rows: int = DEFAULT_BATCH_ROWS
-
-    def __post_init__(self) -> None:
-        if not 0 <= int(self.sample_bps) <= 10_000:
-            raise ValueError(f"sample_bps must be within 0..10000, not {self.sample_bps}")
-        if self.resolution_hours <= 0:
-            raise ValueError(f"resolution_hours must be positive, not {self.resolution_hours}")
-
-    @classmethod
-    def coerce(cls, params: "DualWriteParams | Mapping[str, Any] | None") -> "DualWriteParams":
-        if params is None:
-            return cls()
-        if isinstance(params, cls):
-            return params
-        return cls(**dict(params))
-
-    def as_evidence(self) -> dict[str, Any]:
-        return {"sample_bps": int(self.sample_bps), "resolution_hours": self.resolution_hours}
 
 
 @dataclass

@@ -34,20 +34,10 @@ from qfs_assets.readers.base import BadInput, ExportReader, connect
 from qfs_assets.readers.nodes import IN_SERVICE_SQL, node_snapshot
 from qfs_assets.readers.proofs import proofs_of_day
 from qfs_assets.readers.storage import object_manifest, shard_map
+from qfs_assets.activities.node_health.params import NOD, NodeHealthParams
 
 ACTIVITY = "node_health_assessment"
-NOD = 10**8
 
-
-@dataclass(frozen=True)
-class NodeHealthParams:
-    min_verified_ratio: float = 0.95  # nodes_verified: verified_ratio > this
-    min_proof_success_rate: float = 0.99  # proof_success: proof_success_rate > this
-    max_utilization_cv: float = 0.25  # shard_balance: utilization_cv <= this
-    max_utilization_max_over_mean: float = 1.5  # shard_balance: max/mean <= this
-    heartbeat_max_age_seconds: int = 3600  # AEGIS: last_heartbeat >= end - this
-    min_stake_nod: int = 1000 * NOD  # AEGIS: stake_nod >= this (nod units)
-    min_node_pass_bps: int = 9500  # AEGIS: at least this share (basis points) of a node's challenges passed
 
 
 def criteria_specs(p: NodeHealthParams) -> list[CriterionSpec]:
@@ -301,7 +291,7 @@ def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthPar
         window_end=end,
         metrics=metrics,
         inputs={"export_root": str(reader.root), "tables": [r.as_evidence() for r in reader.reads]},
-        parameters=asdict(p),
+        parameters=p.as_evidence(),
         criteria_specs=criteria_specs(p),
         judge_table=judge,
         tables={

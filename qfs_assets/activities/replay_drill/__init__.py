@@ -1,0 +1,22 @@
+"""Quarterly replay drill: the EQM log replayed from genesis must reproduce every checkpoint."""
+
+from qfs_assets.registry import Activity
+
+SPECS = (
+    Activity(
+        name="storage_replay_drill",
+        title="Quarterly replay drill",
+        cadence="quarterly",
+        schedule_cron="0 5 1 1,4,7,10 *",
+        runbook="docs/runbooks/replay-from-logs.md",
+        group="replay_drill",
+        order=50,
+        summary="replay of the EQM log from genesis reproduces every checkpoint's state roots",
+        metrics=(
+            ("events_replayed", "int64"), ("chain_intact", "bool"), ("first_broken_seq", "int64"),
+            ("invalid_events", "int64"), ("checkpoints_compared", "int64"), ("checkpoints_matched", "int64"),
+            ("first_mismatch_seq", "int64"), ("mismatched_components", "list<string>"),
+            ("final_state_root", "string"),
+        ),
+    ),
+)
