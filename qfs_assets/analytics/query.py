@@ -41,39 +41,22 @@ from typing import Any, Iterable
 import duckdb
 import pyarrow as pa
 
+from qfs_assets import registry
 from qfs_assets.readers.base import connect, quote_ident
 
 TS = pa.timestamp("us", tz="UTC")
 EXIT_OK, EXIT_USAGE = 0, 2
 
-#: The evidence-v1 contract's metric keys with their types: the columns a verdict view always has,
-#: so queries and the dashboard work before an activity has written its first evidence.
+_TYPES: dict[str, pa.DataType] = {
+    "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
+    "list<string>": pa.list_(pa.string()), "timestamp": TS,
+}
+
+#: The evidence-v1 contract's metric keys with their types (from the activity registry): the
+#: columns a verdict view always has, so queries and the dashboard work before an activity has
+#: written its first evidence.
 CONTRACT_METRICS: dict[str, dict[str, pa.DataType]] = {
-    "node_health_assessment": {
-        "in_service_nodes": pa.int64(), "verified_nodes": pa.int64(), "verified_ratio": pa.float64(),
-        "unverified_node_ids": pa.list_(pa.string()), "proof_challenges": pa.int64(),
-        "proof_success_rate": pa.float64(), "utilization_cv": pa.float64(),
-        "utilization_max_over_mean": pa.float64(), "objects_degraded": pa.int64(),
-        "objects_unrecoverable": pa.int64(),
-    },
-    "economics_sanity_check": {
-        "fees_atr": pa.int64(), "rewards_nod": pa.int64(), "rewards_in_atr": pa.int64(), "buffer_atr": pa.int64(),
-        "margin_atr": pa.int64(), "duplicate_tx_ids": pa.int64(), "duplicate_reward_ids": pa.int64(),
-        "rewards_to_failed_nodes": pa.int64(), "ledger_vs_log_atr": pa.int64(),
-    },
-    "dual_write_verification": {
-        "sor_objects": pa.int64(), "storage_objects": pa.int64(), "in_flight": pa.int64(),
-        "missing_in_storage": pa.int64(), "missing_in_sor": pa.int64(), "version_mismatch": pa.int64(),
-        "content_mismatch": pa.int64(), "inconsistencies": pa.int64(), "sampled_objects": pa.int64(),
-        "sample_failures": pa.int64(), "unresolved_over_24h": pa.int64(),
-    },
-    "storage_replay_drill": {
-        "events_replayed": pa.int64(), "chain_intact": pa.bool_(), "first_broken_seq": pa.int64(),
-        "invalid_events": pa.int64(), "checkpoints_compared": pa.int64(), "checkpoints_matched": pa.int64(),
-        "first_mismatch_seq": pa.int64(), "mismatched_components": pa.list_(pa.string()),
-        "final_state_root": pa.string(),
-    },
-    "node_failure_response": {},
+    a.name: {metric: _TYPES[kind] for metric, kind in a.metrics} for a in registry.with_evidence()
 }
 KNOWN_ACTIVITIES = tuple(CONTRACT_METRICS)
 
