@@ -398,6 +398,15 @@ def cmd_trace(args) -> int:
     )
 
 
+def _load_dotenv() -> None:
+    """Settings from ``./.env`` (as ``dagster dev`` reads them); the environment wins over the file."""
+    path = Path(".env")
+    if path.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qfs-assure", description="QFS Assure: assurance activities over a QFS export.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -445,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse prints its own usage line
         return EXIT_BAD_INPUT if exc.code else EXIT_PASSED
     _quiet()
+    _load_dotenv()
     try:
         return args.func(args)
     except UsageError as exc:

@@ -152,3 +152,41 @@ def test_the_system_of_record_password_never_reaches_run_storage(tmp_path):
     for path in home.rglob("*"):
         if path.is_file():
             assert b"S3cretPW" not in path.read_bytes(), path
+
+
+def test_a_missing_setting_is_named_and_nothing_falls_back_to_demo_data(tmp_path, monkeypatch, capsys):
+    for var in ("QFS_EXPORT_ROOT", "QFS_SOR_URL", "QFS_EVIDENCE_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "node_health_assessment", "--partition", DAY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "qfs-assure: no export root (the folder the deployment publishes): pass --export-root or set QFS_EXPORT_ROOT"
+    assert cli.main(["run", "dual_write_diff", "--partition", DAY, "--export-root", str(tmp_path),
+                     "--evidence-root", str(tmp_path / "ev")]) == 2
+    assert "pass --sor-url or set QFS_SOR_URL" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_settings_come_from_a_dotenv_file_in_the_working_directory(tmp_path, monkeypatch, capsys):
+    for var in ("QFS_EXPORT_ROOT", "QFS_SOR_URL", "QFS_EVIDENCE_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    export = build_healthy(tmp_path / "export")
+    (tmp_path / ".env").write_text(f"QFS_EXPORT_ROOT={export}\nQFS_EVIDENCE_ROOT={tmp_path / 'ev'}\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert cli.main(["run", "node_health_assessment", "--partition", DAY]) == 0
+    finally:
+        for var in ("QFS_EXPORT_ROOT", "QFS_EVIDENCE_ROOT"):
+            monkeypatch.delenv(var, raising=False)
+    assert (tmp_path / "ev" / "node_health_assessment" / "node_health_assessment_20260302.json").is_file()
+
+
+def test_the_resources_read_the_environment_with_no_fallback():
+    import dagster as dg
+
+    from qfs_assets.defs import resources
+
+    for res, var in ((resources.export, "QFS_EXPORT_ROOT"), (resources.system_of_record, "QFS_SOR_URL"),
+                     (resources.evidence, "QFS_EVIDENCE_ROOT")):
+        values = list(res._get_non_default_public_field_values().values())  # noqa: SLF001
+        assert values == [dg.EnvVar(var)], (res, values)
