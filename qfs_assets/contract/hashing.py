@@ -1,7 +1,8 @@
 """Hashing rules of qfs-export-v1: canonical JSON, the EQM hash chain, set-hash roots, sampling.
 
 Pure Python, no Dagster. Everything that must agree byte for byte between the demo
-generator, the replay engine and an external auditor lives here.
+generator, the replay engine and an external auditor lives here. The rules, in prose:
+docs/formats/export.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The tables of qfs-export-v1 as data: columns, Arrow types, keys, nullability, partitioning.
 
 Readers validate against these specs; the demo generator writes with them, so a generated
-export conforms to the contract by construction.
+export conforms to the contract by construction. The format, in prose: docs/formats/export.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The evidence store: one JSON verdict per activity partition plus Hive-partitioned Parquet.
 
-Layout (evidence-v1):
+Layout (evidence-v1, described in docs/formats/evidence.md):
 
     <root>/<activity>/<activity>_YYYYMMDD.json
     <root>/<table>/partition_key=<partition>/part-0.parquet
