@@ -377,7 +377,7 @@ def cmd_tables(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from qfs_assets.dashboard.render import render_dashboard
+    from qfs_assets.dashboard import render_dashboard
 
     root = Path(_evidence_root(args))
     if not root.is_dir():

@@ -24,7 +24,8 @@ from qfs_assets.analytics.query import (
     register_views,
     run_query,
 )
-from qfs_assets.dashboard.render import PANELS, build_dashboard, exact_units, render_dashboard
+from qfs_assets.dashboard import PANELS, build_dashboard, render_dashboard
+from qfs_assets.dashboard.fmt import exact_units
 from qfs_assets.evidence.model import ActivityResult, Criterion
 from qfs_assets.evidence.store import EvidenceStore
 from qfs_assets.readers.base import connect

@@ -1,5 +1,9 @@
-"""The storage assurance dashboard: one self-contained HTML page rendered from the evidence store."""
+"""The storage assurance dashboard: one self-contained HTML page rendered from the evidence store.
 
-from qfs_assets.dashboard.render import PANELS, DashboardPage, build_dashboard, render_dashboard
+``catalog`` reads the store, ``panels/`` computes each panel's plain data (``model``), ``svg``
+lays out its charts, ``page`` renders everything with the Jinja2 templates of ``templates/``.
+"""
 
-__all__ = ["PANELS", "DashboardPage", "build_dashboard", "render_dashboard"]
+from qfs_assets.dashboard.page import PANELS, DashboardPage, build_dashboard, render_dashboard, write_page
+
+__all__ = ["PANELS", "DashboardPage", "build_dashboard", "render_dashboard", "write_page"]

@@ -2,7 +2,7 @@
 
 ``storage_assurance_dashboard`` (unpartitioned, group ``dashboard``) renders
 ``<evidence_root>/dashboard/index.html`` from the evidence store (see
-:mod:`qfs_assets.dashboard.render`: one self-contained HTML page, no network needed to view it).
+:mod:`qfs_assets.dashboard`: one self-contained HTML page, no network needed to view it).
 
 The run status sensor that re-renders it after every activity run is in ``sensors.py``.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from qfs_assets.dashboard.render import build_dashboard, write_page
+from qfs_assets.dashboard import build_dashboard, write_page
 from qfs_assets.defs.resources import EvidenceResource
 
 GROUP = "dashboard"
