@@ -7,9 +7,14 @@ laid out; it is skipped only when /usr/bin/chromium is absent and QFS_REQUIRE_CH
 """
 
 import datetime as dt
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,7 +29,9 @@ from qfs_assets.analytics.query import (
     register_views,
     run_query,
 )
+from qfs_assets import registry
 from qfs_assets.dashboard import PANELS, build_dashboard, render_dashboard
+from qfs_assets.dashboard import svg as svg_mod
 from qfs_assets.dashboard.fmt import exact_units
 from qfs_assets.evidence.model import ActivityResult, Criterion
 from qfs_assets.evidence.store import EvidenceStore
@@ -373,3 +380,415 @@ def test_dashboard_asset_and_sensor(store, tmp_path):
     ctx = dg.build_run_status_sensor_context(sensor_name="dashboard_after_runs", dagster_event=event,
                                              dagster_instance=instance, dagster_run=run)
     assert isinstance(dashboard_after_runs(ctx), dg.SkipReason)
+
+
+# ---- the charts plot the evidence --------------------------------------------------------------------------
+# A richer store: a fourth day of node health whose node ids are markup, and a second, failing replay drill
+# whose throughput is only recorded as a duration. Every chart is read back from the page's SVG (marks decoded
+# through the chart's own axis ticks) and compared with the evidence files, read here without the dashboard.
+
+HOSTILE = "<script>alert('n')</script>"
+HOSTILE2 = 'node-"q"&<b>x'
+DAY4 = dt.date(2026, 3, 5)
+Q2 = dt.date(2026, 4, 1)
+
+
+def build_rich_store(root: Path) -> Path:
+    build_store(root)
+    store = EvidenceStore(root)
+    nodes = ["node-0001", "node-0002", HOSTILE, HOSTILE2, "node-0005"]
+    aegis = pa.table({
+        "node_id": nodes, "region": ["eu"] * 5, "status": ["active"] * 4 + ["failed"],
+        "in_service": [True, True, True, True, False], "verified": [True, True, False, False, False],
+        "challenges": pa.array([24, 24, 24, 24, 0], pa.int64()), "passed": pa.array([24, 24, 10, 24, 0], pa.int64()),
+        "stake_nod": pa.array([200_000_000_000, 200_000_000_000, 200_000_000_000, 50_000_000_000, 0], pa.int64()),
+        "last_heartbeat": pa.array([_t(DAY4, 23)] * 5, TS),
+        "reasons": ["", "", "pass rate below minimum", "stake below minimum, pass rate below minimum",
+                    "not in service (failed)"],
+    })
+    dist = pa.table({"node_id": nodes[:4], "capacity_bytes": pa.array([10**12] * 4, pa.int64()),
+                     "shard_count": pa.array([10, 14, 3, 8], pa.int64()),
+                     "shard_bytes": pa.array([35 * 10**10, 5 * 10**11, 10**11, 25 * 10**10], pa.int64()),
+                     "utilization": [0.35, 0.5, 0.1, 0.25]})
+    _publish(store, "node_health_assessment", DAY4, _t(DAY4), _t(DAY4 + dt.timedelta(days=1)), {
+        "in_service_nodes": 4, "verified_nodes": 2, "verified_ratio": 0.5, "unverified_node_ids": [HOSTILE, HOSTILE2],
+        "proof_challenges": 96, "proof_success_rate": 0.985, "utilization_cv": 0.31, "utilization_max_over_mean": 1.67,
+        "objects_degraded": 1, "objects_unrecoverable": 0,
+    }, [("nodes_verified", False, 0.5, 0.95), ("proof_success", False, 0.985, 0.99),
+        ("shard_balance", False, {"utilization_cv": 0.31}, {"utilization_cv": 0.25, "utilization_max_over_mean": 1.5}),
+        ("no_unrecoverable_objects", True, 0, 0)],
+        tables={"node_health_aegis": aegis, "node_health_distribution": dist})
+    # a week whose rewards are worth half their NOD amount in ATR
+    week = dt.date(2026, 3, 16)
+    fees, rewards_nod, rewards_atr, buffer = 12_000_000_000, 20_000_000_000, 10_000_000_000, 600_000_000
+    margin = fees - rewards_atr - buffer
+    flow = pa.table({"day": [week + dt.timedelta(days=d) for d in range(7)],
+                     "fees_atr": pa.array([1_000_000_000 + d * 100_000_000 for d in range(7)], pa.int64()),
+                     "rewards_in_atr": pa.array([900_000_000 - d * 50_000_000 for d in range(7)], pa.int64()),
+                     "margin_atr": pa.array([40_000_000 + d * 140_000_000 for d in range(7)], pa.int64())})
+    _publish(store, "economics_sanity_check", week, _t(week), _t(week + dt.timedelta(days=7)), {
+        "fees_atr": fees, "rewards_nod": rewards_nod, "rewards_in_atr": rewards_atr, "buffer_atr": buffer,
+        "margin_atr": margin, "duplicate_tx_ids": 0, "duplicate_reward_ids": 0, "rewards_to_failed_nodes": 0,
+        "ledger_vs_log_atr": 0,
+    }, [("conservation", True, {"margin_atr": margin}, {"margin_atr_min": 0}), ("ledger_integrity", True, 0, 0),
+        ("no_rewards_to_failed_nodes", True, 0, 0), ("ledger_matches_log", True, 0, 0)],
+        tables={"economics_daily_flow": flow})
+    _publish(store, "storage_replay_drill", Q2, _t(Q2), _t(dt.date(2026, 7, 1)), {
+        "events_replayed": 75_000, "chain_intact": True, "first_broken_seq": None, "invalid_events": 0,
+        "checkpoints_compared": 3, "checkpoints_matched": 2, "first_mismatch_seq": 300,
+        "mismatched_components": ["balances"], "final_state_root": "cd" * 32,
+    }, [("chain_intact", True, True, True), ("no_invalid_events", True, 0, 0), ("deterministic_match", False, 2, 3)],
+        extra={"timing": {"replay_seconds": 6.0}})
+    return root
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory):
+    root = build_rich_store(tmp_path_factory.mktemp("rich") / "evidence")
+    return root, build_dashboard(root).html
+
+
+def evidence(root: Path, activity: str) -> list[dict]:
+    """The activity's JSON verdicts, read straight from the files (oldest first)."""
+    return [json.loads(p.read_text()) for p in sorted((root / activity).glob("*.json"))]
+
+
+def metric(root: Path, activity: str, key: str) -> list:
+    return [d["metrics"][key] for d in evidence(root, activity)]
+
+
+def svg_of(html: str, cid: str) -> ET.Element:
+    m = re.search(rf'<svg class="chart[^"]*" id="{cid}".*?</svg>', html, flags=re.S)
+    assert m, cid
+    return ET.fromstring(m.group(0))
+
+
+def tick_value(label: str) -> float:
+    s = label.replace(",", "")
+    if s.endswith("%"):
+        return float(s[:-1]) / 100
+    for suffix, mult in (("k", 1e3), ("M", 1e6), ("G", 1e9)):
+        if s.endswith(suffix):
+            return float(s[:-1]) * mult
+    return float(s)
+
+
+def axis(points: list[tuple[float, float]]):
+    """value(coordinate) fitted through the (coordinate, value) of the first and last tick; every tick on it."""
+    (c0, v0), (c1, v1) = points[0], points[-1]
+    slope = (v1 - v0) / (c1 - c0)
+    for c, v in points:
+        assert v0 + (c - c0) * slope == pytest.approx(v, abs=abs(slope) * 0.2), points
+    return (lambda c: v0 + (c - c0) * slope), abs(slope)
+
+
+def y_axis(svg: ET.Element):
+    """The vertical axis of a line or bar chart: its tick labels sit at x = M_LEFT - 6, 4 px under their line."""
+    ticks = [(float(t.get("y")) - 4, tick_value(t.text)) for t in svg.iter("text")
+             if t.get("class") == "tick" and t.get("x") == str(svg_mod.M_LEFT - 6)]
+    assert len(ticks) >= 2
+    value, per_px = axis(ticks)
+    assert value(0) > value(100), "values must grow upwards"
+    return value, per_px
+
+
+def plot_box(svg: ET.Element) -> tuple[float, float]:
+    h = float(svg.get("height"))
+    return svg_mod.M_TOP - 0.5, h - svg_mod.M_BOTTOM + 0.5
+
+
+def points(svg: ET.Element) -> list[float]:
+    """The values of a line chart's points, series after series."""
+    value, _ = y_axis(svg)
+    top, bottom = plot_box(svg)
+    out = []
+    for c in svg.iter("circle"):
+        cy = float(c.get("cy"))
+        assert top <= cy <= bottom
+        out.append(value(cy))
+    return out
+
+
+def bars(svg: ET.Element, categories: int) -> list[list[float]]:
+    """The signed values of a bar chart's bars per category, left to right (stacked: bottom up).
+
+    A bar belongs to the category band its centre falls in; its value is read through the y axis."""
+    value, _ = y_axis(svg)
+    zero = float(next(ln.get("y1") for ln in svg.iter("line") if ln.get("class") == "axis zero"))
+    assert value(zero) == pytest.approx(0, abs=abs(value(0) - value(1)))
+    top, bottom = plot_box(svg)
+    band = (float(svg.get("width")) - svg_mod.M_LEFT - svg_mod.M_RIGHT) / categories
+    found = []
+    for r in svg.iter("rect"):
+        if r.get("class") != "bar":
+            continue
+        x, y, w, h = (float(r.get(k)) for k in ("x", "y", "width", "height"))
+        assert top <= y and y + h <= bottom
+        size = value(y) - value(y + h) if h > 0.5 else 0.0
+        found.append((int((x + w / 2 - svg_mod.M_LEFT) // band), x, -(y + h), -size if y >= zero - 0.05 else size))
+    out: list[list[float]] = [[] for _ in range(categories)]
+    for cat, _, _, v in sorted(found, key=lambda f: f[:3]):
+        out[cat].append(v)
+    return out
+
+
+def hbars(svg: ET.Element) -> dict[str, float]:
+    """label -> value of a horizontal bar chart (x decoded through its tick labels)."""
+    ticks = [(float(t.get("x")), tick_value(t.text)) for t in svg.iter("text")
+             if t.get("class") == "tick" and t.get("text-anchor") == "middle"]
+    value, _ = axis(ticks)
+    labels = [t.text for t in svg.iter("text") if t.get("class") == "tick" and t.get("text-anchor") == "end"]
+    rects = [r for r in svg.iter("rect") if r.get("class") == "bar"]
+    assert len(labels) == len(rects)
+    return {lab: value(float(r.get("x")) + float(r.get("width"))) - value(float(r.get("x")))
+            for lab, r in zip(labels, rects)}
+
+
+def tol(svg: ET.Element) -> float:
+    return y_axis(svg)[1] * 0.6  # coordinates are written to 0.1 px; zero bars are 0.5 px tall
+
+
+def assert_values(got: list[float], want: list, svg: ET.Element) -> None:
+    assert len(got) == len(want), (got, want)
+    for g, w in zip(got, want):
+        assert g == pytest.approx(float(w), abs=tol(svg)), (got, want)
+
+
+def assert_bars(svg: ET.Element, want: list[list]) -> None:
+    """Bars per category (left to right) equal ``want``, one list of series values per category."""
+    got = bars(svg, len(want))
+    assert [len(g) for g in got] == [len(w) for w in want], (got, want)
+    assert_values([v for g in got for v in g], [v for w in want for v in w], svg)
+
+
+def test_storage_health_charts_plot_the_daily_metrics(rich):
+    root, html = rich
+    a = "node_health_assessment"
+    svg = svg_of(html, "chart-in-service-nodes")
+    assert_values(points(svg), metric(root, a, "in_service_nodes") + metric(root, a, "verified_nodes"), svg)
+    assert metric(root, a, "in_service_nodes") == [3, 3, 3, 4]
+    for cid, key in (("chart-verified-ratio", "verified_ratio"), ("chart-proof-success", "proof_success_rate"),
+                     ("chart-utilisation-cv", "utilization_cv")):
+        svg = svg_of(html, cid)
+        assert_values(points(svg), metric(root, a, key), svg)
+    # points past their recorded threshold are red: ratio <= 0.95 every day; proof success 0.97 and 0.985
+    fills = [c.get("fill") for c in svg_of(html, "chart-proof-success").iter("circle")]
+    assert fills == [svg_mod.TEAL, svg_mod.RED, svg_mod.TEAL, svg_mod.RED]
+    fills = [c.get("fill") for c in svg_of(html, "chart-utilisation-cv").iter("circle")]
+    assert fills == [svg_mod.RED] * 4  # 0.27 and 0.31 are above the recorded 0.25
+
+
+def test_utilisation_chart_plots_the_latest_distribution(rich):
+    root, html = rich
+    dist = pq.read_table(root / "node_health_distribution" / f"partition_key={DAY4}").to_pylist()
+    dist.sort(key=lambda r: r["node_id"])
+    svg = svg_of(html, "chart-utilisation-latest")
+    assert_bars(svg, [[r["utilization"]] for r in dist])
+    tips = [r.find("title").text for r in svg.iter("rect") if r.get("class") == "bar"]
+    assert [t.split(": ")[0] for t in tips] == [r["node_id"] for r in dist]  # markup ids, as text
+    mean = sum(r["utilization"] for r in dist) / len(dist)
+    value, _ = y_axis(svg)
+    mean_y = float(next(ln.get("y1") for ln in svg.iter("line") if ln.get("class") == "mean"))
+    assert value(mean_y) == pytest.approx(mean, abs=tol(svg))
+    # max/mean 1.67 > 1.5: only the bar above 1.5 x mean is red
+    colors = [r.get("fill") for r in svg.iter("rect") if r.get("class") == "bar"]
+    assert colors == [svg_mod.RED if r["utilization"] > 1.5 * mean else svg_mod.BLUE for r in dist]
+
+
+def test_aegis_charts_count_the_latest_day(rich):
+    root, html = rich
+    aegis = pq.read_table(root / "node_health_aegis" / f"partition_key={DAY4}").to_pylist()
+    assert hbars(svg_of(html, "chart-aegis-status")) == pytest.approx({
+        "verified": sum(1 for r in aegis if r["in_service"] and r["verified"]),
+        "unverified (in service)": sum(1 for r in aegis if r["in_service"] and not r["verified"]),
+        "not in service": sum(1 for r in aegis if not r["in_service"])}, abs=0.05)
+    reasons: dict[str, int] = {}
+    for r in aegis:
+        if not r["verified"]:
+            for reason in r["reasons"].split(", "):
+                reasons[reason] = reasons.get(reason, 0) + 1
+    assert hbars(svg_of(html, "chart-aegis-reasons")) == pytest.approx(reasons, abs=0.05)
+    assert reasons == {"pass rate below minimum": 2, "stake below minimum": 1, "not in service (failed)": 1}
+
+
+def test_economics_charts_plot_the_weekly_ledgers(rich):
+    root, html = rich
+    a = "economics_sanity_check"
+    fees, rewards, margin = (metric(root, a, k) for k in ("fees_atr", "rewards_in_atr", "margin_atr"))
+    svg = svg_of(html, "chart-econ-weekly")
+    assert_bars(svg, [[f / 10**8, r / 10**8] for f, r in zip(fees, rewards)])
+    svg = svg_of(html, "chart-econ-margin")
+    assert_bars(svg, [[m / 10**8] for m in margin])
+    assert margin[1] < 0 < margin[0] and rewards[2] != metric(root, a, "rewards_nod")[2]
+    assert [r.get("fill") for r in svg.iter("rect") if r.get("class") == "bar"] == [svg_mod.GREEN, svg_mod.RED,
+                                                                                    svg_mod.GREEN]
+    week = max(p.name for p in (root / "economics_daily_flow").iterdir())
+    flow = pq.read_table(root / "economics_daily_flow" / week).to_pylist()
+    svg = svg_of(html, "chart-econ-daily")
+    assert_bars(svg, [[r[k] / 10**8 for k in ("fees_atr", "rewards_in_atr", "margin_atr")] for r in flow])
+
+
+def test_dual_write_charts_plot_categories_and_open_diffs(rich):
+    root, html = rich
+    a = "dual_write_verification"
+    cats = ("missing_in_storage", "missing_in_sor", "version_mismatch", "content_mismatch")
+    svg = svg_of(html, "chart-dual-write-categories")
+    assert_bars(svg, [[d["metrics"][c] for c in cats] for d in evidence(root, a)])
+    ledger = pq.read_table(root / "dual_write_diff_ledger" / "ledger.parquet").to_pylist()
+    open_by_cat: dict[str, int] = {}
+    for r in ledger:
+        if r["resolved_at"] is None:
+            open_by_cat[r["category"]] = open_by_cat.get(r["category"], 0) + 1
+    assert hbars(svg_of(html, "chart-dual-write-open")) == pytest.approx(open_by_cat, abs=0.05)
+    assert "content_mismatch" not in open_by_cat  # resolved in the ledger
+
+
+def test_replay_charts_and_last_successful_drill(rich):
+    root, html = rich
+    a = "storage_replay_drill"
+    docs = evidence(root, a)
+    svg = svg_of(html, "chart-replay-events")
+    assert_bars(svg, [[v] for v in metric(root, a, "events_replayed")])
+    assert [r.get("fill") for r in svg.iter("rect") if r.get("class") == "bar"] == [svg_mod.BLUE, svg_mod.RED]
+    svg = svg_of(html, "chart-replay-rate")
+    assert_bars(svg, [[docs[0]["metrics"]["events_per_second"]],
+                      [docs[1]["metrics"]["events_replayed"] / docs[1]["timing"]["replay_seconds"]]])
+    svg = svg_of(html, "chart-replay-checkpoints")
+    assert_bars(svg, [[d["metrics"][k] for k in ("checkpoints_compared", "checkpoints_matched")] for d in docs])
+    callout = re.search(r'<div class="callout good" data-testid="replay-last-success">(.*?)</div>', html).group(1)
+    assert "2026-Q1 (2026-01-01), 60,541 events replayed, checkpoints 2/2 matched" in callout
+    assert "abababababababab…" in callout and "storage_replay_drill_20260101.json" in callout
+
+
+def test_replay_status_is_plain_data(rich):
+    from qfs_assets.dashboard.catalog import open_store
+    from qfs_assets.dashboard.panels import replay
+
+    root, _ = rich
+    with open_store(root) as store:
+        status = replay.replay_status(store)
+        panel = replay.build(store)
+    assert [d.quarter for d in status.drills] == ["2026-Q1", "2026-Q2"]
+    assert status.last.quarter == "2026-Q2" and not status.last.passed
+    assert status.last.failed_criteria == ("deterministic_match",)
+    assert status.last.mismatched_components == ("balances",) and not status.last.all_checkpoints_matched
+    assert status.last_success.partition == "2026-01-01" and status.last_success.events_per_second == 12_345.6
+    assert status.last.events_per_second == 75_000 / 6.0
+    assert panel.data == status
+    assert panel.chart("chart-replay-events").series[0].values == [60_541.0, 75_000.0]
+    with open_store(root / "nothing-here") as store:
+        assert replay.replay_status(store).last_success is None and not replay.build(store).has_data
+
+
+def test_verdict_timeline_draws_every_verdict_over_its_window(rich):
+    root, html = rich
+    svg = svg_of(html, "chart-verdict-timeline")
+    ticks = [(float(t.get("x")), dt.datetime.fromisoformat(t.text).replace(tzinfo=UTC).timestamp())
+             for t in svg.iter("text") if t.get("class") == "tick"]
+    when, per_px = axis(ticks)
+    rows = [t.text for t in svg.iter("text") if t.get("class") == "row-label"]
+    expected_rows = [f"{a.name} ({'per failure' if a.cadence == 'event' else a.cadence})"
+                     for a in registry.with_evidence()]
+    assert rows == expected_rows
+    cells = [c for c in svg.iter("rect") if (c.get("class") or "").startswith("cell ")]
+    for i, a in enumerate(registry.with_evidence()):
+        y = str(svg_mod.M_TOP + 30 * i + 5)
+        mine = sorted((c for c in cells if c.get("y") == y), key=lambda c: float(c.get("x")))
+        docs = sorted(evidence(root, a.name), key=lambda d: d["window"]["start"])
+        assert [c.get("class") for c in mine] == [f"cell {'pass' if d['passed'] else 'fail'}" for d in docs], a.name
+        for c, d in zip(mine, docs):
+            start = dt.datetime.fromisoformat(d["window"]["start"].replace("Z", "+00:00")).timestamp()
+            assert when(float(c.get("x"))) == pytest.approx(start, abs=per_px * 0.6), (a.name, d["partition"])
+    assert len(cells) == sum(len(evidence(root, a.name)) for a in registry.with_evidence())
+
+
+class _Dom(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.starts: list[str] = []
+        self.text: list[str] = []
+        self.attrs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.starts.append(tag)
+        self.attrs += [v or "" for _, v in attrs]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_evidence_text_is_escaped_everywhere(rich):
+    root, html = rich
+    dom = _Dom()
+    dom.feed(html)
+    assert dom.starts.count("script") == 1 and "b" not in dom.starts  # no element came from the evidence
+    text = "".join(dom.text)
+    assert HOSTILE in text and HOSTILE2 in text  # shown as text: AEGIS table, chart labels, tooltips
+    assert "&lt;script&gt;alert(&#39;n&#39;)&lt;/script&gt;" in html and "node-&#34;q&#34;&amp;&lt;b&gt;x" in html
+    aegis = re.search(r'<table id="table-aegis-unverified".*?</table>', html, flags=re.S).group(0)
+    assert "&lt;script&gt;alert(&#39;n&#39;)&lt;/script&gt;" in aegis
+    svg = ET.tostring(svg_of(html, "chart-utilisation-latest"), encoding="unicode")
+    assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in svg  # parsed back as text, not as an element
+    # an evidence root whose path is markup is shown as text too
+    odd = root.parent / "ev<i>dence"
+    build_store(odd, only_node_health=True)
+    page = build_dashboard(odd).html
+    assert "ev&lt;i&gt;dence" in page and "<i>" not in page
+
+
+def test_dashboard_reads_activities_and_cadences_from_the_registry(store, monkeypatch):
+    from qfs_assets.registry import Activity
+
+    page = build_dashboard(store).html
+    summary = re.search(r'<table id="table-verdict-summary".*?</table>', page, flags=re.S).group(0)
+    names = re.findall(r"<tr><td><code>([a-z_]+)</code></td><td[^>]*>([^<]+)</td>", summary)
+    assert names == [(a.name, "per failure" if a.cadence == "event" else a.cadence) for a in registry.with_evidence()]
+    # a new activity in the registry shows on the page with no other edit
+    extra = Activity(name="disk_scrub", title="Disk scrub", cadence="weekly", runbook="docs/runbooks/x.md",
+                     group="disk_scrub", order=70)
+    known = registry.activities()
+    monkeypatch.setattr(registry, "_load", lambda: {**known, "disk_scrub": extra})
+    page = build_dashboard(store).html
+    assert "disk_scrub (weekly)" in page and "disk_scrub: no evidence yet" in page
+    assert re.search(r'activities with evidence</div><div class="kpi-value">5 / 6<', page)
+
+
+def test_dashboard_modules_import_without_dagster():
+    code = ("import importlib, pkgutil, sys\n"
+            "import qfs_assets.dashboard as d\n"
+            "mods = [m.name for m in pkgutil.walk_packages(d.__path__, d.__name__ + '.')]\n"
+            "for m in mods: importlib.import_module(m)\n"
+            "assert 'dagster' not in sys.modules, 'dagster imported'\n"
+            "print(len(mods))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) >= 12
+
+
+def test_templates_ship_with_a_non_editable_build(tmp_path, store):
+    """setuptools' build_py (what a wheel holds) copies the templates; the page renders from that copy."""
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    shutil.copytree(repo / "qfs_assets", src / "qfs_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    lib = tmp_path / "lib"
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)], cwd=src,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shipped = {p.relative_to(lib / "qfs_assets" / "dashboard").as_posix()
+               for p in (lib / "qfs_assets" / "dashboard" / "templates").rglob("*") if p.is_file()}
+    in_repo = {p.relative_to(repo / "qfs_assets" / "dashboard").as_posix()
+               for p in (repo / "qfs_assets" / "dashboard" / "templates").rglob("*") if p.is_file()}
+    assert shipped == in_repo and "templates/page.html.j2" in shipped
+    out = tmp_path / "page.html"
+    code = ("import sys, qfs_assets.dashboard as d\n"
+            f"assert d.__file__.startswith({str(lib)!r}), d.__file__\n"
+            f"d.render_dashboard({str(store)!r}, {str(out)!r})\n")
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'id="panel-replay"' in out.read_text()
