@@ -28,6 +28,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Iterable, Sequence
 
+from qfs_assets import redact
 from qfs_assets.alerting.model import Alert, fmt_value
 
 USER_AGENT = "qfs-assure-alerting/1"
@@ -43,16 +44,9 @@ class DeliveryError(Exception):
 
 
 def redact_url(url: str) -> str:
-    """``scheme://host:port/…``: never the path, query, fragment or user info of a URL."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or "?"
-        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, "")
-    except ValueError:
-        return "<invalid url>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme or '?'}://{host}:{port}/…"
+    """A sink URL for logs and reports: ``scheme://host:port/…``, never the path (a webhook's path is
+    its secret), query, fragment or user info (:func:`qfs_assets.redact.redact_url` without the path)."""
+    return redact.redact_url(url, keep_path=False)
 
 
 def short_hash(*parts: str) -> str:
@@ -82,9 +76,8 @@ class Sink:
         return ()
 
     def scrub(self, text: str) -> str:
-        for secret in sorted({s for s in self.secrets() if s and len(s) >= 4}, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """``text`` without this sink's secrets (nor any URL's password or secret parameters)."""
+        return redact.scrub(text, [s for s in self.secrets() if s and len(s) >= 4])
 
     def __repr__(self) -> str:  # never the secret
         return f"{type(self).__name__}({self.sink_id}, {self.target})"

@@ -5,8 +5,9 @@ What this module guarantees to the dual-write diff:
 * **URLs as operators type them.** ``postgresql://`` and ``postgres://`` map to
   ``postgresql+psycopg2://`` (SQLAlchemy 2.1 would pick psycopg 3, which is not installed);
   a bare filesystem path or ``Path`` means a SQLite file. Passwords never reach a message:
-  :attr:`SystemOfRecord.redacted` is ``URL.render_as_string(hide_password=True)``, and driver
-  error text is scrubbed of the password (raw and URL-quoted) before it is shown.
+  :attr:`SystemOfRecord.redacted` and driver error text go through the shared
+  :mod:`qfs_assets.redact` (password, secret query parameters such as ``sslpassword``, and the
+  password's raw and URL-quoted forms hidden).
 * **One-line errors.** An unreachable database, a missing SQLite file, a missing
   ``qfs_objects`` table, a missing column, a column of the wrong type, a null in a required
   column, a value that cannot be converted, or keys that are not unique raise
@@ -58,7 +59,6 @@ import datetime as dt
 import os
 import re
 import threading
-import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -71,6 +71,8 @@ from sqlalchemy.pool import NullPool
 
 from qfs_assets.contract.schema import OBJECTS, SOR_COLUMNS, SOR_TABLE, TS
 from qfs_assets.readers.base import BadInput
+from qfs_assets.redact import quote_userinfo, redact_url
+from qfs_assets.redact import scrub as _scrub
 
 #: The Arrow schema of a system-of-record batch: the contract's ``objects`` columns.
 SOR_SCHEMA = pa.schema([OBJECTS.schema.field(c) for c in SOR_COLUMNS])
@@ -97,14 +99,6 @@ class SorError(BadInput):
 
 # -- URLs -----------------------------------------------------------------------------------
 
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@")
-
-
-def _scrub_userinfo(text: str) -> str:
-    """Hide ``user:password@`` in any URL-looking text (for URLs we could not parse)."""
-    return _USERINFO.sub(r"\g<head>:***@", text)
-
-
 def normalise_url(url: Any):
     """A SQLAlchemy ``URL`` for what an operator typed (URL string, ``URL``, or a SQLite path)."""
     if isinstance(url, URL):
@@ -116,9 +110,9 @@ def normalise_url(url: Any):
                 return URL.create("sqlite", database=":memory:")
             return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
         try:
-            parsed = make_url(text)
+            parsed = make_url(quote_userinfo(text))  # make_url would split "u:p@ss@h" at the first '@'
         except (sa.exc.ArgumentError, ValueError) as exc:
-            raise SorError(_scrub_userinfo(text), f"not a valid database URL ({_scrub_userinfo(str(exc))})") from None
+            raise SorError(redact_url(text), f"not a valid database URL ({scrub(str(exc))})") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
         # Plain postgresql:// means psycopg 3 to SQLAlchemy 2.1; only psycopg2 is installed.
@@ -127,20 +121,16 @@ def normalise_url(url: Any):
 
 
 def redact(url: Any) -> str:
-    """The URL for messages and evidence: the password shown as ``***``."""
+    """The URL for messages and evidence: password and secret query parameters shown as ``***``."""
     try:
-        return normalise_url(url).render_as_string(hide_password=True)
+        return redact_url(normalise_url(url).render_as_string(hide_password=False))
     except SorError as exc:
         return exc.database
 
 
-def scrub(text: str, password: str | None) -> str:
-    """Remove a password (raw and URL-quoted forms) and any ``user:pw@`` from driver text."""
-    if password:
-        for form in {password, urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password)}:
-            if form:
-                text = text.replace(form, "***")
-    return _scrub_userinfo(text)
+def scrub(text: str, password: str | None = None) -> str:
+    """Remove a password (raw and URL-quoted forms) and every URL's secrets from driver text."""
+    return _scrub(text, [password])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -262,7 +252,7 @@ class SystemOfRecord:
         if method not in PG_READ_METHODS:
             raise ValueError(f"method must be one of {PG_READ_METHODS}, not {method!r}")
         self.url = normalise_url(url)
-        self.redacted = self.url.render_as_string(hide_password=True)
+        self.redacted = redact(self.url)
         self.table = table
         self.schema = schema
         self.method = method
