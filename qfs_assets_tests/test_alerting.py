@@ -517,3 +517,50 @@ def test_asset_hook_and_failed_checks_sensor_alert_once(http, tmp_path, monkeypa
                                                                           "shard_balance"}
     alert_on_failed_checks(dg.build_sensor_context(instance=instance, cursor=ctx2.cursor))
     assert len(http.posts("/hook/")) == before + 1
+
+
+# ---- locks (filelock) ----------------------------------------------------------------------------
+class SlowAck(HttpRecorder):
+    """Answers each POST after ``delay`` seconds (a busy webhook)."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        handler = self.server.RequestHandlerClass
+        original = handler.do_POST
+
+        def do_post(self_):
+            time.sleep(delay)
+            original(self_)
+
+        handler.do_POST = do_post
+
+
+def test_concurrent_dispatches_of_one_alert_send_it_once(tmp_path):
+    """Four threads dispatch the same alert while the webhook takes 0.3 s: one POST, three duplicates."""
+    server = SlowAck(0.3)
+    try:
+        cfg = _cfg(tmp_path, [WebhookSink(server.url("/once"))])
+        alert = alert_from_evidence(_doc(), EVIDENCE)
+        reports: list = []
+        threads = [threading.Thread(target=lambda: reports.append(dispatch(alert, cfg))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(server.posts("/once")) == 1
+        assert sorted(r.deliveries[0].status for r in reports) == ["duplicate", "duplicate", "duplicate", "sent"]
+    finally:
+        server.close()
+
+
+def test_a_held_claim_leaves_the_alert_to_its_holder(http, tmp_path):
+    from filelock import FileLock
+
+    cfg = _cfg(tmp_path, [WebhookSink(http.url("/held"))], max_seconds=0.3)
+    alert = alert_from_evidence(_doc(), EVIDENCE)
+    (cfg.state_dir / "locks").mkdir(parents=True)
+    with FileLock(cfg.state_dir / "locks" / f"{alert.dedupe_key[:2]}.lock"):  # another process is sending it
+        report = dispatch(alert, cfg)
+    assert [d.status for d in report.deliveries] == ["in_progress"] and not report.ok
+    assert http.posts("/held") == []
+    assert dispatch(alert, cfg).sent  # released: the next dispatch sends it

@@ -656,6 +656,39 @@ def _keys(diffs) -> pa.Table:
     return pa.table({"object_id": [d[0] for d in diffs], "category": [d[1] for d in diffs]})
 
 
+_LEDGER_WRITER = """
+import datetime as dt, sys, time
+from pathlib import Path
+import pyarrow as pa
+from qfs_assets.activities.dual_write.ledger import DiffLedger
+root, worker, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.01)
+ledger = DiffLedger(root)
+for i in range(5):
+    run = worker * 10 + i
+    ledger.apply(f"daily:{run:03d}", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=run),
+                 pa.table({"object_id": [f"o{worker}"], "category": ["missing_in_sor"]}))
+"""
+
+
+def test_concurrent_processes_never_lose_a_ledger_update(tmp_path):
+    """Four processes apply five runs each at the same time: the file lock keeps all twenty."""
+    import subprocess
+    import sys
+
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _LEDGER_WRITER, str(tmp_path / "ev"), str(w), str(go)],
+                              stderr=subprocess.PIPE, text=True) for w in range(4)]
+    go.touch()
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    episodes, runs = DiffLedger(tmp_path / "ev").load()
+    assert len(runs) == 20
+    assert sorted(r.run_key for r in runs) == sorted(f"daily:{w * 10 + i:03d}" for w in range(4) for i in range(5))
+
+
 def test_ledger_first_seen_and_24h_boundary(tmp_path):
     ledger = DiffLedger(tmp_path)
     t0 = dt.datetime(2026, 1, 1, tzinfo=UTC)

@@ -41,23 +41,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from filelock import FileLock, Timeout
+
 from qfs_assets.alerting.config import AlertConfig, load_config
 from qfs_assets.alerting.model import Alert
 from qfs_assets.alerting.sinks import DeliveryError, Sink
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: in-process locking only
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("qfs_assets.alerting")
 
 LEDGER_FILE = "sent.jsonl"
 OUTBOX_FILE = "outbox.jsonl"
-_LOCK_BUCKETS = 256
+LOCKS_DIR = "locks"
 _GRACE_SECONDS = 1.0
-_thread_locks: dict[str, threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
 
 
 def _now_iso() -> str:
@@ -109,20 +104,20 @@ class DeliveryReport:
 
 # ---- state ------------------------------------------------------------------------------------
 def _append_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line atomically: one O_APPEND write under an exclusive flock, fsynced."""
+    """Append one JSON line atomically: one O_APPEND write under the file's lock, fsynced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)  # releases the flock
+    (path.parent / LOCKS_DIR).mkdir(exist_ok=True)
+    with FileLock(path.parent / LOCKS_DIR / f"{path.name}.lock"):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -167,32 +162,22 @@ class Ledger:
 
     @contextlib.contextmanager
     def claim(self, dedupe_key: str, deadline: float) -> Iterator[bool]:
-        """Hold the lock of ``dedupe_key`` (shared by 1/256 of keys) until ``deadline``; yield success."""
+        """Hold the lock of ``dedupe_key`` (shared by 1/256 of keys) until ``deadline``; yield success.
+
+        A file lock, so it serialises threads and processes alike (two ``FileLock`` objects on one
+        path exclude each other within a process too)."""
         bucket = dedupe_key[:2] if len(dedupe_key) >= 2 else "00"
-        lock_path = self.state_dir / "locks" / f"{bucket}.lock"
-        with _thread_locks_guard:
-            tlock = _thread_locks.setdefault(str(lock_path), threading.Lock())
-        if not tlock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        (self.state_dir / LOCKS_DIR).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.state_dir / LOCKS_DIR / f"{bucket}.lock")
+        try:
+            lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        except Timeout:
             yield False
             return
-        fd = None
         try:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
-            got = fcntl is None
-            while not got:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    got = True
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.05)
-            yield got
+            yield True
         finally:
-            if fd is not None:
-                os.close(fd)
-            tlock.release()
+            lock.release()
 
 
 # ---- delivery ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The persistent dual-write diff ledger: when each difference was first seen and when it went away.
 
 Layout: one Parquet file, ``<evidence_root>/dual_write_diff_ledger/ledger.parquet``, rewritten
-atomically (temporary file, then rename) under an exclusive ``flock`` on a sibling lock file,
+atomically (temporary file, then rename) under an exclusive file lock (``filelock``) on a sibling lock file,
 so concurrent partition runs never lose an update. Readable as it is by pyarrow and DuckDB.
 
 Model. A *run* is one observation of the live system of record against a snapshot: a
@@ -30,18 +30,16 @@ a run inserted before the latest one (a backfill) re-derives every episode from 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from qfs_assets.contract.schema import TS
 from qfs_assets.evidence.store import _atomic_write_parquet
@@ -123,15 +121,10 @@ class DiffLedger:
         self.path = self.dir / LEDGER_FILE
 
     # -- storage ---------------------------------------------------------------------------
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> FileLock:
+        """The exclusive lock of a read-modify-write (processes and threads alike)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".ledger.lock", "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return FileLock(self.dir / ".ledger.lock")
 
     def load(self) -> tuple[pa.Table, list[Run]]:
         """The episodes and the ordered runs (empty when no run was applied yet)."""
