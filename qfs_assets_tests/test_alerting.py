@@ -282,6 +282,29 @@ def test_retry_then_success(http, tmp_path):
     assert len(http.posts("/r")) == 1
 
 
+def test_backoff_doubles_and_caps_permanent_errors_are_not_retried_no_sleep_past_the_deadline(http, tmp_path):
+    sleeps: list[float] = []
+    http.fail_next = 100
+    report = dispatch(alert_from_evidence(_doc(), EVIDENCE),
+                      _cfg(tmp_path, [WebhookSink(http.url("/always500"))], attempts=4, base_delay=0.01,
+                           max_delay=0.025), sleep=sleeps.append)
+    assert report.deliveries[0].attempts == 4 and sleeps == [0.01, 0.02, 0.025]
+    assert report.deliveries[0].error == "HTTP 500 Internal Server Error"
+
+    sleeps.clear()
+    gone = WebhookSink(http.url("/gone"))
+    http.fail_next = 0
+    http.server.RequestHandlerClass.do_POST = lambda self: (self.send_response(404), self.end_headers())
+    report = dispatch(alert_from_evidence(_doc(), EVIDENCE), _cfg(tmp_path, [gone], attempts=4), sleep=sleeps.append)
+    assert report.deliveries[0].attempts == 1 and sleeps == [] and "HTTP 404" in report.deliveries[0].error
+
+    report = dispatch(alert_for_failure("run_failed", "a", None, "m"),
+                      _cfg(tmp_path, [WebhookSink(f"http://127.0.0.1:{_free_port()}/x")], attempts=4, base_delay=10,
+                           max_delay=10, max_seconds=1.0), sleep=sleeps.append)
+    assert report.deliveries[0].attempts == 1 and sleeps == []
+    assert report.deliveries[0].error.endswith("(no time left for another attempt)")
+
+
 def test_failed_sink_retried_later_others_not_resent(http, tmp_path):
     flaky, steady = WebhookSink(http.url("/flaky")), SlackSink(http.url("/steady"))
     http.fail_next = 2  # both attempts of the flaky sink (dispatched alone, so the 500s are its own)
@@ -564,3 +587,133 @@ def test_a_held_claim_leaves_the_alert_to_its_holder(http, tmp_path):
     assert [d.status for d in report.deliveries] == ["in_progress"] and not report.ok
     assert http.posts("/held") == []
     assert dispatch(alert, cfg).sent  # released: the next dispatch sends it
+
+
+# ---- slow servers: the whole exchange is bounded, and never keeps the process alive ----------------
+class Trickle:
+    """A real TCP server on 127.0.0.1 that answers one byte every ``interval`` seconds, forever.
+
+    ``head``: what it trickles from the start (``b"HTTP/1.1 200 OK..."`` or an SMTP greeting);
+    ``fast``: sent at once before trickling (e.g. complete HTTP headers, so only the body is slow).
+    A per-read socket timeout longer than ``interval`` never trips on it."""
+
+    def __init__(self, head: bytes, fast: bytes = b"", interval: float = 0.3, read_request: bool = True):
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+
+        def serve(conn):
+            with conn:
+                try:
+                    if read_request:
+                        conn.settimeout(5)
+                        conn.recv(65536)
+                    conn.sendall(fast)
+                    data = head * 1000
+                    for i in range(len(data)):
+                        if self.stop.wait(interval):
+                            return
+                        conn.sendall(data[i:i + 1])
+                except OSError:
+                    return
+
+        def accept():
+            self.sock.settimeout(0.1)
+            while not self.stop.is_set():
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    continue
+                self.connections += 1
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+def _alert_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("qfs-alert")]
+
+
+def _no_alert_thread_left(wait: float = 5.0) -> bool:
+    end = time.monotonic() + wait
+    while _alert_threads() and time.monotonic() < end:
+        time.sleep(0.05)
+    return not _alert_threads()
+
+
+def test_a_webhook_trickling_its_status_line_fails_each_attempt_at_the_timeout(tmp_path):
+    server = Trickle(b"HTTP/1.1 200 OK\r\n")
+    try:
+        cfg = _cfg(tmp_path, [WebhookSink(server.url())], timeout=1.0, max_seconds=4.0, attempts=2)
+        report = dispatch(alert_for_failure("run_failed", "a", None, "slow status"), cfg)
+        [d] = report.deliveries
+        assert d.status == "failed" and d.attempts == 2 and server.connections == 2
+        assert "no complete response within 1 s" in d.error
+        assert _no_alert_thread_left()  # the attempts ended: nothing blocked on the socket
+    finally:
+        server.close()
+
+
+def test_a_webhook_trickling_its_body_after_a_200_has_the_alert(tmp_path):
+    server = Trickle(b"x", fast=b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    try:
+        cfg = _cfg(tmp_path, [WebhookSink(server.url())], timeout=1.0, max_seconds=4.0)
+        report = dispatch(alert_for_failure("run_failed", "a", None, "slow body"), cfg)
+        [d] = report.deliveries
+        assert d.status == "sent" and d.attempts == 1 and "response body cut after 1 s" in d.detail
+        assert _no_alert_thread_left()
+    finally:
+        server.close()
+
+
+def test_an_smtp_relay_trickling_its_greeting_is_cut_off(tmp_path):
+    server = Trickle(b"220 slow.example.org ESMTP\r\n", read_request=False)
+    try:
+        sink = SmtpSink("127.0.0.1", server.port, "a@example.org", ["b@example.org"])
+        report = dispatch(alert_for_failure("run_failed", "a", None, "slow smtp"),
+                          _cfg(tmp_path, [sink], timeout=1.0, max_seconds=3.0, attempts=1))
+        [d] = report.deliveries
+        assert d.status == "failed" and "no complete SMTP exchange within 1 s" in d.error
+        assert _no_alert_thread_left()
+    finally:
+        server.close()
+
+
+_SLOW_DISPATCH = """
+import sys
+from qfs_assets.alerting import AlertConfig, WebhookSink, alert_for_failure, dispatch
+report = dispatch(alert_for_failure("run_failed", "a", None, "m"),
+                  AlertConfig(sinks=[WebhookSink(sys.argv[1])], state_dir=sys.argv[2], attempts=3,
+                              base_delay=0.1, max_delay=0.2, timeout=float(sys.argv[3]), max_seconds=2.0))
+print(report.deliveries[0].status, report.deliveries[0].error)
+"""
+
+
+@pytest.mark.parametrize("per_attempt", [1.0, 30.0])
+def test_a_slow_webhook_never_keeps_the_process_alive(tmp_path, per_attempt):
+    """The reported bug: one byte every 0.3 s kept the process from exiting after "deadline exceeded".
+
+    With a 30 s attempt timeout the dispatch deadline (2 s) cuts the attempt; the process exits
+    at once (daemon delivery thread, sockets shut down at the deadline)."""
+    import sys
+
+    server = Trickle(b"HTTP/1.1 200 OK\r\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", _SLOW_DISPATCH, server.url(), str(tmp_path / "state"),
+                               str(per_attempt)], capture_output=True, text=True, timeout=60)
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("failed no complete response within"), proc.stdout
+    [line] = (tmp_path / "state" / "outbox.jsonl").read_text().splitlines()
+    assert json.loads(line)["report"]["deliveries"][0]["status"] == "failed"

@@ -5,15 +5,18 @@
 1. skips the sink when the ledger already records ``(dedupe_key, sink_id)`` as sent
    (status ``duplicate``): the same failure is not sent twice across retries and re-runs,
    while a sink that failed before is tried again and the others are not re-sent;
-2. otherwise tries it up to ``attempts`` times with exponential backoff (``base_delay *
-   2**n``, capped at ``max_delay``), each attempt with a short socket timeout, HTTP 4xx and
-   SMTP 5xx being permanent (not retried);
+2. otherwise tries it up to ``attempts`` times (tenacity) with exponential backoff
+   (``base_delay * 2**n``, capped at ``max_delay``), no attempt or backoff starting past the
+   deadline, each attempt bounded *as a whole* by ``timeout`` (connect, request, response and
+   body: a server trickling its answer is cut off), HTTP 4xx and SMTP 5xx being permanent (not
+   retried);
 3. records a success in the ledger at once (atomic append).
 
-Sinks are tried concurrently and the whole dispatch is bounded by ``max_seconds`` (a sink
-still busy at the deadline is reported ``failed``). Concurrent dispatches of the same alert
-(an asset and a sensor, two processes) are serialised by a file lock on the alert's key, so
-they do not both send.
+Sinks are tried concurrently on daemon threads and the whole dispatch is bounded by
+``max_seconds`` (a sink still busy at the deadline is reported ``failed``, and never keeps the
+process from exiting). Concurrent dispatches of the same alert (an asset and a sensor, two
+processes) are serialised by a file lock (``filelock``) on the alert's key, so they do not both
+send.
 
 State, under ``config.state_dir`` (default ``<evidence root>/_alerts``):
 
@@ -36,11 +39,11 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import tenacity
 from filelock import FileLock, Timeout
 
 from qfs_assets.alerting.config import AlertConfig, load_config
@@ -183,22 +186,38 @@ class Ledger:
 # ---- delivery ---------------------------------------------------------------------------------
 def _deliver(sink: Sink, alert: Alert, config: AlertConfig, deadline: float,
              sleep: Callable[[float], None], ledger: Ledger | None) -> SinkDelivery:
+    """Up to ``config.attempts`` attempts (tenacity), backoff ``base * 2**n`` capped at ``max_delay``,
+    none starting (nor sleeping) past ``deadline``; a permanent error is not retried."""
     started = time.monotonic()
     key = alert.dedupe_key[:12]
-    error = "deadline reached before the first attempt"
     attempts = 0
-    for n in range(config.attempts):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
+
+    def attempt() -> str:
+        nonlocal attempts
         attempts += 1
-        permanent = False
         try:
-            detail = sink.send(alert, timeout=max(0.05, min(config.timeout, remaining)))
+            return sink.send(alert, timeout=max(0.05, min(config.timeout, deadline - time.monotonic())))
         except DeliveryError as exc:
-            error, permanent = sink.scrub(str(exc)), exc.permanent
+            failure = DeliveryError(sink.scrub(str(exc)), permanent=exc.permanent)
         except Exception as exc:  # noqa: BLE001 - a sink bug must not reach the caller
-            error = sink.scrub(f"{type(exc).__name__}: {exc}")
+            failure = DeliveryError(sink.scrub(f"{type(exc).__name__}: {exc}"))
+        log.warning("alert %s to %s (%s): attempt %d/%d failed: %s%s", key, sink.sink_id, sink.target, attempts,
+                    config.attempts, failure, " (permanent, not retried)" if failure.permanent else "")
+        raise failure
+
+    error = "deadline reached before the first attempt"
+    if deadline > started:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(config.attempts) | tenacity.stop_before_delay(deadline - started),
+            wait=tenacity.wait_exponential(multiplier=config.base_delay, max=config.max_delay),
+            retry=tenacity.retry_if_exception(lambda exc: not getattr(exc, "permanent", False)),
+            sleep=sleep, reraise=True)
+        try:
+            detail = retrying(attempt)
+        except DeliveryError as exc:
+            error = str(exc)
+            if not exc.permanent and attempts < config.attempts:
+                error += " (no time left for another attempt)"
         else:
             delivery = SinkDelivery(sink.sink_id, sink.target, "sent", attempts, None, sink.scrub(detail),
                                     time.monotonic() - started)
@@ -211,18 +230,37 @@ def _deliver(sink: Sink, alert: Alert, config: AlertConfig, deadline: float,
                     log.error("alert %s: cannot record the delivery to %s in the ledger: %s",
                               key, sink.sink_id, type(exc).__name__)
             return delivery
-        log.warning("alert %s to %s (%s): attempt %d/%d failed: %s%s", key, sink.sink_id, sink.target, attempts,
-                    config.attempts, error, " (permanent, not retried)" if permanent else "")
-        if permanent or n + 1 >= config.attempts:
-            break
-        delay = min(config.max_delay, config.base_delay * (2 ** n))
-        if time.monotonic() + delay >= deadline:
-            error += " (no time left for another attempt)"
-            break
-        sleep(delay)
     log.error("alert %s (%s %s %s) NOT delivered to %s (%s) after %d attempt(s): %s", key, alert.kind,
               alert.activity, alert.partition, sink.sink_id, sink.target, attempts, error)
     return SinkDelivery(sink.sink_id, sink.target, "failed", attempts, error, None, time.monotonic() - started)
+
+
+def _deliver_all(sinks: list[Sink], alert: Alert, config: AlertConfig, deadline: float,
+                 sleep: Callable[[float], None], ledger: Ledger) -> dict[str, SinkDelivery]:
+    """Deliver to ``sinks`` concurrently on daemon threads; wait until ``deadline`` (plus a grace).
+
+    Daemon threads, so a sink that is still busy at the deadline never keeps the process alive
+    (each attempt is also bounded as a whole by the sink, see ``sinks.AttemptClock``)."""
+    results: dict[str, SinkDelivery] = {}
+
+    def run(sink: Sink) -> None:
+        results[sink.sink_id] = _deliver(sink, alert, config, deadline, sleep, ledger)
+
+    threads = {sink.sink_id: threading.Thread(target=run, args=(sink,), name=f"qfs-alert-{sink.kind}", daemon=True)
+               for sink in sinks}
+    for thread in threads.values():
+        thread.start()
+    for thread in threads.values():
+        thread.join(timeout=max(0.0, deadline + _GRACE_SECONDS - time.monotonic()))
+    out: dict[str, SinkDelivery] = {}
+    for sink in sinks:
+        delivery = results.get(sink.sink_id)
+        if delivery is None:
+            why = "deadline exceeded" if threads[sink.sink_id].is_alive() else "internal error"
+            log.error("alert %s NOT delivered to %s (%s): %s", alert.dedupe_key[:12], sink.sink_id, sink.target, why)
+            delivery = SinkDelivery(sink.sink_id, sink.target, "failed", error=why)
+        out[sink.sink_id] = delivery
+    return out
 
 
 def dispatch(alert: Alert, config: AlertConfig | None = None, *,
@@ -255,20 +293,7 @@ def dispatch(alert: Alert, config: AlertConfig | None = None, *,
                     log.info("alert %s already sent to %d sink(s); not sent again", alert.dedupe_key[:12],
                              len(config.sinks) - len(todo))
                 if todo:
-                    pool = ThreadPoolExecutor(max_workers=min(8, len(todo)), thread_name_prefix="qfs-alert")
-                    try:
-                        futures = {pool.submit(_deliver, s, alert, config, deadline, sleep, ledger): s for s in todo}
-                        wait(futures, timeout=max(0.0, deadline - time.monotonic()) + _GRACE_SECONDS)
-                        for future, sink in futures.items():
-                            if future.done() and future.exception() is None:
-                                results[sink.sink_id] = future.result()
-                            else:
-                                why = "deadline exceeded" if not future.done() else "internal error"
-                                log.error("alert %s NOT delivered to %s (%s): %s", alert.dedupe_key[:12],
-                                          sink.sink_id, sink.target, why)
-                                results[sink.sink_id] = SinkDelivery(sink.sink_id, sink.target, "failed", error=why)
-                    finally:
-                        pool.shutdown(wait=False, cancel_futures=True)
+                    results.update(_deliver_all(todo, alert, config, deadline, sleep, ledger))
                 report.deliveries = [results[s.sink_id] for s in config.sinks]
     except Exception as exc:  # noqa: BLE001 - alerting never breaks the caller
         report.error = f"dispatch error: {type(exc).__name__}"

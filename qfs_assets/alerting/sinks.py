@@ -1,7 +1,8 @@
 """Where alerts go: a generic JSON webhook, a Slack-compatible incoming webhook, and email.
 
 Standard library only (``urllib.request``, ``smtplib``). A sink's :meth:`Sink.send` makes one
-attempt and raises on failure; retries, deadlines and logging live in
+attempt, bounded as a whole by its ``timeout`` (:class:`AttemptClock`: a server trickling its
+answer is cut off at the limit), and raises on failure; retries, deadlines and logging live in
 :mod:`qfs_assets.alerting.dispatch`. Every sink has
 
 * ``sink_id``: stable across processes and safe to log (kind, host and a short hash of the
@@ -17,10 +18,14 @@ never logged whole.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.client
 import json
 import smtplib
+import socket
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -53,6 +58,93 @@ def short_hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
 
 
+class AttemptClock:
+    """Bounds one delivery attempt as a whole, body read included.
+
+    A socket timeout bounds each read, not the exchange: a server answering one byte every few
+    seconds never trips it. At ``seconds`` the clock shuts the attempt's sockets down, so a read
+    blocked on them returns at once and the attempt fails (``expired``)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "AttemptClock":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+class _WatchedHTTPConnection(http.client.HTTPConnection):
+    clock: AttemptClock
+
+    def connect(self) -> None:
+        super().connect()
+        self.clock.watch(self.sock)
+
+
+class _WatchedHTTPSConnection(http.client.HTTPSConnection):
+    clock: AttemptClock
+
+    def connect(self) -> None:
+        super().connect()
+        self.clock.watch(self.sock)
+
+
+def _watched(cls, clock: AttemptClock, *args, **kwargs):
+    conn = cls(*args, **kwargs)
+    conn.clock = clock
+    return conn
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, clock: AttemptClock):
+        super().__init__()
+        self.clock = clock
+
+    def http_open(self, req):  # noqa: D102
+        return self.do_open(functools.partial(_watched, _WatchedHTTPConnection, self.clock), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, clock: AttemptClock):
+        super().__init__()
+        self.clock = clock
+
+    def https_open(self, req):  # noqa: D102
+        return self.do_open(functools.partial(_watched, _WatchedHTTPSConnection, self.clock), req,
+                            context=self._context)
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Do not follow redirects: a redirected POST would carry the alert (and headers) elsewhere."""
 
@@ -60,7 +152,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect())
+def _opener(clock: AttemptClock) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies from the environment included) on connections the clock watches."""
+    return urllib.request.build_opener(_NoRedirect(), _HTTPHandler(clock), _HTTPSHandler(clock))
 
 
 class Sink:
@@ -110,27 +204,37 @@ class _HttpJsonSink(Sink):
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
                    "X-QFS-Alert-Key": alert.dedupe_key, **self.headers}
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with _OPENER.open(request, timeout=timeout) as response:
-                status = response.status
-                response.read(65536)
-        except urllib.error.HTTPError as exc:
-            code = exc.code
+        cut = ""
+        with AttemptClock(timeout) as clock:
             try:
-                exc.read(1024)
-            except Exception:  # noqa: BLE001
-                pass
-            finally:
-                exc.close()
-            permanent = 300 <= code < 500 and code not in (408, 425, 429)
-            raise DeliveryError(f"HTTP {code} {exc.reason}", permanent=permanent) from None
-        except urllib.error.URLError as exc:
-            raise DeliveryError(f"connection failed: {exc.reason}") from None
-        except (OSError, ValueError) as exc:  # timeouts, resets, malformed responses
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+                with _opener(clock).open(request, timeout=timeout) as response:
+                    status = response.status
+                    try:
+                        response.read(65536)
+                    except (OSError, http.client.HTTPException):
+                        if not clock.expired:
+                            raise
+                    if clock.expired:  # the status arrived in time: the webhook has the alert
+                        cut = f" (response body cut after {timeout:g} s)"
+            except urllib.error.HTTPError as exc:
+                code = exc.code
+                try:
+                    exc.read(1024)
+                except Exception:  # noqa: BLE001
+                    pass
+                finally:
+                    exc.close()
+                permanent = 300 <= code < 500 and code not in (408, 425, 429)
+                raise DeliveryError(f"HTTP {code} {exc.reason}", permanent=permanent) from None
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, bad responses
+                if clock.expired:
+                    raise DeliveryError(f"no complete response within {timeout:g} s") from None
+                if isinstance(exc, urllib.error.URLError):
+                    raise DeliveryError(f"connection failed: {exc.reason}") from None
+                raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if not 200 <= status < 300:
             raise DeliveryError(f"HTTP {status}", permanent=300 <= status < 500)
-        return f"HTTP {status}"
+        return f"HTTP {status}{cut}"
 
 
 class WebhookSink(_HttpJsonSink):
@@ -231,16 +335,21 @@ class SmtpSink(Sink):
 
     def send(self, alert: Alert, timeout: float) -> str:
         msg = self.message(alert)
+        with AttemptClock(timeout) as clock:
+            return self._send(msg, timeout, clock)
+
+    def _send(self, msg: EmailMessage, timeout: float, clock: AttemptClock) -> str:
         try:
             if self.use_ssl:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout,
-                                                        context=self.ssl_context or ssl.create_default_context())
+                client: smtplib.SMTP = _WatchedSMTP_SSL(self.host, self.port, timeout=timeout, clock=clock,
+                                                         context=self.ssl_context or ssl.create_default_context())
             else:
-                client = smtplib.SMTP(self.host, self.port, timeout=timeout)
+                client = _WatchedSMTP(self.host, self.port, timeout=timeout, clock=clock)
             with client:
                 client.ehlo()
                 if self.starttls:
                     client.starttls(context=self.ssl_context or ssl.create_default_context())
+                    clock.watch(client.sock)  # the TLS socket replaces the plain one
                     client.ehlo()
                 if self.user:
                     client.login(self.user, self.password or "")
@@ -255,10 +364,36 @@ class SmtpSink(Sink):
         except smtplib.SMTPRecipientsRefused as exc:
             raise DeliveryError(f"SMTP recipients refused: {sorted(exc.recipients)}", permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
+            if clock.expired:
+                raise DeliveryError(f"no complete SMTP exchange within {timeout:g} s") from None
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if refused:
             return f"sent, {len(refused)} recipient(s) refused: {sorted(refused)}"
         return f"sent to {len(self.recipients)} recipient(s)"
+
+
+class _WatchedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` whose socket is watched by the attempt's clock from the greeting on."""
+
+    def __init__(self, *args, clock: AttemptClock, **kwargs):
+        self.clock = clock
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, timeout)
+        self.clock.watch(sock)
+        return sock
+
+
+class _WatchedSMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801
+    def __init__(self, *args, clock: AttemptClock, **kwargs):
+        self.clock = clock
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, timeout)
+        self.clock.watch(sock)
+        return sock
 
 
 def _decode(value: Any) -> str:
