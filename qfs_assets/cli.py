@@ -456,6 +456,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet()
     _load_dotenv()
     try:
+        if args.command in ("run", "demo"):  # commands that alert: wrong alerting settings stop them first
+            from qfs_assets.alerting.config import AlertConfigError, load_config
+
+            try:
+                load_config()
+            except AlertConfigError as exc:
+                raise UsageError(str(exc)) from None
         return args.func(args)
     except UsageError as exc:
         print(f"qfs-assure: {exc}", file=sys.stderr)

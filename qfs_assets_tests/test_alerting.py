@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from qfs_assets.alerting import (Alert, AlertConfig, SlackSink, SmtpSink, WebhookSink, alert_for_failure,
+from qfs_assets.alerting import (Alert, AlertConfig, AlertConfigError, SlackSink, SmtpSink, WebhookSink, alert_for_failure,
                                  alert_from_evidence, dispatch, load_config, redact_url)
 from qfs_assets.alerting.dispatch import Ledger, redeliver_pending
 
@@ -380,20 +380,23 @@ def test_starttls_and_login(tmp_path):
 
 
 # ---- configuration -----------------------------------------------------------------------------
+def _file(tmp_path, doc) -> str:
+    path = tmp_path / "alerting.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
 def test_config_from_environment_and_file(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="qfs_assets.alerting")
-    config_file = tmp_path / "alerting.json"
-    config_file.write_text(json.dumps({
-        "webhooks": [{"name": "ops", "url_env": "OPS_HOOK", "headers_env": {"Authorization": "OPS_AUTH"}},
-                     {"url": f"https://example.org/{WEBHOOK_TOKEN}"},          # literal secret: refused
-                     {"url_env": "UNSET_HOOK"}],                                 # missing variable: skipped
+    config_file = _file(tmp_path, {
+        "webhooks": [{"name": "ops", "url_env": "OPS_HOOK", "headers_env": {"Authorization": "OPS_AUTH"}}],
         "slack": [{"url_env": "SLACK_HOOK"}],
         "smtp": [{"host": "mail.example.org", "from": "a@example.org", "to": ["b@example.org"],
                   "user_env": "SMTP_USER", "password_env": "SMTP_PASS"}],
         "attempts": 5, "timeout_seconds": 2,
-    }))
+    })
     env = {
-        "QFS_ALERT_CONFIG": str(config_file),
+        "QFS_ALERT_CONFIG": config_file,
         "OPS_HOOK": f"https://ops.example.org/hook/{WEBHOOK_TOKEN}", "OPS_AUTH": "Bearer abcdefgh12345",
         "SLACK_HOOK": f"https://hooks.slack.com/services/{SLACK_TOKEN}",
         "SMTP_USER": "alerts", "SMTP_PASS": SMTP_PASSWORD,
@@ -403,6 +406,7 @@ def test_config_from_environment_and_file(tmp_path, caplog):
         "QFS_ALERT_SMTP_TO": "x@example.org,y@example.org", "QFS_ALERT_SMTP_USER": "u",
         "QFS_ALERT_SMTP_PASSWORD": SMTP_PASSWORD,
         "QFS_ALERT_ATTEMPTS": "4", "QFS_EVIDENCE_ROOT": str(tmp_path / "ev"),
+        "QFS_ALERT_BASE_DELAY_SECONDS": "",  # empty is unset
     }
     cfg = load_config(env)
     kinds = [s.kind for s in cfg.sinks]
@@ -412,15 +416,77 @@ def test_config_from_environment_and_file(tmp_path, caplog):
     file_smtp, env_smtp = cfg.sinks[2], cfg.sinks[5]
     assert file_smtp.starttls and file_smtp.port == 587 and file_smtp.password == SMTP_PASSWORD
     assert env_smtp.recipients == ["x@example.org", "y@example.org"] and env_smtp.starttls
-    assert cfg.attempts == 4 and cfg.timeout == 2 and cfg.state_dir == tmp_path / "ev" / "_alerts"
-    assert len(cfg.errors) == 2
-    assert any("secrets may not be written" in e for e in cfg.errors)
-    assert any("UNSET_HOOK" in e for e in cfg.errors)
+    assert cfg.attempts == 4 and cfg.timeout == 2 and cfg.base_delay == 1.0 and cfg.max_seconds == 30
+    assert cfg.state_dir == tmp_path / "ev" / "_alerts"
     for secret in SECRETS:
         assert secret not in caplog.text and secret not in json.dumps(cfg.describe())
     assert load_config({}).sinks == [] and load_config({}).state_dir == Path("evidence_store/_alerts")
-    assert load_config({"QFS_ALERT_SMTP_HOST": "h"}).errors  # no from/to: reported, not raised
-    assert load_config({"QFS_ALERT_CONFIG": str(tmp_path / "missing.json")}).errors
+    ssl_only = load_config({"QFS_ALERT_SMTP_HOST": "h", "QFS_ALERT_SMTP_FROM": "a@x", "QFS_ALERT_SMTP_TO": "b@x",
+                            "QFS_ALERT_SMTP_SSL": "yes", "QFS_ALERT_SMTP_PORT": "2465"}).sinks[0]
+    assert ssl_only.use_ssl and not ssl_only.starttls and ssl_only.port == 2465
+
+
+_SMTP_OK = {"QFS_ALERT_SMTP_HOST": "smtp.example.org", "QFS_ALERT_SMTP_FROM": "a@x", "QFS_ALERT_SMTP_TO": "b@x"}
+
+
+@pytest.mark.parametrize("env,line", [
+    ({"QFS_ALERT_WEBHOOK_URLS": f"https://ok.example.org/a, ftp://files.example.org/{WEBHOOK_TOKEN}"},
+     "QFS_ALERT_WEBHOOK_URLS: URL 2 of 2: not an http(s) URL (ftp://…)"),
+    ({"QFS_ALERT_SLACK_WEBHOOK_URLS": f"hooks.slack.com/services/{SLACK_TOKEN}"},
+     "QFS_ALERT_SLACK_WEBHOOK_URLS: URL 1 of 1: not an http(s) URL (no scheme)"),
+    ({"QFS_ALERT_WEBHOOK_URLS": f"http://127.0.0.1:99999/{WEBHOOK_TOKEN}"},
+     "QFS_ALERT_WEBHOOK_URLS: URL 1 of 1: not a valid URL (bad host or port)"),
+    ({**_SMTP_OK, "QFS_ALERT_SMTP_PORT": "25a"}, "QFS_ALERT_SMTP_PORT: Input should be a valid integer"),
+    ({**_SMTP_OK, "QFS_ALERT_SMTP_PORT": "70000"}, "QFS_ALERT_SMTP_PORT: Input should be less than or equal to 65535"),
+    ({**_SMTP_OK, "QFS_ALERT_SMTP_STARTTLS": "maybe"}, "QFS_ALERT_SMTP_STARTTLS: Input should be a valid boolean"),
+    ({**_SMTP_OK, "QFS_ALERT_SMTP_STARTTLS": "1", "QFS_ALERT_SMTP_SSL": "1"},
+     "QFS_ALERT_SMTP_STARTTLS and QFS_ALERT_SMTP_SSL are both true: choose one"),
+    ({"QFS_ALERT_SMTP_HOST": "h"}, "QFS_ALERT_SMTP_FROM and QFS_ALERT_SMTP_TO required with QFS_ALERT_SMTP_HOST"),
+    ({"QFS_ALERT_SMTP_TO": "oncall@example.org", "QFS_ALERT_SMTP_PASSWORD": SMTP_PASSWORD},
+     "QFS_ALERT_SMTP_TO is set but QFS_ALERT_SMTP_HOST is not (email is off)"),
+    ({"QFS_ALERT_ATTEMPTS": "0"}, "QFS_ALERT_ATTEMPTS: Input should be greater than or equal to 1"),
+    ({"QFS_ALERT_MAX_SECONDS": "soon"}, "QFS_ALERT_MAX_SECONDS: Input should be a valid number"),
+    ({"QFS_ALERT_WEBHOOK_URL": "https://h.example.org/x"},
+     "QFS_ALERT_WEBHOOK_URL: not an alerting variable (did you mean QFS_ALERT_WEBHOOK_URLS?)"),
+    ({"QFS_ALERT_CONFIG": "/nonexistent/alerting.json"},
+     "QFS_ALERT_CONFIG: cannot read /nonexistent/alerting.json (No such file or directory)"),
+])
+def test_a_wrong_setting_is_one_line_naming_the_variable(env, line):
+    with pytest.raises(AlertConfigError) as err:
+        load_config(env)
+    text = str(err.value)
+    assert text.startswith("alerting configuration: ") and line in text and "\n" not in text
+    for secret in SECRETS:
+        assert secret not in text
+
+
+@pytest.mark.parametrize("doc,env,line", [
+    ({"webhooks": [{"url": f"https://example.org/{WEBHOOK_TOKEN}"}]}, {},
+     "QFS_ALERT_CONFIG webhooks[0]: url: secrets may not be written in the config file; use url_env"),
+    ({"webhooks": [{"url_env": "OPS"}, {"url_env": "UNSET_HOOK"}]}, {"OPS": "https://ops.example.org/x"},
+     "QFS_ALERT_CONFIG webhooks[1]: url_env: environment variable UNSET_HOOK is not set"),
+    ({"slack": [{"url_env": "S", "headers_env": {"Authorization": "NOPE"}}]}, {"S": "https://h.example.org/x"},
+     "QFS_ALERT_CONFIG slack[0]: headers_env: environment variable NOPE is not set"),
+    ({"slack": [{"url_env": "S"}]}, {"S": "smtp://h.example.org"},
+     "QFS_ALERT_CONFIG slack[0].url: not an http(s) URL (smtp://…)"),
+    ({"smtp": [{"host": "h", "from": "a@x", "to": [], "password": SMTP_PASSWORD}]}, {},
+     "QFS_ALERT_CONFIG smtp[0]: password: secrets may not be written in the config file; use password_env"),
+    ({"smtp": [{"host": "h", "from": "a@x", "to": "b@x", "port": "twenty-five"}]}, {},
+     "QFS_ALERT_CONFIG smtp[0].port: Input should be a valid integer"),
+    ({"smtp": [{"host": "h", "to": "b@x"}]}, {}, "QFS_ALERT_CONFIG smtp[0].from: Field required"),
+    ({"webhook": []}, {}, "QFS_ALERT_CONFIG webhook: Extra inputs are not permitted"),
+    ({"attempts": "three"}, {}, "QFS_ALERT_CONFIG attempts: Input should be a valid integer"),
+    ([1, 2], {}, "must hold a JSON object"),
+])
+def test_a_wrong_config_file_is_one_line_naming_the_key(tmp_path, doc, env, line):
+    with pytest.raises(AlertConfigError) as err:
+        load_config({"QFS_ALERT_CONFIG": _file(tmp_path, doc), **env})
+    assert line in str(err.value) and "\n" not in str(err.value)
+    for secret in SECRETS:
+        assert secret not in str(err.value)
+    (tmp_path / "alerting.json").write_text("{not json")
+    with pytest.raises(AlertConfigError, match=r"QFS_ALERT_CONFIG: .*alerting.json is not valid JSON \(line 1\)"):
+        load_config({"QFS_ALERT_CONFIG": str(tmp_path / "alerting.json")})
 
 
 # ---- Dagster glue ------------------------------------------------------------------------------
@@ -717,3 +783,41 @@ def test_a_slow_webhook_never_keeps_the_process_alive(tmp_path, per_attempt):
     assert proc.stdout.startswith("failed no complete response within"), proc.stdout
     [line] = (tmp_path / "state" / "outbox.jsonl").read_text().splitlines()
     assert json.loads(line)["report"]["deliveries"][0]["status"] == "failed"
+
+
+# ---- wrong settings stop the CLI and the code location at start -------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+_BAD_PORT = {"QFS_ALERT_SMTP_HOST": "smtp.example.org", "QFS_ALERT_SMTP_FROM": "a@example.org",
+             "QFS_ALERT_SMTP_TO": "b@example.org", "QFS_ALERT_SMTP_PORT": "25a",
+             "QFS_ALERT_WEBHOOK_URLS": f"https://hooks.example.org/{WEBHOOK_TOKEN}"}
+_BAD_PORT_LINE = ("alerting configuration: QFS_ALERT_SMTP_PORT: Input should be a valid integer, "
+                  "unable to parse string as an integer")
+
+
+def _clean_env(tmp_path, **extra) -> dict:
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QFS_")}
+    return {**env, "DAGSTER_HOME": str(tmp_path / "home"), **extra}
+
+
+def test_the_cli_exits_2_with_one_line_before_running_anything(tmp_path):
+    import sys
+
+    (tmp_path / "home").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "qfs_assets.cli", "run", "node_health_assessment", "--partition",
+                           "2026-03-02", "--export-root", str(tmp_path / "export"), "--evidence-root",
+                           str(tmp_path / "ev")], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=_clean_env(tmp_path, **_BAD_PORT))
+    assert proc.returncode == 2
+    assert proc.stderr == f"qfs-assure: {_BAD_PORT_LINE}\n" and proc.stdout == ""
+    assert not (tmp_path / "ev").exists() and list((tmp_path / "home").iterdir()) == []  # no run, no evidence
+
+
+def test_the_code_location_fails_to_load_with_that_line(tmp_path):
+    (tmp_path / "home").mkdir()
+    exe = Path(__import__("sys").executable).parent / "dagster"
+    proc = subprocess.run([str(exe), "definitions", "validate"], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, env=_clean_env(tmp_path, **_BAD_PORT))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"AlertConfigError: {_BAD_PORT_LINE}" in out and WEBHOOK_TOKEN not in out

@@ -1,5 +1,15 @@
 """Operator configuration of alerting, from the environment only (secrets never in repo files).
 
+Parsed and validated with pydantic-settings (:class:`AlertSettings`, the ``QFS_ALERT_*``
+variables) and pydantic (:class:`AlertFile`, the optional JSON file). Settings that are wrong
+raise :class:`AlertConfigError` with ONE line naming every wrong variable (never its value), so
+``qfs-assure`` exits 2 and the Dagster code location fails to load before anything runs,
+instead of alerts going nowhere. Wrong is: a value that does not parse (a URL that is not
+``http(s)://host…``, a port or count that is not an integer, a boolean that is not one), a
+value out of bounds, SMTP half configured, an unknown ``QFS_ALERT_*`` variable (a typo), an
+unreadable or invalid config file, a config-file key that is unknown or a secret written in
+clear, and a ``*_env`` reference to a variable that is not set.
+
 Environment variables (all optional; with no sink configured, alerts are still written to the
 outbox for audit):
 
@@ -8,8 +18,8 @@ outbox for audit):
 ``QFS_ALERT_SLACK_WEBHOOK_URLS``
     Comma-separated Slack-compatible incoming-webhook URLs (``{"text": ..., "blocks": [...]}``).
 ``QFS_ALERT_SMTP_HOST``, ``QFS_ALERT_SMTP_PORT``
-    SMTP relay; setting the host enables email. Port defaults to 587 with STARTTLS, 465 with
-    implicit TLS, 25 otherwise.
+    SMTP relay; setting the host enables email. Port (1-65535) defaults to 587 with STARTTLS,
+    465 with implicit TLS, 25 otherwise.
 ``QFS_ALERT_SMTP_FROM``, ``QFS_ALERT_SMTP_TO``
     Sender, and comma-separated recipients (both required with a host).
 ``QFS_ALERT_SMTP_USER``, ``QFS_ALERT_SMTP_PASSWORD``
@@ -35,45 +45,53 @@ outbox for audit):
         }
 
     Any field may be given as ``<field>_env``; the secret fields (webhook ``url`` and
-    ``headers``, SMTP ``password``) may only be given that way: a literal one is refused
-    (that sink is skipped and the problem logged). Sinks from the file and from the variables
-    above are all used.
+    ``headers``, SMTP ``password``) may only be given that way. Sinks from the file and from the
+    variables above are all used (the same target twice is one sink).
 ``QFS_ALERT_STATE_DIR``
     Directory of the dedupe ledger (``sent.jsonl``) and the audit outbox (``outbox.jsonl``);
     default ``<evidence root>/_alerts``, the evidence root being ``QFS_EVIDENCE_ROOT``
     (default ``evidence_store``).
-``QFS_ALERT_ATTEMPTS`` (default 3), ``QFS_ALERT_BASE_DELAY_SECONDS`` (default 1),
+``QFS_ALERT_ATTEMPTS`` (default 3, at least 1), ``QFS_ALERT_BASE_DELAY_SECONDS`` (default 1),
 ``QFS_ALERT_MAX_DELAY_SECONDS`` (default 8)
     Attempts per sink, with exponential backoff ``base * 2**n`` capped at the max delay.
-``QFS_ALERT_TIMEOUT_SECONDS`` (default 5)
-    Socket timeout of one attempt.
-``QFS_ALERT_MAX_SECONDS`` (default 30)
+``QFS_ALERT_TIMEOUT_SECONDS`` (default 5, at least 0.05)
+    Bound on one attempt as a whole (connect, request, response and body).
+``QFS_ALERT_MAX_SECONDS`` (default 30, at least 0.1)
     Bound on the whole dispatch of one alert (sinks are tried concurrently; a sink still
     failing at the deadline is reported ``failed`` and retried by the next dispatch of the
     same alert).
 
-Configuration problems are logged (logger ``qfs_assets.alerting``) by variable name, never by
-value, and never raised.
+A variable wins over the same setting in the file.
 """
 
 from __future__ import annotations
 
+import contextvars
+import difflib
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Callable, ClassVar, Mapping
 
-from qfs_assets.alerting.sinks import SlackSink, SmtpSink, Sink, WebhookSink
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+
+from qfs_assets.alerting.sinks import SlackSink, SmtpSink, Sink, WebhookSink, check_http_url
 
 log = logging.getLogger("qfs_assets.alerting")
 
-DEFAULT_EVIDENCE_ROOT = "evidence_store"  # as qfs_assets.defs.resources (not imported: it imports dagster)
+ENV_PREFIX = "QFS_ALERT_"
+DEFAULT_EVIDENCE_ROOT = "evidence_store"  # as the CLI's default evidence root
 STATE_SUBDIR = "_alerts"
+DEFAULTS = {"attempts": 3, "base_delay_seconds": 1.0, "max_delay_seconds": 8.0, "timeout_seconds": 5.0,
+            "max_seconds": 30.0}
 
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+class AlertConfigError(ValueError):
+    """Wrong alerting settings: one line naming each wrong variable or file key, never a value."""
 
 
 @dataclass
@@ -85,197 +103,284 @@ class AlertConfig:
     max_delay: float = 8.0
     timeout: float = 5.0
     max_seconds: float = 30.0
-    errors: list[str] = field(default_factory=list)
 
     def describe(self) -> list[dict[str, str]]:
         """Secret-free description of the sinks (for logs and UIs)."""
         return [{"sink": s.sink_id, "target": s.target} for s in self.sinks]
 
 
-def _split(value: str | None) -> list[str]:
-    if not value:
-        return []
-    return [p.strip() for p in value.replace("\n", ",").split(",") if p.strip()]
-
-
-def _bool(value: Any, default: bool, what: str, errors: list[str]) -> bool:
+# ---- value types ------------------------------------------------------------------------------
+def _split(value: Any) -> list[str]:
+    """``"a, b\\nc"`` -> ``["a", "b", "c"]``; a list is kept."""
     if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False if text else default
-    errors.append(f"{what}: not a boolean; using {default}")
-    return default
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [p.strip() for p in str(value).replace("\n", ",").split(",") if p.strip()]
 
 
-def _number(value: Any, default: float, what: str, errors: list[str], *, minimum: float, integer: bool = False):
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        errors.append(f"{what}: not a number; using {default}")
-        return default
-    if number < minimum:
-        errors.append(f"{what}: below {minimum}; using {minimum}")
-        number = int(minimum) if integer else minimum
-    return number
+def _http_urls(value: Any) -> list[str]:
+    urls = _split(value)
+    for i, url in enumerate(urls, start=1):
+        try:
+            check_http_url(url)
+        except ValueError as exc:
+            raise ValueError(f"URL {i} of {len(urls)}: {exc}") from None
+    return urls
 
 
-def _smtp_from_env(env: Mapping[str, str], errors: list[str]) -> Sink | None:
-    host = env.get("QFS_ALERT_SMTP_HOST", "").strip()
-    if not host:
-        return None
-    user = env.get("QFS_ALERT_SMTP_USER") or None
-    try:
-        port = _number(env.get("QFS_ALERT_SMTP_PORT"), 0, "QFS_ALERT_SMTP_PORT", errors, minimum=0, integer=True)
-        use_ssl = _bool(env.get("QFS_ALERT_SMTP_SSL"), False, "QFS_ALERT_SMTP_SSL", errors)
-        starttls = _bool(env.get("QFS_ALERT_SMTP_STARTTLS"), bool(user) and not use_ssl,
-                         "QFS_ALERT_SMTP_STARTTLS", errors)
-        return SmtpSink(host, port or None, env.get("QFS_ALERT_SMTP_FROM", "").strip(),
-                        _split(env.get("QFS_ALERT_SMTP_TO")), user=user,
-                        password=env.get("QFS_ALERT_SMTP_PASSWORD") or None,
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+HttpUrls = Annotated[list[str], NoDecode, BeforeValidator(_http_urls)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class _Timing(BaseModel):
+    attempts: Annotated[int, Field(ge=1)] | None = None
+    base_delay_seconds: Seconds | None = None
+    max_delay_seconds: Seconds | None = None
+    timeout_seconds: Annotated[float, Field(ge=0.05)] | None = None
+    max_seconds: Annotated[float, Field(ge=0.1)] | None = None
+    state_dir: Path | None = None
+
+
+# ---- the environment ----------------------------------------------------------------------------
+_ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("qfs_alert_environ", default=None)
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over ``load_config``'s mapping (``os.environ`` by default)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _ENVIRON.get()
+        if env is None:
+            return super()._load_env_vars()
+        return {k.lower(): v for k, v in env.items() if v != ""}
+
+
+class AlertSettings(_Timing, BaseSettings):
+    """The ``QFS_ALERT_*`` variables (field ``smtp_port`` is ``QFS_ALERT_SMTP_PORT``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore")
+
+    webhook_urls: HttpUrls = []
+    slack_webhook_urls: HttpUrls = []
+    smtp_host: str | None = None
+    smtp_port: Port | None = None
+    smtp_from: str | None = None
+    smtp_to: CommaList = []
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool | None = None
+    smtp_ssl: bool | None = None
+    config: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return init_settings, _Environment(settings_cls)
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> "AlertSettings":
+        if not self.smtp_host:
+            stray = [n for n in ("smtp_from", "smtp_to", "smtp_user", "smtp_password", "smtp_port")
+                     if getattr(self, n) not in (None, [])]
+            if stray:
+                raise ValueError(f"{variable(stray[0])} is set but QFS_ALERT_SMTP_HOST is not (email is off)")
+            return self
+        missing = [variable(n) for n in ("smtp_from", "smtp_to") if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} required with QFS_ALERT_SMTP_HOST")
+        if self.smtp_starttls and self.smtp_ssl:
+            raise ValueError("QFS_ALERT_SMTP_STARTTLS and QFS_ALERT_SMTP_SSL are both true: choose one")
+        return self
+
+    def smtp_sink(self) -> SmtpSink | None:
+        if not self.smtp_host:
+            return None
+        use_ssl = bool(self.smtp_ssl)
+        starttls = self.smtp_starttls if self.smtp_starttls is not None else bool(self.smtp_user) and not use_ssl
+        return SmtpSink(self.smtp_host, self.smtp_port, self.smtp_from or "", self.smtp_to, user=self.smtp_user,
+                        password=self.smtp_password.get_secret_value() if self.smtp_password else None,
                         starttls=starttls, use_ssl=use_ssl)
-    except ValueError as exc:
-        errors.append(f"QFS_ALERT_SMTP_*: {exc}")
+
+
+def variable(field_name: str) -> str:
+    """The environment variable of a settings field: ``smtp_port`` -> ``QFS_ALERT_SMTP_PORT``."""
+    return ENV_PREFIX + field_name.upper()
+
+
+#: every alerting variable (an unknown ``QFS_ALERT_*`` variable is refused as a likely typo)
+VARIABLES = frozenset(variable(name) for name in AlertSettings.model_fields)
+
+
+# ---- the JSON file ------------------------------------------------------------------------------
+class _FileEntry(BaseModel):
+    """A sink of the file; ``<field>_env`` keys are replaced by the named variable's value."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    SECRETS: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        env: Mapping[str, str] = (info.context or {}).get("env", {})
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key.endswith("_env"):
+                names = value if isinstance(value, Mapping) else {None: value}
+                unset = [v for v in names.values() if not isinstance(v, str) or not env.get(v)]
+                if unset:
+                    raise ValueError(f"{key}: environment variable {unset[0]} is not set")
+                resolved = {k: env[v] for k, v in names.items()}
+                out[key[:-4]] = resolved[None] if None in resolved else resolved
+            elif key in cls.SECRETS:
+                raise ValueError(f"{key}: secrets may not be written in the config file; use {key}_env")
+            else:
+                out[key] = value
+        return out
+
+
+class WebhookEntry(_FileEntry):
+    SECRETS: ClassVar[frozenset[str]] = frozenset({"url", "headers"})
+    name: str | None = None
+    url: str
+    headers: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return check_http_url(url)
+
+
+class SmtpEntry(_FileEntry):
+    SECRETS: ClassVar[frozenset[str]] = frozenset({"password"})
+    name: str | None = None
+    host: str = Field(min_length=1)
+    port: Port | None = None
+    sender: str = Field(alias="from", min_length=1)
+    to: Annotated[list[str], BeforeValidator(_split), Field(min_length=1)]
+    user: str | None = None
+    password: SecretStr | None = None
+    starttls: bool | None = None
+    ssl: bool = False
+
+    @model_validator(mode="after")
+    def _one_tls(self) -> "SmtpEntry":
+        if self.starttls and self.ssl:
+            raise ValueError("starttls and ssl are both true: choose one")
+        return self
+
+    def sink(self) -> SmtpSink:
+        starttls = self.starttls if self.starttls is not None else bool(self.user) and not self.ssl
+        return SmtpSink(self.host, self.port, self.sender, self.to, user=self.user,
+                        password=self.password.get_secret_value() if self.password else None,
+                        starttls=starttls, use_ssl=self.ssl, name=self.name)
+
+
+class AlertFile(_Timing):
+    """The ``QFS_ALERT_CONFIG`` JSON document."""
+
+    model_config = ConfigDict(extra="forbid")
+    webhooks: list[WebhookEntry] = []
+    slack: list[WebhookEntry] = []
+    smtp: list[SmtpEntry] = []
+
+
+# ---- loading ------------------------------------------------------------------------------------
+def _problems(exc: ValidationError, where: Callable[[tuple], str]) -> list[str]:
+    """One short phrase per error, named by ``where(loc)``; pydantic's input values are left out."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        name = where(tuple(err["loc"]))
+        out.append(f"{name}: {msg}" if name else msg)
+    return out
+
+
+def _file_key(loc: tuple) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return f"QFS_ALERT_CONFIG {path}" if path else "QFS_ALERT_CONFIG"
+
+
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    out = []
+    for name in sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in VARIABLES):
+        close = difflib.get_close_matches(name.upper(), VARIABLES, n=1)
+        out.append(f"{name}: not an alerting variable" + (f" (did you mean {close[0]}?)" if close else ""))
+    return out
+
+
+def _read_file(path: Path, env: Mapping[str, str], problems: list[str]) -> AlertFile | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.append(f"QFS_ALERT_CONFIG: cannot read {path} ({exc.strerror or type(exc).__name__})")
         return None
-
-
-_SECRET_FIELDS = {"webhooks": {"url", "headers"}, "slack": {"url", "headers"}, "smtp": {"password"}}
-
-
-def _field(entry: Mapping[str, Any], name: str, env: Mapping[str, str], where: str, errors: list[str],
-           secret: bool = False) -> Any:
-    """``entry[name]``, or the environment variable named by ``entry[name + '_env']``."""
-    env_key = f"{name}_env"
-    if env_key in entry:
-        ref = entry[env_key]
-        if isinstance(ref, Mapping):  # e.g. headers_env: {"Authorization": "VAR"}
-            out = {}
-            for k, var in ref.items():
-                if var not in env:
-                    errors.append(f"{where}.{env_key}.{k}: environment variable {var} is not set")
-                    raise LookupError
-                out[str(k)] = env[var]
-            return out
-        if not isinstance(ref, str) or ref not in env or not env[ref]:
-            errors.append(f"{where}.{env_key}: environment variable {ref} is not set")
-            raise LookupError
-        return env[ref]
-    if name in entry:
-        if secret:
-            errors.append(f"{where}.{name}: secrets may not be written in the config file; use {env_key}")
-            raise LookupError
-        return entry[name]
-    return None
-
-
-def _sinks_from_file(doc: Mapping[str, Any], env: Mapping[str, str], errors: list[str]) -> list[Sink]:
-    sinks: list[Sink] = []
-    for section, cls in (("webhooks", WebhookSink), ("slack", SlackSink), ("smtp", SmtpSink)):
-        entries = doc.get(section) or []
-        if not isinstance(entries, list):
-            errors.append(f"QFS_ALERT_CONFIG {section}: expected a list")
-            continue
-        for i, entry in enumerate(entries):
-            where = f"QFS_ALERT_CONFIG {section}[{i}]"
-            if not isinstance(entry, Mapping):
-                errors.append(f"{where}: expected an object")
-                continue
-            secret = _SECRET_FIELDS[section]
-            try:
-                get = lambda name: _field(entry, name, env, where, errors, secret=name in secret)  # noqa: E731
-                name = get("name")
-                if cls is SmtpSink:
-                    to = get("to")
-                    user = get("user")
-                    use_ssl = _bool(get("ssl"), False, f"{where}.ssl", errors)
-                    sink: Sink = SmtpSink(
-                        str(get("host") or ""), int(get("port") or 0) or None, str(get("from") or ""),
-                        _split(to) if isinstance(to, str) else list(to or []),
-                        user=user, password=get("password"),
-                        starttls=_bool(get("starttls"), bool(user) and not use_ssl, f"{where}.starttls", errors),
-                        use_ssl=use_ssl, name=name)
-                else:
-                    url = get("url")
-                    if not url:
-                        errors.append(f"{where}: url_env is required")
-                        continue
-                    sink = cls(str(url), headers=get("headers"), name=name)
-            except LookupError:
-                continue
-            except (TypeError, ValueError) as exc:
-                errors.append(f"{where}: {exc}")
-                continue
-            sinks.append(sink)
-    return sinks
+    except ValueError as exc:
+        problems.append(f"QFS_ALERT_CONFIG: {path} is not valid JSON (line {getattr(exc, 'lineno', '?')})")
+        return None
+    if not isinstance(doc, Mapping):
+        problems.append(f"QFS_ALERT_CONFIG: {path} must hold a JSON object")
+        return None
+    try:
+        return AlertFile.model_validate(doc, context={"env": env})
+    except ValidationError as exc:
+        problems.extend(_problems(exc, _file_key))
+        return None
 
 
 def load_config(env: Mapping[str, str] | None = None, *, evidence_root: str | os.PathLike | None = None,
                 state_dir: str | os.PathLike | None = None) -> AlertConfig:
-    """Build the configuration from ``env`` (default ``os.environ``). Never raises."""
+    """The configuration from ``env`` (default ``os.environ``) and the file it names.
+
+    Raises :class:`AlertConfigError` (one line, every problem, no value) when a setting is wrong.
+    """
     env = dict(os.environ if env is None else env)
-    errors: list[str] = []
+    problems = _unknown_variables(env)
+    token = _ENVIRON.set(env)
+    try:
+        settings: AlertSettings | None = AlertSettings()
+    except ValidationError as exc:
+        settings = None
+        problems.extend(_problems(exc, lambda loc: variable(str(loc[0])) if loc else ""))
+    finally:
+        _ENVIRON.reset(token)
+    file = _read_file(settings.config, env, problems) if settings and settings.config else None
+    if problems or settings is None:
+        raise AlertConfigError("alerting configuration: " + "; ".join(problems))
+    file = file or AlertFile()
+
     sinks: list[Sink] = []
-    file_doc: Mapping[str, Any] = {}
-
-    path = env.get("QFS_ALERT_CONFIG", "").strip()
-    if path:
-        try:
-            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
-            if isinstance(loaded, Mapping):
-                file_doc = loaded
-            else:
-                errors.append("QFS_ALERT_CONFIG: the file must hold a JSON object")
-        except (OSError, ValueError) as exc:
-            errors.append(f"QFS_ALERT_CONFIG: cannot read the file ({type(exc).__name__})")
-        sinks += _sinks_from_file(file_doc, env, errors)
-
-    for section, cls, var in (("webhooks", WebhookSink, "QFS_ALERT_WEBHOOK_URLS"),
-                              ("slack", SlackSink, "QFS_ALERT_SLACK_WEBHOOK_URLS")):
-        for i, url in enumerate(_split(env.get(var))):
-            try:
-                sinks.append(cls(url))
-            except ValueError as exc:
-                errors.append(f"{var}[{i}]: {exc}")
-    smtp = _smtp_from_env(env, errors)
+    sinks += [WebhookSink(e.url, headers=e.headers, name=e.name) for e in file.webhooks]
+    sinks += [SlackSink(e.url, headers=e.headers, name=e.name) for e in file.slack]
+    sinks += [e.sink() for e in file.smtp]
+    sinks += [WebhookSink(url) for url in settings.webhook_urls]
+    sinks += [SlackSink(url) for url in settings.slack_webhook_urls]
+    smtp = settings.smtp_sink()
     if smtp is not None:
         sinks.append(smtp)
-
-    # the same target configured twice (file and env) is one sink
     unique: dict[str, Sink] = {}
-    for sink in sinks:
+    for sink in sinks:  # the same target configured twice (file and env) is one sink
         unique.setdefault(sink.sink_id, sink)
 
-    def setting(var: str, key: str, default: float, minimum: float, integer: bool = False):
-        value = env.get(var)
-        what = var
-        if value in (None, ""):
-            value, what = file_doc.get(key), f"QFS_ALERT_CONFIG {key}"
-        return _number(value, default, what, errors, minimum=minimum, integer=integer)
+    def setting(name: str):
+        value = getattr(settings, name)
+        if value is None:
+            value = getattr(file, name)
+        return DEFAULTS[name] if value is None else value
 
     if state_dir is None:
-        state_dir = env.get("QFS_ALERT_STATE_DIR") or file_doc.get("state_dir")
+        state_dir = settings.state_dir or file.state_dir
     if not state_dir:
         root = evidence_root or env.get("QFS_EVIDENCE_ROOT") or DEFAULT_EVIDENCE_ROOT
         state_dir = Path(root) / STATE_SUBDIR
-
     config = AlertConfig(
-        sinks=list(unique.values()),
-        state_dir=Path(state_dir),
-        attempts=setting("QFS_ALERT_ATTEMPTS", "attempts", 3, 1, integer=True),
-        base_delay=setting("QFS_ALERT_BASE_DELAY_SECONDS", "base_delay_seconds", 1.0, 0.0),
-        max_delay=setting("QFS_ALERT_MAX_DELAY_SECONDS", "max_delay_seconds", 8.0, 0.0),
-        timeout=setting("QFS_ALERT_TIMEOUT_SECONDS", "timeout_seconds", 5.0, 0.05),
-        max_seconds=setting("QFS_ALERT_MAX_SECONDS", "max_seconds", 30.0, 0.1),
-        errors=errors,
-    )
-    for problem in errors:
-        log.warning("alerting configuration: %s", problem)
+        sinks=list(unique.values()), state_dir=Path(state_dir), attempts=setting("attempts"),
+        base_delay=setting("base_delay_seconds"), max_delay=setting("max_delay_seconds"),
+        timeout=setting("timeout_seconds"), max_seconds=setting("max_seconds"))
     for sink in config.sinks:
         if isinstance(sink, SmtpSink) and sink.password and not (sink.starttls or sink.use_ssl):
             log.warning("alerting configuration: %s logs in without TLS (STARTTLS disabled)", sink.sink_id)

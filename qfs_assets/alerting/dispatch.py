@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator
 import tenacity
 from filelock import FileLock, Timeout
 
-from qfs_assets.alerting.config import AlertConfig, load_config
+from qfs_assets.alerting.config import AlertConfig, AlertConfigError, load_config
 from qfs_assets.alerting.model import Alert
 from qfs_assets.alerting.sinks import DeliveryError, Sink
 
@@ -296,8 +296,9 @@ def dispatch(alert: Alert, config: AlertConfig | None = None, *,
                     results.update(_deliver_all(todo, alert, config, deadline, sleep, ledger))
                 report.deliveries = [results[s.sink_id] for s in config.sinks]
     except Exception as exc:  # noqa: BLE001 - alerting never breaks the caller
-        report.error = f"dispatch error: {type(exc).__name__}"
-        log.error("alert %s: dispatch error (%s)", alert.dedupe_key[:12], type(exc).__name__)
+        why = str(exc) if isinstance(exc, AlertConfigError) else type(exc).__name__  # its line holds no secret
+        report.error = f"dispatch error: {why}"
+        log.error("alert %s: dispatch error (%s)", alert.dedupe_key[:12], why)
     report.seconds = time.monotonic() - started
     if ledger is not None:
         try:
@@ -351,5 +352,6 @@ def redeliver_pending(config: AlertConfig | None = None, *, max_age_seconds: flo
                 continue
             reports.append(dispatch(Alert.from_dict(record["alert"]), config, sleep=sleep))
     except Exception as exc:  # noqa: BLE001
-        log.error("redelivery of pending alerts failed: %s", type(exc).__name__)
+        log.error("redelivery of pending alerts failed: %s",
+                  str(exc) if isinstance(exc, AlertConfigError) else type(exc).__name__)
     return reports

@@ -54,6 +54,23 @@ def redact_url(url: str) -> str:
     return redact.redact_url(url, keep_path=False)
 
 
+def check_http_url(url: str) -> str:
+    """``url`` when it is an absolute ``http(s)://host[:port]/…`` URL; else ``ValueError`` saying why,
+    with the URL shown redacted (``scheme://host:port/…``)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError:
+        raise ValueError("not a valid URL (bad host or port)") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL ({parts.scheme + '://…' if parts.scheme else 'no scheme'})")
+    if not parts.hostname:
+        raise ValueError(f"no host in {redact_url(url)}")
+    if any(c.isspace() for c in url):
+        raise ValueError(f"white space in {redact_url(url)}")
+    return url
+
+
 def short_hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
 
@@ -179,9 +196,11 @@ class Sink:
 
 class _HttpJsonSink(Sink):
     def __init__(self, url: str, headers: dict[str, str] | None = None, name: str | None = None):
+        try:
+            check_http_url(url)
+        except ValueError as exc:
+            raise ValueError(f"{self.kind} URL: {exc}") from None
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{self.kind} URL must be http(s)://host/...: got {redact_url(url)}")
         self.url = url
         self.headers = dict(headers or {})
         self.target = redact_url(url)

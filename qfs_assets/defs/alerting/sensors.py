@@ -40,6 +40,10 @@ from qfs_assets import registry
 
 log = logging.getLogger("qfs_assets.alerting")
 
+# Wrong alerting settings stop the code location from loading, with one line naming the variable
+# (AlertConfigError), rather than alerts failing or going nowhere later.
+load_config()
+
 CHECK_BATCH = 200          # check evaluations read per tick
 TICK_BUDGET_SECONDS = 40.0  # stop dispatching (and resume next tick) past this; sensor ticks time out at 60 s
 
