@@ -189,6 +189,16 @@ def test_redact_url():
     assert redact_url(f"http://u:p@127.0.0.1:9/x/{WEBHOOK_TOKEN}?k=v") == "http://127.0.0.1:9/…"
 
 
+@pytest.mark.parametrize("module", ["qfs_assets.alerting", "qfs_assets.alerting.config", "qfs_assets.alerting.dispatch",
+                                    "qfs_assets.alerting.model", "qfs_assets.alerting.sinks", "qfs_assets.redact"])
+def test_alerting_imports_without_dagster(module):
+    import sys
+
+    code = f"import sys, {module}; assert 'dagster' not in sys.modules, sorted(m for m in sys.modules if 'dagster' in m)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 # ---- delivery ----------------------------------------------------------------------------------
 def test_content_arrives_at_webhook_slack_and_email(http, smtp, tmp_path):
     hook = WebhookSink(http.url(f"/hook/{WEBHOOK_TOKEN}"))
@@ -821,3 +831,108 @@ def test_the_code_location_fails_to_load_with_that_line(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert f"AlertConfigError: {_BAD_PORT_LINE}" in out and WEBHOOK_TOKEN not in out
+
+
+# ---- the safety-net sensor on the embedded SQLite instance and on PostgreSQL ------------------------
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dagster_instance(request, tmp_path):
+    import uuid
+
+    import dagster as dg
+    import sqlalchemy as sa
+
+    if request.param == "sqlite":
+        (tmp_path / "dagster_home").mkdir()
+        with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+            assert instance.event_log_storage.is_run_sharded  # the embedded default: one SQLite file per run
+            yield instance
+        return
+    name = f"qfs_alert_sensor_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as instance:
+            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+            yield instance
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def _activity_asset(root: Path, doc: dict, blocking: bool = False):
+    """A partitioned activity-like asset that writes ``doc`` as its evidence WITHOUT alerting itself
+    (as if its process died before sending): only the safety-net sensor can alert."""
+    import dagster as dg
+
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["2026-01-05", "2026-01-06"]), name="node_health_assessment",
+              check_specs=[dg.AssetCheckSpec(c["name"], asset="node_health_assessment", blocking=blocking)
+                           for c in doc["criteria"]])
+    def activity(context):
+        path = root / "node_health_assessment" / f"node_health_assessment_{context.partition_key.replace('-', '')}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**doc, "partition": context.partition_key}))
+        return dg.MaterializeResult(
+            metadata={"evidence_path": dg.MetadataValue.path(str(path))},
+            check_results=[dg.AssetCheckResult(check_name=c["name"], passed=c["passed"],
+                                               severity=dg.AssetCheckSeverity.ERROR)
+                           for c in doc["criteria"]])
+
+    return activity
+
+
+def test_failed_checks_sensor_alerts_once_per_verdict_on_sqlite_and_postgresql(http, tmp_path, monkeypatch,
+                                                                             dagster_instance):
+    import dagster as dg
+
+    from qfs_assets.defs.alerting.sensors import alert_on_failed_checks
+
+    _dagster_env(monkeypatch, http, tmp_path)
+    instance, root = dagster_instance, tmp_path / "evidence"
+
+    def tick(cursor):
+        import warnings
+
+        ctx = dg.build_sensor_context(instance=instance, cursor=cursor)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = alert_on_failed_checks(ctx)
+        assert isinstance(result, dg.SkipReason)
+        assert not [w for w in caught if "deprecat" in str(w.message).lower()]  # supported APIs only
+        return ctx.cursor
+
+    passing = {**_doc(observed_ratio=0.99, proof_rate=0.999), "passed": True}
+    passing["criteria"] = [{**c, "passed": True} for c in passing["criteria"]]
+    assert dg.materialize([_activity_asset(root, _doc())], instance=instance, partition_key="2026-01-05").success
+    cursor = tick(None)  # first tick: the cursor only, no alert for what ended before
+    assert http.posts("/hook/") == []
+
+    assert dg.materialize([_activity_asset(root, passing)], instance=instance, partition_key="2026-01-06").success
+    assert dg.materialize([_activity_asset(root, _doc())], instance=instance, partition_key="2026-01-05").success
+    cursor = tick(cursor)
+    [post] = [p["json"] for p in http.posts("/hook/")]
+    assert post["kind"] == "criteria_failed" and post["partition"] == "2026-01-05"
+    assert post["evidence_path"].endswith("node_health_assessment_20260105.json")
+    assert [c["name"] for c in post["failed_criteria"]] == ["nodes_verified", "shard_balance"]
+    assert tick(cursor) == cursor and len(http.posts("/hook/")) == 1  # nothing new; nothing sent twice
+
+    # the same verdict again (a re-run): same dedupe key, not re-sent
+    assert dg.materialize([_activity_asset(root, _doc())], instance=instance, partition_key="2026-01-05").success
+    cursor = tick(cursor)
+    assert len(http.posts("/hook/")) == 1
+
+    # a blocking check failing with ERROR fails the run: the sensor still sees its evaluations
+    other = _doc(observed_ratio=0.5)
+    failed = dg.materialize([_activity_asset(root, other, blocking=True)], instance=instance,
+                            partition_key="2026-01-06", raise_on_error=False)
+    assert not failed.success
+    cursor = tick(cursor)
+    posts = [p["json"] for p in http.posts("/hook/")]
+    assert len(posts) == 2 and posts[1]["partition"] == "2026-01-06"
+    assert posts[1]["failed_criteria"][0] == {"name": "nodes_verified", "observed": 0.5, "threshold": 0.95}

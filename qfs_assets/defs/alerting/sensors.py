@@ -3,15 +3,18 @@
 * :func:`alert_on_evidence` — called by an activity asset right after it published its evidence:
   alerts (``criteria_failed``) when the evidence did not pass. Never raises. This is the
   primary path: the alert is sent as soon as the verdict exists, with the full evidence.
-* ``alert_on_failed_checks`` — a sensor over the instance's event log (``ASSET_CHECK_EVALUATION``
-  records after a storage-id cursor). For failed check evaluations it finds the evidence of
-  the materialization the checks targeted (its ``evidence_path`` metadata) and dispatches the
-  same alert :func:`alert_on_evidence` builds, so the dedupe ledger sends it once: the sensor
-  is the safety net for an asset that did not call the hook, a process that died before
-  sending, or a sink that failed (it also redelivers pending alerts, with backoff). Failed
-  checks of one run, asset and partition make one alert listing every failed criterion (not
-  one message per check). Without readable evidence it alerts from the checks' own metadata.
-  On its first tick it only sets its cursor (no flood of historical failures).
+* ``alert_on_failed_checks`` — a sensor over the runs that ended (success, failure or
+  cancellation: ``instance.fetch_run_status_changes`` after a storage-id cursor, supported on the
+  embedded SQLite instance and on PostgreSQL alike) and their asset check evaluations
+  (``instance.get_records_for_run``). For failed evaluations it finds the evidence of the
+  materialization the checks targeted (its ``evidence_path`` metadata) and dispatches the same
+  alert :func:`alert_on_evidence` builds, so the dedupe ledger sends it once: the sensor is the
+  safety net for an asset that did not call the hook, a process that died before sending, or a
+  sink that failed (it also redelivers pending alerts, with backoff). Failed checks of one run,
+  asset and partition make one alert listing every failed criterion (not one message per
+  check). Without readable evidence it alerts from the checks' own metadata. Runs launched by
+  the daemon, the UI and ``qfs-assure`` on the same instance are all covered. On its first tick
+  it only sets its cursor (no flood of historical failures).
 * ``alert_on_run_failure`` — a run failure sensor: ``bad_input`` when a failed step's metadata
   has ``bad_input`` (see ``qfs_assets.defs.common.bad_input_guard``), ``run_failed`` otherwise.
 
@@ -26,7 +29,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,7 +46,7 @@ log = logging.getLogger("qfs_assets.alerting")
 # (AlertConfigError), rather than alerts failing or going nowhere later.
 load_config()
 
-CHECK_BATCH = 200          # check evaluations read per tick
+RUN_BATCH = 100            # ended runs read per tick
 TICK_BUDGET_SECONDS = 40.0  # stop dispatching (and resume next tick) past this; sensor ticks time out at 60 s
 
 
@@ -181,12 +183,29 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext):
 
 
 # ---- (c) failed asset checks sensor ---------------------------------------------------------------
-def _check_records(instance: dg.DagsterInstance, after: int | None, limit: int) -> list:
-    with warnings.catch_warnings():  # get_event_records is deprecated in 1.x but is the only API over all checks
-        warnings.simplefilter("ignore")
-        return list(instance.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-            limit=limit, ascending=after is not None))
+RUN_ENDINGS = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED)
+
+
+def _run_endings(instance: dg.DagsterInstance, after: int | None, limit: int, ascending: bool = True) -> list:
+    """Run-ending records (success, failure, cancellation) after storage id ``after``, in storage order.
+
+    ``fetch_run_status_changes`` is the instance's supported cross-run query: on the embedded
+    SQLite instance it reads the index shard (which mirrors run status events), on PostgreSQL the
+    event table; one storage-id sequence either way."""
+    records = []
+    for event_type in RUN_ENDINGS:
+        records += instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
+            limit=limit, ascending=ascending).records
+    records.sort(key=lambda r: r.storage_id, reverse=not ascending)
+    return records[:limit]
+
+
+def _failed_evaluations(instance: dg.DagsterInstance, run_id: str) -> list:
+    """The run's failed asset check evaluations, in the order they were recorded (one run's events)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    return [e for e in evaluations if e is not None and not getattr(e, "passed", True)]
 
 
 def _evidence_path_of(instance: dg.DagsterInstance, asset_key: dg.AssetKey, run_id: str,
@@ -225,26 +244,15 @@ def _alert_from_checks(activity: str, partition: str | None, evaluations: list, 
                  fingerprint=fingerprint, details={"run_id": run_id})
 
 
-def process_failed_checks(instance: dg.DagsterInstance, cursor: int,
-                          config: AlertConfig | None = None) -> tuple[int, list[DeliveryReport]]:
-    """Alert on the failed check evaluations after storage id ``cursor``; return (new cursor, reports)."""
-    started = time.monotonic()
-    records = _check_records(instance, cursor, CHECK_BATCH)
-    groups: dict[tuple, dict[str, Any]] = {}
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation is None or getattr(evaluation, "passed", True):
-            continue
+def _alert_run(instance: dg.DagsterInstance, run_id: str, config: AlertConfig | None) -> list[DeliveryReport]:
+    """One alert per (asset, partition, materialization) of the run with failed checks."""
+    groups: dict[tuple, list] = {}
+    for evaluation in _failed_evaluations(instance, run_id):
         target = evaluation.target_materialization_data
-        key = (record.run_id, evaluation.asset_key, evaluation.partition, target.storage_id if target else None)
-        group = groups.setdefault(key, {"first": record.storage_id, "evaluations": []})
-        group["evaluations"].append(evaluation)
-    new_cursor = records[-1].storage_id if records else cursor
-    reports: list[DeliveryReport] = []
-    for (run_id, asset_key, partition, storage_id), group in sorted(groups.items(), key=lambda kv: kv[1]["first"]):
-        if time.monotonic() - started > TICK_BUDGET_SECONDS:
-            new_cursor = group["first"] - 1  # resume here next tick; the ledger skips what was sent
-            break
+        key = (evaluation.asset_key, evaluation.partition, target.storage_id if target else None)
+        groups.setdefault(key, []).append(evaluation)
+    reports = []
+    for (asset_key, partition, storage_id), evaluations in groups.items():
         path, mat_partition = _evidence_path_of(instance, asset_key, run_id, partition, storage_id)
         partition = partition or mat_partition
         alert = None
@@ -257,34 +265,45 @@ def process_failed_checks(instance: dg.DagsterInstance, cursor: int,
             except (OSError, ValueError):
                 path = None
         if alert is None:
-            alert = _alert_from_checks(asset_key.to_user_string(), partition, group["evaluations"], run_id)
+            alert = _alert_from_checks(asset_key.to_user_string(), partition, evaluations, run_id)
         else:
             alert = _with_details(alert, {"run_id": run_id})
         reports.append(dispatch(alert, config or _config_for(path)))
+    return reports
+
+
+def process_failed_checks(instance: dg.DagsterInstance, cursor: int,
+                          config: AlertConfig | None = None) -> tuple[int, list[DeliveryReport]]:
+    """Alert on the failed check evaluations of the runs that ended after storage id ``cursor``.
+
+    Returns (new cursor, reports). A run is read once it has ended (its evaluations are all
+    recorded then); the dedupe ledger makes a second look at a run harmless."""
+    started = time.monotonic()
+    endings = _run_endings(instance, cursor, RUN_BATCH)
+    reports: list[DeliveryReport] = []
+    new_cursor = cursor
+    for ending in endings:
+        if time.monotonic() - started > TICK_BUDGET_SECONDS:
+            break  # resume at this run next tick
+        reports += _alert_run(instance, ending.run_id, config)
+        new_cursor = ending.storage_id
     return new_cursor, reports
 
 
 @dg.sensor(
     name="alert_on_failed_checks",
-    description="Alerts once per failed evidence verdict seen in asset check evaluations (safety net of "
-                "alert_on_evidence; deduplicated), and redelivers alerts a sink failed to take.",
+    description="Alerts once per failed evidence verdict seen in the asset check evaluations of ended runs "
+                "(safety net of alert_on_evidence; deduplicated), and redelivers alerts a sink failed to take.",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
 )
 def alert_on_failed_checks(context: dg.SensorEvaluationContext):
     try:
-        if getattr(context.instance.event_log_storage, "is_run_sharded", False):
-            # The embedded SQLite instance shards its event log per run: a storage-id cursor over all
-            # runs is not supported there. Assets alert directly (alert_on_evidence); redelivery of
-            # pending alerts still runs. The safety net is for the PostgreSQL production instance.
-            reports = redeliver_pending(load_config())
-            return dg.SkipReason("run-sharded event log (embedded SQLite instance): assets alert directly; "
-                                 f"{len(reports)} pending alert(s) redelivered")
         cursor = int(context.cursor) if context.cursor and context.cursor.isdigit() else None
         if cursor is None:
-            latest = _check_records(context.instance, None, 1)
+            latest = _run_endings(context.instance, None, 1, ascending=False)
             context.update_cursor(str(latest[0].storage_id if latest else 0))
-            return dg.SkipReason("first tick: cursor set to the latest check evaluation; alerting on new ones")
+            return dg.SkipReason("first tick: cursor set to the latest run ending; alerting on runs ending from now")
         new_cursor, reports = process_failed_checks(context.instance, cursor)
         context.update_cursor(str(new_cursor))
         reports += redeliver_pending(load_config())
@@ -294,4 +313,3 @@ def alert_on_failed_checks(context: dg.SensorEvaluationContext):
     except Exception as exc:
         sensor_error("alert_on_failed_checks", exc)
         raise
-
