@@ -1,6 +1,6 @@
 """External alerting for QFS Assure: webhooks, Slack-compatible webhooks and email.
 
-Pure Python (no Dagster import: tenacity, filelock and pydantic-settings only); the Dagster glue is in
+Pure Python, no Dagster import (libraries: tenacity, filelock, pydantic-settings); the Dagster glue is in
 :mod:`qfs_assets.defs.alerting.sensors`. Typical use::
 
     from qfs_assets.alerting import alert_from_evidence, dispatch
