@@ -32,8 +32,8 @@ from qfs_assets.demo.generator import (
     INCIDENT_PLAN,
     DemoConfig,
     DriftSpec,
-    _Sim,
     generate,
+    incident_list,
 )
 from qfs_assets.demo.sor_writer import SOR_ARROW_SCHEMA, normalize_url, read_sor, write_sor
 
@@ -429,7 +429,7 @@ def test_economics_incidents(dep):
 def test_incident_list_and_default_dates(dep, tmp_path):
     names = [i.name for i in dep.incidents]
     assert sorted(names) == sorted(INCIDENT_PLAN)
-    d = {i.name: i for i in _Sim(DemoConfig(), tmp_path).incidents()}
+    d = {i.name: i for i in incident_list(DemoConfig())}
     assert d["node_failure"].days[0] == date(2026, 3, 11) and d["node_failure"].days[-1] == date(2026, 3, 16)
     assert d["node_failure"].node_ids == ("node-0007",)
     assert d["poor_proofs"].days == (date(2026, 3, 18),)
@@ -440,7 +440,7 @@ def test_incident_list_and_default_dates(dep, tmp_path):
         assert d[name].days[0].isoformat() in DEFAULT_INCIDENT_DATES[name], name
         assert d[name].days[-1].isoformat() in DEFAULT_INCIDENT_DATES[name], name
     # switches
-    off = _Sim(replace(DemoConfig(), poor_proofs=False, reward_overrun=False), tmp_path).incidents()
+    off = incident_list(replace(DemoConfig(), poor_proofs=False, reward_overrun=False))
     assert {"poor_proofs", "reward_overrun"}.isdisjoint(i.name for i in off)
 
 
