@@ -473,26 +473,26 @@ def test_without_incidents_everything_is_healthy(tmp_path):
 
 
 def _diffs(sor: pa.Table, manifest: pa.Table, day: date) -> dict[str, str]:
-    """The dual-write comparison, written out plainly."""
+    """The dual-write comparison restated as set algebra over object ids: deliberately a
+    different formulation from the product's (qfs_assets.activities.dual_write.classify, an
+    ordered rule table applied to one pair of rows), so that a slip in one does not hide in
+    the other."""
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
     s = {r["object_id"]: r for r in sor.to_pylist()}
     m = {r["object_id"]: r for r in manifest.to_pylist()}
-    out = {}
-    for oid in sorted(s.keys() | m.keys()):
-        a, b = s.get(oid), m.get(oid)
-        if (a and a["updated_at"] >= end) or (b and b["updated_at"] >= end):
-            out[oid] = "in_flight"
-        elif b is None:
-            if not a["deleted"]:
-                out[oid] = "missing_in_storage"
-        elif a is None:
-            if not b["deleted"]:
-                out[oid] = "missing_in_sor"
-        elif a["version"] != b["version"]:
-            out[oid] = "version_mismatch"
-        elif any(a[k] != b[k] for k in ("content_hash", "size_bytes", "data_shards", "total_shards", "deleted")):
-            out[oid] = "content_mismatch"
-    return out
+    fly = {k for side in (s, m) for k, r in side.items() if r["updated_at"] >= end}
+    s_live = {k for k, r in s.items() if not r["deleted"]} - fly
+    m_live = {k for k, r in m.items() if not r["deleted"]} - fly
+    both = {k for k in (s.keys() & m.keys()) - fly if not (s[k]["deleted"] and m[k]["deleted"])}
+    version = {k for k in both if s[k]["version"] != m[k]["version"]}
+    fields = ("content_hash", "size_bytes", "data_shards", "total_shards", "deleted")
+    content = {k for k in both - version if any(s[k][f] != m[k][f] for f in fields)}
+    out = {k: "in_flight" for k in fly}
+    out |= {k: "missing_in_storage" for k in s_live - m.keys()}
+    out |= {k: "missing_in_sor" for k in m_live - s.keys()}
+    out |= {k: "version_mismatch" for k in version}
+    out |= {k: "content_mismatch" for k in content}
+    return dict(sorted(out.items()))
 
 
 def test_dual_write_drift_matches_expected_diffs(dep):

@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import date
 
+from qfs_assets.activities.dual_write.classify import CATEGORIES, IN_FLIGHT
+
 # --------------------------------------------------------------------------- units
 
 SEC = 1_000_000  # timestamps are integer microseconds since the epoch, UTC
@@ -31,7 +33,8 @@ REWARD_RATIO = (70, 100)
 STORAGE_SHARE_PCT = 80
 EPOCH_CLOSE = 23 * HOUR + 50 * MINUTE
 
-DIFF_CATEGORIES = ("missing_in_storage", "missing_in_sor", "version_mismatch", "content_mismatch", "in_flight")
+#: The categories of the expected dual-write diffs: the four inconsistencies, then in flight.
+DIFF_CATEGORIES = (*CATEGORIES, IN_FLIGHT)
 
 
 # --------------------------------------------------------------------------- identifiers

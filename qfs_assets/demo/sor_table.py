@@ -9,6 +9,7 @@ from datetime import date
 
 import pyarrow as pa
 
+from qfs_assets.activities.dual_write.classify import classify
 from qfs_assets.demo.config import DAY, MINUTE, DriftSpec, sha_hex
 from qfs_assets.demo.simulation import day_start_us
 from qfs_assets.demo.sor_writer import SOR_ARROW_SCHEMA
@@ -98,9 +99,10 @@ def build_sor_table(
 
 
 def compare_sor(sor: pa.Table, manifest: pa.Table, day: date) -> dict[str, str]:
-    """Reference dual-write comparison of a system of record with the objects snapshot of
-    ``day``: {object_id: category} (DIFF_CATEGORIES), rows in flight (updated_at on either side
-    at or after the day's end) reported as ``in_flight`` and not judged."""
+    """Dual-write comparison of a system of record with the objects snapshot of ``day``, one
+    object at a time with the activity's own rule table (:func:`classify`): {object_id:
+    category} (DIFF_CATEGORIES), rows in flight (updated_at on either side at or after the
+    day's end) reported as ``in_flight`` and not judged."""
     end = day_start_us(day) + DAY
 
     def rows(t: pa.Table) -> dict[str, dict]:
@@ -111,17 +113,7 @@ def compare_sor(sor: pa.Table, manifest: pa.Table, day: date) -> dict[str, str]:
     s, m = rows(sor), rows(manifest)
     out: dict[str, str] = {}
     for oid in sorted(s.keys() | m.keys()):
-        a, b = s.get(oid), m.get(oid)
-        if (a is not None and a["updated_at"] >= end) or (b is not None and b["updated_at"] >= end):
-            out[oid] = "in_flight"
-        elif b is None:
-            if not a["deleted"]:
-                out[oid] = "missing_in_storage"
-        elif a is None:
-            if not b["deleted"]:
-                out[oid] = "missing_in_sor"
-        elif a["version"] != b["version"]:
-            out[oid] = "version_mismatch"
-        elif any(a[k] != b[k] for k in ("content_hash", "size_bytes", "data_shards", "total_shards", "deleted")):
-            out[oid] = "content_mismatch"
+        category = classify(s.get(oid), m.get(oid), end)
+        if category is not None:
+            out[oid] = category
     return out
