@@ -32,8 +32,8 @@ from qfs_assets.demo.generator import (
     INCIDENT_PLAN,
     DemoConfig,
     DriftSpec,
-    _Sim,
     generate,
+    incident_list,
 )
 from qfs_assets.demo.sor_writer import SOR_ARROW_SCHEMA, normalize_url, read_sor, write_sor
 
@@ -429,7 +429,7 @@ def test_economics_incidents(dep):
 def test_incident_list_and_default_dates(dep, tmp_path):
     names = [i.name for i in dep.incidents]
     assert sorted(names) == sorted(INCIDENT_PLAN)
-    d = {i.name: i for i in _Sim(DemoConfig(), tmp_path).incidents()}
+    d = {i.name: i for i in incident_list(DemoConfig())}
     assert d["node_failure"].days[0] == date(2026, 3, 11) and d["node_failure"].days[-1] == date(2026, 3, 16)
     assert d["node_failure"].node_ids == ("node-0007",)
     assert d["poor_proofs"].days == (date(2026, 3, 18),)
@@ -440,7 +440,7 @@ def test_incident_list_and_default_dates(dep, tmp_path):
         assert d[name].days[0].isoformat() in DEFAULT_INCIDENT_DATES[name], name
         assert d[name].days[-1].isoformat() in DEFAULT_INCIDENT_DATES[name], name
     # switches
-    off = _Sim(replace(DemoConfig(), poor_proofs=False, reward_overrun=False), tmp_path).incidents()
+    off = incident_list(replace(DemoConfig(), poor_proofs=False, reward_overrun=False))
     assert {"poor_proofs", "reward_overrun"}.isdisjoint(i.name for i in off)
 
 
@@ -473,26 +473,26 @@ def test_without_incidents_everything_is_healthy(tmp_path):
 
 
 def _diffs(sor: pa.Table, manifest: pa.Table, day: date) -> dict[str, str]:
-    """The dual-write comparison, written out plainly."""
+    """The dual-write comparison restated as set algebra over object ids: deliberately a
+    different formulation from the product's (qfs_assets.activities.dual_write.classify, an
+    ordered rule table applied to one pair of rows), so that a slip in one does not hide in
+    the other."""
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
     s = {r["object_id"]: r for r in sor.to_pylist()}
     m = {r["object_id"]: r for r in manifest.to_pylist()}
-    out = {}
-    for oid in sorted(s.keys() | m.keys()):
-        a, b = s.get(oid), m.get(oid)
-        if (a and a["updated_at"] >= end) or (b and b["updated_at"] >= end):
-            out[oid] = "in_flight"
-        elif b is None:
-            if not a["deleted"]:
-                out[oid] = "missing_in_storage"
-        elif a is None:
-            if not b["deleted"]:
-                out[oid] = "missing_in_sor"
-        elif a["version"] != b["version"]:
-            out[oid] = "version_mismatch"
-        elif any(a[k] != b[k] for k in ("content_hash", "size_bytes", "data_shards", "total_shards", "deleted")):
-            out[oid] = "content_mismatch"
-    return out
+    fly = {k for side in (s, m) for k, r in side.items() if r["updated_at"] >= end}
+    s_live = {k for k, r in s.items() if not r["deleted"]} - fly
+    m_live = {k for k, r in m.items() if not r["deleted"]} - fly
+    both = {k for k in (s.keys() & m.keys()) - fly if not (s[k]["deleted"] and m[k]["deleted"])}
+    version = {k for k in both if s[k]["version"] != m[k]["version"]}
+    fields = ("content_hash", "size_bytes", "data_shards", "total_shards", "deleted")
+    content = {k for k in both - version if any(s[k][f] != m[k][f] for f in fields)}
+    out = {k: "in_flight" for k in fly}
+    out |= {k: "missing_in_storage" for k in s_live - m.keys()}
+    out |= {k: "missing_in_sor" for k in m_live - s.keys()}
+    out |= {k: "version_mismatch" for k in version}
+    out |= {k: "content_mismatch" for k in content}
+    return dict(sorted(out.items()))
 
 
 def test_dual_write_drift_matches_expected_diffs(dep):

@@ -11,7 +11,8 @@ Rules (qfs-export-v1 "System of record" and evidence-v1 ``dual_write_verificatio
   metric definitions count only rows *not deleted* as missing). A row deleted on both sides
   is consistent whatever its version or content fields: both sides agree the object is gone,
   and a tombstone's other fields carry no data.
-* **Categories**, exclusive, in this order: ``missing_in_storage`` (SoR row not deleted,
+* **Categories**, exclusive, in this order (the rule table, and the one implementation of
+  it in Python, Arrow and SQL, is :mod:`qfs_assets.activities.dual_write.classify`): ``missing_in_storage`` (SoR row not deleted,
   absent from the manifest); ``missing_in_sor`` (manifest row not deleted, absent from the
   SoR); ``version_mismatch`` (both present, versions differ); ``content_mismatch`` (same
   version, but content_hash, size_bytes, data_shards, total_shards or deleted differ).
@@ -68,20 +69,25 @@ import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from qfs_assets.activities.dual_write.classify import (
+    CATEGORIES,
+    CONTENT_FIELDS,
+    IN_FLIGHT,
+    classify_arrow,
+    classify_sql,
+    live_sql,
+)
 from qfs_assets.contract.schema import SOR_COLUMNS
 from qfs_assets.readers.base import BadInput, quote_ident
 from qfs_assets.readers.sor import SOR_SCHEMA, SystemOfRecord, check_strictly_increasing, to_epoch_us
 
-CATEGORIES = ("missing_in_storage", "missing_in_sor", "version_mismatch", "content_mismatch")
 COUNT_KEYS = ("sor_objects", "storage_objects", "in_flight", *CATEGORIES, "inconsistencies")
-#: Fields compared at equal versions (``content_mismatch``), in report order.
-CONTENT_FIELDS = ("content_hash", "size_bytes", "data_shards", "total_shards", "deleted")
 VALUE_FIELDS = tuple(c for c in SOR_COLUMNS if c != "object_id")
 METHODS = ("merge", "duckdb")
 DEFAULT_BATCH_ROWS = 131_072
@@ -119,13 +125,6 @@ def _prefixed(table: pa.Table | pa.RecordBatch, prefix: str) -> pa.Table:
     return tbl.rename_columns(names)
 
 
-def _any(masks: Iterable[pa.ChunkedArray]) -> pa.ChunkedArray:
-    out = None
-    for m in masks:
-        out = m if out is None else pc.or_(out, m)
-    return out
-
-
 def _ne(a, b) -> pa.ChunkedArray:
     return pc.fill_null(pc.not_equal(a, b), True)
 
@@ -134,39 +133,22 @@ class _Classifier:
     """Counts and detail rows over joined windows (columns ``object_id``, ``sor_*``, ``storage_*``)."""
 
     def __init__(self, snapshot_end: dt.datetime) -> None:
-        self.end = pa.scalar(to_epoch_us(snapshot_end), pa.int64())  # a TS scalar would import pandas
+        self.end_us = to_epoch_us(snapshot_end)
         self.counts = {k: 0 for k in COUNT_KEYS if k != "inconsistencies"}
         self.parts: list[pa.Table] = []
 
     def add(self, j: pa.Table) -> None:
-        s_present = pc.is_valid(j["sor_version"])
-        m_present = pc.is_valid(j["storage_version"])
-        s_fly = pc.fill_null(pc.greater_equal(pc.cast(j["sor_updated_at"], pa.int64()), self.end), False)
-        m_fly = pc.fill_null(pc.greater_equal(pc.cast(j["storage_updated_at"], pa.int64()), self.end), False)
-        fly = pc.or_(s_fly, m_fly)
-        judged = pc.invert(fly)
-        s_live = pc.and_(judged, pc.and_(s_present, pc.invert(pc.fill_null(j["sor_deleted"], True))))
-        m_live = pc.and_(judged, pc.and_(m_present, pc.invert(pc.fill_null(j["storage_deleted"], True))))
-        both = pc.and_(pc.and_(judged, pc.and_(s_present, m_present)),
-                       pc.invert(pc.and_(pc.fill_null(j["sor_deleted"], False), pc.fill_null(j["storage_deleted"], False))))
-        same_version = pc.fill_null(pc.equal(j["sor_version"], j["storage_version"]), False)
-        differs = {c: _ne(j[f"sor_{c}"], j[f"storage_{c}"]) for c in CONTENT_FIELDS}
-        masks = {
-            "missing_in_storage": pc.and_(s_live, pc.invert(m_present)),
-            "missing_in_sor": pc.and_(m_live, pc.invert(s_present)),
-            "version_mismatch": pc.and_(both, pc.invert(same_version)),
-            "content_mismatch": pc.and_(pc.and_(both, same_version), _any(differs.values())),
-        }
-        self.counts["in_flight"] += _true(fly)
-        self.counts["sor_objects"] += _true(s_live)
-        self.counts["storage_objects"] += _true(m_live)
+        got = classify_arrow(j, self.end_us)
+        self.counts["in_flight"] += _true(got.hits[IN_FLIGHT])
+        self.counts["sor_objects"] += _true(got.live["sor"])
+        self.counts["storage_objects"] += _true(got.live["storage"])
         any_bad = None
-        category = pa.nulls(len(j), pa.string())
-        for name, mask in masks.items():
+        category = got.category
+        for name in CATEGORIES:
+            mask = got.hits[name]
             n = _true(mask)
             self.counts[name] += n
             if n:
-                category = pc.if_else(mask, pa.scalar(name), category)
                 any_bad = mask if any_bad is None else pc.or_(any_bad, mask)
         if any_bad is None:
             return
@@ -317,9 +299,8 @@ def _duckdb_diff(sor_batches: Iterator[pa.RecordBatch], con: duckdb.DuckDBPyConn
     stream = pa.RecordBatchReader.from_batches(SOR_SCHEMA, counted())
     name = "__dual_write_sor_stream"
     con.register(name, stream)
-    end = snapshot_end.astimezone(dt.timezone.utc).isoformat()
+    end = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
     pairs = ", ".join(f"s.{c} AS sor_{c}, m.{c} AS storage_{c}" for c in VALUE_FIELDS)
-    content_differs = " OR ".join(f"sor_{c} IS DISTINCT FROM storage_{c}" for c in CONTENT_FIELDS)
     differing = " || ".join(
         f"CASE WHEN s_present AND m_present AND sor_{c} IS DISTINCT FROM storage_{c} THEN '{c},' ELSE '' END"
         for c in ("version", *CONTENT_FIELDS)
@@ -328,21 +309,11 @@ def _duckdb_diff(sor_batches: Iterator[pa.RecordBatch], con: duckdb.DuckDBPyConn
         CREATE OR REPLACE TEMP TABLE __dual_write_classified AS
         WITH j AS (
             SELECT coalesce(s.object_id, m.object_id) AS object_id, {pairs},
-                   s.object_id IS NOT NULL AS s_present, m.object_id IS NOT NULL AS m_present,
-                   coalesce(s.updated_at >= TIMESTAMPTZ '{end}', false)
-                     OR coalesce(m.updated_at >= TIMESTAMPTZ '{end}', false) AS in_flight
+                   s.object_id IS NOT NULL AS s_present, m.object_id IS NOT NULL AS m_present
             FROM {name} s FULL OUTER JOIN {quote_ident(view)} m ON s.object_id = m.object_id
         )
         SELECT *,
-            CASE
-              WHEN in_flight THEN 'in_flight'
-              WHEN s_present AND NOT m_present THEN CASE WHEN sor_deleted THEN 'consistent' ELSE 'missing_in_storage' END
-              WHEN m_present AND NOT s_present THEN CASE WHEN storage_deleted THEN 'consistent' ELSE 'missing_in_sor' END
-              WHEN sor_deleted AND storage_deleted THEN 'consistent'
-              WHEN sor_version <> storage_version THEN 'version_mismatch'
-              WHEN {content_differs} THEN 'content_mismatch'
-              ELSE 'consistent'
-            END AS category,
+            {classify_sql(end, consistent="'consistent'")} AS category,
             rtrim({differing}, ',') AS differing_fields
         FROM j
     """
@@ -356,8 +327,8 @@ def _duckdb_diff(sor_batches: Iterator[pa.RecordBatch], con: duckdb.DuckDBPyConn
         con.unregister(name)
     row = con.execute(
         "SELECT count(*) FILTER (WHERE category = 'in_flight'), "
-        "count(*) FILTER (WHERE category <> 'in_flight' AND s_present AND NOT sor_deleted), "
-        "count(*) FILTER (WHERE category <> 'in_flight' AND m_present AND NOT storage_deleted), "
+        f"count(*) FILTER (WHERE {live_sql('sor', end)}), "
+        f"count(*) FILTER (WHERE {live_sql('storage', end)}), "
         + ", ".join(f"count(*) FILTER (WHERE category = '{c}')" for c in CATEGORIES)
         + ", count(*) FILTER (WHERE m_present) FROM __dual_write_classified"
     ).fetchall()[0]
