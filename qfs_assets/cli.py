@@ -407,6 +407,12 @@ def _load_dotenv() -> None:
         load_dotenv(path, override=False)
 
 
+def cmd_metrics(args) -> int:
+    from qfs_assets.observability.exporter import main_metrics
+
+    return main_metrics(_evidence_root(args), port=args.port, host=args.host, textfile=args.textfile)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qfs-assure", description="QFS Assure: assurance activities over a QFS export.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -444,6 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
     db.add_argument("--out", help="output file (default <evidence root>/dashboard/index.html)")
     db.set_defaults(func=cmd_dashboard)
+    m = sub.add_parser("metrics", help="serve the evidence as Prometheus metrics, or write them for node exporter")
+    m.add_argument("--evidence-root", help="evidence store folder or s3:// URL (env QFS_EVIDENCE_ROOT; default evidence_store)")
+    m.add_argument("--port", type=int, help="serve /metrics on this port (default 9464 unless --textfile is given)")
+    m.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    m.add_argument("--textfile", help="write the metrics to this .prom file (node exporter's textfile collector) and exit")
+    m.set_defaults(func=cmd_metrics)
     return p
 
 
