@@ -169,6 +169,14 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
         sor_url = _setting("sor_url", sor_url, "--sor-url", "system of record URL")
     if defs is None:
         from qfs_assets.definitions import defs
+    from qfs_assets.storage_uri import StorageURIError, check_root
+
+    try:  # a refused URL (credentials in it, unknown scheme) is a usage error, before any run
+        for root in (export_root, evidence_root):
+            if root is not None:
+                check_root(root)
+    except StorageURIError as exc:
+        raise UsageError(str(exc)) from None
     if instance is None:
         instance, _ = _instance()
     key = _partition_key(activity, partition, instance, export_root if activity.cadence == "event" else None)
@@ -200,7 +208,9 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
                        f"{n} inconsistencies recorded in the diff ledger" if n is not None else "done", seconds)
     if path is None:
         return Outcome(activity_name, key, EXIT_INTERNAL, None, [], None, "the run wrote no evidence", seconds)
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    from qfs_assets.readers.base import as_path  # a local file or an s3:// object
+
+    doc = json.loads(as_path(path).read_text(encoding="utf-8"))
     failed = [c["name"] for c in doc["criteria"] if not c["passed"]]
     return Outcome(activity_name, key, EXIT_PASSED if doc["passed"] else EXIT_FAILED, doc["passed"], failed, path,
                    "passed" if doc["passed"] else "failed: " + ", ".join(failed), seconds)
@@ -217,7 +227,7 @@ def _alert_failure(activity: str, partition: str, code: int, message: str, evide
         from qfs_assets.alerting.model import alert_for_failure
 
         kind = "bad_input" if code == EXIT_BAD_INPUT else "run_failed"
-        root = Path(evidence_root)
+        root = evidence_root  # text: an s3:// root must not become a Path
         dispatch(alert_for_failure(kind, activity, partition, message), load_config(evidence_root=root))
     except Exception:  # noqa: BLE001 - alerting never changes the run's outcome
         logging.getLogger("qfs_assets.alerting").error("could not alert on the failed run of %s %s", activity, partition)

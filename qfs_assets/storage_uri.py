@@ -110,3 +110,51 @@ def url(fs, path: str) -> str:
     if protocol in ("file", "local"):
         return path
     return f"s3://{path}" if not path.startswith("s3://") else path
+
+
+def upath(root: str | os.PathLike):
+    """A pathlib-like path for the root: ``pathlib.Path`` for a local folder, a universal_pathlib
+    ``UPath`` (fsspec underneath) for ``s3://``; ``is_dir``, ``iterdir``, ``glob``, ``open`` and
+    ``/`` work the same on both, and ``str()`` gives the user-facing location."""
+    from pathlib import Path
+
+    if not isinstance(root, (str, os.PathLike)) and hasattr(root, "fs"):  # already a UPath
+        return root
+    text = check_root(root)
+    if not is_remote(text):
+        return Path(text)
+    from upath import UPath
+
+    return UPath(text, **s3_options())
+
+
+def register_with_duckdb(con, path) -> None:
+    """Let DuckDB read ``s3://`` paths through the path's fsspec filesystem (DuckDB's own httpfs
+    extension is downloaded at run time, which a closed network cannot do); a no-op locally."""
+    fs = getattr(path, "fs", None)
+    if fs is None:
+        return
+    name = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    try:
+        registered = con.filesystem_is_registered(name)
+    except Exception:  # noqa: BLE001 - older DuckDB: try and ignore a duplicate
+        registered = False
+    if not registered:
+        try:
+            con.register_filesystem(fs)
+        except Exception as exc:  # noqa: BLE001
+            if "already" not in str(exc).lower():
+                raise
+
+
+def local_state_dir(root) -> "os.PathLike":
+    """Where state that needs a local file system (an exclusive lock, an atomic rename) lives for
+    an evidence root: the root itself when it is a local folder; for ``s3://bucket/prefix``,
+    ``$QFS_STATE_DIR/bucket/prefix`` (default ``qfs_state`` in the working directory). Object
+    storage has neither locks nor renames, so the diff ledger and the alert ledgers stay there."""
+    from pathlib import Path
+
+    text = str(root) if hasattr(root, "fs") else os.fspath(root)
+    if not is_remote(text):
+        return Path(text)
+    return Path(os.environ.get("QFS_STATE_DIR") or "qfs_state") / check_root(text).split("://", 1)[1]

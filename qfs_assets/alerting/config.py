@@ -375,8 +375,10 @@ def load_config(env: Mapping[str, str] | None = None, *, evidence_root: str | os
     if state_dir is None:
         state_dir = settings.state_dir or file.state_dir
     if not state_dir:
+        from qfs_assets.storage_uri import local_state_dir  # s3:// evidence: the ledgers stay local
+
         root = evidence_root or env.get("QFS_EVIDENCE_ROOT") or DEFAULT_EVIDENCE_ROOT
-        state_dir = Path(root) / STATE_SUBDIR
+        state_dir = Path(local_state_dir(root)) / STATE_SUBDIR
     config = AlertConfig(
         sinks=list(unique.values()), state_dir=Path(state_dir), attempts=setting("attempts"),
         base_delay=setting("base_delay_seconds"), max_delay=setting("max_delay_seconds"),

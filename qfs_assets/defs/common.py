@@ -13,7 +13,6 @@ defaults and bounds are written once, in ``qfs_assets/activities/<activity>/para
 
 
 import json
-import os
 import types
 import typing
 from dataclasses import dataclass
@@ -102,9 +101,7 @@ def validated_partitions(export, table: str, days, **kw) -> dict[str, Any]:
     Values (casts, nulls, enumerations, keys) are validated by the activity's assessment in the
     same scans as its aggregates, so a 60M-row shard map is not scanned twice.
     """
-    import pyarrow.parquet as pq
-
-    from qfs_assets.readers.base import connect
+    from qfs_assets.readers.base import connect, parquet_metadata
 
     reader = export.reader()
     con = connect()
@@ -114,7 +111,7 @@ def validated_partitions(export, table: str, days, **kw) -> dict[str, Any]:
         con.close()
     read = reader.reads[-1]
     return {
-        "rows": dg.MetadataValue.int(sum(pq.read_metadata(f).num_rows for f in read.files)),
+        "rows": dg.MetadataValue.int(sum(parquet_metadata(f).num_rows for f in read.files)),
         "files": dg.MetadataValue.int(len(read.files)),
         "partitions": dg.MetadataValue.json(read.partitions),
     }
@@ -226,7 +223,7 @@ def evidence_metadata(result: ActivityResult, criteria: list[Criterion], path: P
         **_scalar_metadata(result.metrics),
         "passed": dg.MetadataValue.bool(all(c.passed for c in criteria)),
         "failed_criteria": dg.MetadataValue.int(sum(not c.passed for c in criteria)),
-        "evidence_path": dg.MetadataValue.path(os.fspath(path)),
+        "evidence_path": dg.MetadataValue.path(str(path)),
         "verdict": dg.MetadataValue.md(verdict_markdown(result, criteria)),
     }
 

@@ -14,6 +14,13 @@ and only then calls :meth:`EvidenceStore.publish`, so bad input never reaches th
 Each file is written to a temporary name and renamed into place (atomic on POSIX), Parquet
 first and the JSON last: the JSON is the commit marker of a partition's evidence. Re-running
 a partition replaces exactly that partition's files, so rows are never duplicated.
+
+The root may also be ``s3://bucket/prefix`` (:mod:`qfs_assets.storage_uri`). Object storage has
+no rename, but a PUT is atomic: an object is visible whole or not at all. Each file is therefore
+one PUT to its final key, detail tables first and the JSON verdict last, so a reader that sees a
+verdict sees its tables. Keys are fixed (``partition_key=<p>/part-0.parquet``), so a re-run
+overwrites the same objects and never adds rows. During a re-run a reader can briefly see new
+tables beside the previous verdict (never a verdict without its tables).
 """
 
 from __future__ import annotations
@@ -81,7 +88,14 @@ def dumps(doc: Any) -> str:
     return json.dumps(_finite(doc), indent=2, sort_keys=False, default=_json_default, ensure_ascii=False) + "\n"
 
 
+def _is_object(path) -> bool:
+    return hasattr(path, "fs")  # a universal_pathlib UPath on object storage
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    if _is_object(path):  # one PUT: visible whole or not at all
+        path.write_bytes(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as fh:
@@ -92,6 +106,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    if _is_object(path):  # written in memory, then one PUT
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        path.write_bytes(sink.getvalue().to_pybytes())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -100,7 +119,9 @@ def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
 
 class EvidenceStore:
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        from qfs_assets import storage_uri
+
+        self.root = storage_uri.upath(root)  # pathlib.Path, or a UPath for s3://
 
     @staticmethod
     def stem(partition: str) -> str:
@@ -152,7 +173,7 @@ class EvidenceStore:
         tables: dict[str, str] = {}
         for name, data in result.tables.items():
             path = self.write_table(name, partition_key, data)
-            tables[name] = str(path.relative_to(self.root))
+            tables[name] = f"{name}/{path.parent.name}/{path.name}"
         path = self.json_path(result.activity, result.partition, result.evidence_key)
         self.write_json(path, self.document(result, criteria, tables))
         return path

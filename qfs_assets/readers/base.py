@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qfs_assets import storage_uri
 from qfs_assets.contract.schema import TABLES, TableSpec
 
 
@@ -106,15 +107,45 @@ class TableRead:
         return {"table": self.table, "partitions": self.partitions, "files": len(self.files), "rows": self.rows}
 
 
+def as_path(path):
+    """A file location as a path object: pathlib for local files, UPath for ``s3://`` text."""
+    if hasattr(path, "fs"):
+        return path
+    text = os.fspath(path)
+    return storage_uri.upath(text) if storage_uri.is_remote(text) else Path(text)
+
+
+def parquet_schema(path) -> pa.Schema:
+    """A Parquet file's schema from its footer (a local file or an object in storage)."""
+    p = as_path(path)
+    if not hasattr(p, "fs"):
+        return pq.read_schema(p)
+    with p.open("rb") as fh:
+        return pq.read_schema(fh)
+
+
+def parquet_metadata(path) -> pq.FileMetaData:
+    """A Parquet file's footer metadata (a local file or an object in storage)."""
+    p = as_path(path)
+    if not hasattr(p, "fs"):
+        return pq.read_metadata(p)
+    with p.open("rb") as fh:
+        return pq.read_metadata(fh)
+
+
 @dataclass
 class ExportReader:
-    """Reads the storage export rooted at ``root`` (a local folder)."""
+    """Reads the storage export rooted at ``root``: a local folder or ``s3://bucket/prefix``
+    (through fsspec; see :mod:`qfs_assets.storage_uri`). Same checks, same messages on both."""
 
     root: Path
     reads: list[TableRead] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root)
+        try:
+            self.root = storage_uri.upath(self.root)
+        except storage_uri.StorageURIError as exc:
+            raise BadInput("*", str(exc)) from None
 
     # -- discovery -------------------------------------------------------------------
     def table_dir(self, table: str) -> Path:
@@ -162,7 +193,7 @@ class ExportReader:
         """Reject an unreadable file, a missing column or a wrong type; return the columns stored
         in another type of the same family (those need a value-by-value lossless-cast check)."""
         try:
-            schema = pq.read_schema(path)
+            schema = parquet_schema(path)
         except Exception as exc:  # unreadable: truncated, not Parquet, permissions
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BadInput(spec.name, f"unreadable Parquet file ({reason})", file=path) from None
@@ -208,6 +239,7 @@ class ExportReader:
             cast_check |= self.check_file_schema(spec, f, cols)
         view = view_name or table
         if files:
+            storage_uri.register_with_duckdb(con, self.root)
             file_list = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
             select = ", ".join(f"{quote_ident(c)} AS {quote_ident(c)}" for c in cols)
             con.execute(

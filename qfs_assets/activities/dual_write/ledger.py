@@ -114,11 +114,22 @@ def _sort_key(r: Run) -> tuple:
 
 
 class DiffLedger:
-    """The ledger under ``<evidence_root>/dual_write_diff_ledger/``."""
+    """The ledger under ``<evidence_root>/dual_write_diff_ledger/``.
+
+    With an evidence root in object storage (``s3://``) the ledger itself stays on a local disk
+    (``QFS_STATE_DIR``: its lock and its rename need one) and every update is then copied, in one
+    PUT, to ``<evidence_root>/dual_write_diff_ledger/ledger.parquet`` for readers (metrics,
+    analysts). One writer host only: a lock on one machine does not protect another's copy.
+    """
 
     def __init__(self, evidence_root: str | Path) -> None:
-        self.dir = Path(evidence_root) / LEDGER_DIR
+        from qfs_assets import storage_uri
+
+        self.dir = Path(storage_uri.local_state_dir(evidence_root)) / LEDGER_DIR
         self.path = self.dir / LEDGER_FILE
+        self.mirror = None
+        if storage_uri.is_remote(str(evidence_root)):
+            self.mirror = storage_uri.upath(str(evidence_root)) / LEDGER_DIR / LEDGER_FILE
 
     # -- storage ---------------------------------------------------------------------------
     def _locked(self) -> FileLock:
@@ -138,7 +149,10 @@ class DiffLedger:
     def _save(self, episodes: pa.Table, runs: list[Run]) -> None:
         episodes = _sorted(episodes.cast(EPISODE_SCHEMA))
         meta = json.dumps([r.as_json() for r in runs], separators=(",", ":")).encode()
-        _atomic_write_parquet(self.path, episodes.replace_schema_metadata({RUNS_METADATA_KEY: meta}))
+        table = episodes.replace_schema_metadata({RUNS_METADATA_KEY: meta})
+        _atomic_write_parquet(self.path, table)
+        if self.mirror is not None:
+            _atomic_write_parquet(self.mirror, table)
 
     # -- updating --------------------------------------------------------------------------
     def apply(self, run_key: str, as_of: dt.datetime, diffs: pa.Table, resolution_hours: float = 24) -> LedgerUpdate:

@@ -47,15 +47,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Iterable
 
-import pyarrow.parquet as pq
 
 from qfs_assets.contract.schema import NODE_STATUSES, TABLES
-from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident
+from qfs_assets.readers.base import BadInput, ExportReader, connect, parquet_metadata, quote_ident
 
 UTC = dt.timezone.utc
 FAILED = "failed"
@@ -191,7 +190,7 @@ def _max_seq_in_partition(reader: ExportReader, day: dt.date) -> int | None:
     best = None
     for path in reader.files("eqm", [day], required=False):
         try:
-            md = pq.read_metadata(path)
+            md = parquet_metadata(path)
             idx = md.schema.to_arrow_schema().get_field_index("seq")
             for rg in range(md.num_row_groups):
                 st = md.row_group(rg).column(idx).statistics
@@ -418,7 +417,7 @@ def scan_failures(
     if days:  # every partition read holds nothing newer than last_seq any more
         eqm_date = days[-1]
         prefix = str(reader.partition_dir(TABLES["eqm"], eqm_date))
-        eqm_files = sorted(Path(f).name for f in files_read if str(Path(f).parent) == prefix)
+        eqm_files = sorted(posixpath.basename(f) for f in files_read if posixpath.dirname(f) == prefix)
     else:
         eqm_date, eqm_files = cursor.eqm_date, cursor.eqm_files
     snapshot_date = snap_days[-1] if snap_days else cursor.snapshot_date

@@ -65,7 +65,9 @@ def _log(context: Any, level: str, message: str) -> None:
 
 def _config_for(evidence_path: str | os.PathLike | None) -> AlertConfig:
     """The environment's configuration; the state dir defaults to ``<evidence root>/_alerts``."""
-    root = Path(evidence_path).parent.parent if evidence_path else None
+    from qfs_assets.readers.base import as_path
+
+    root = as_path(evidence_path).parent.parent if evidence_path else None
     return load_config(evidence_root=root)
 
 
