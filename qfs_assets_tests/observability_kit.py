@@ -100,7 +100,7 @@ def build_evidence(root) -> str:
 
 def build_ledger(root: str | Path) -> None:
     """A real diff ledger (DiffLedger.apply): two runs; one diff resolved, two open since day 1."""
-    from qfs_assets.defs.dual_write.ledger import DiffLedger
+    from qfs_assets.activities.dual_write.ledger import DiffLedger
 
     ledger = DiffLedger(root)
     d = pa.table({"object_id": ["obj-1", "obj-2", "obj-3"], "category": ["missing_in_sor", "version_mismatch", "missing_in_sor"]})

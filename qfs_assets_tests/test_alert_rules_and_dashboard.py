@@ -43,8 +43,8 @@ def test_rules_file_is_the_generators_output():
 
 def test_rule_thresholds_equal_the_code_defaults():
     """Read independently of the generator: each default appears in its criterion's rule."""
-    from qfs_assets.defs.dual_write.verification import DualWriteParams
-    from qfs_assets.defs.node_health.metrics import NodeHealthParams
+    from qfs_assets.activities.dual_write.params import DualWriteParams
+    from qfs_assets.activities.node_health.params import NodeHealthParams
 
     p = NodeHealthParams()
     alerts = _alerts()

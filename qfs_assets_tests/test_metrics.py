@@ -164,7 +164,7 @@ def test_empty_store_and_missing_ledger(tmp_path):
 
 
 def test_resolution_window_from_the_evidence_and_default_equals_code():
-    from qfs_assets.defs.dual_write.verification import DualWriteParams
+    from qfs_assets.activities.dual_write.params import DualWriteParams
 
     assert M.DEFAULT_RESOLUTION_HOURS == DualWriteParams().resolution_hours
 
