@@ -104,7 +104,8 @@ def window(s3, demo, tmp_path_factory):
     whole window twice would double the module's time for no more coverage of the S3 path."""
     import dagster as dg
 
-    from qfs_assets.cli import ACTIVITIES as CLI_ACTIVITIES, _respond_to_failures, demo_partitions, execute
+    from qfs_assets import registry
+    from qfs_assets.cli import _respond_to_failures, demo_partitions, execute
     from qfs_assets.definitions import defs
 
     export = _upload(s3["fs"], demo.export_root, "export")
@@ -113,7 +114,7 @@ def window(s3, demo, tmp_path_factory):
     results: dict[str, list] = {"local_runs": [], "s3_runs": []}
     reference = _incident_keys(demo)
     for name in ACTIVITIES:
-        keys = demo_partitions(CLI_ACTIVITIES[name], demo.start, demo.end)
+        keys = demo_partitions(registry.get(name), demo.start, demo.end)
         reference |= {(name, keys[0]), (name, keys[-1])} | ({(name, k) for k in keys} if name.startswith("dual_write") else set())
         for key in keys:
             runs = [("s3_runs", export, remote_ev)]

@@ -34,6 +34,12 @@ def dashboard_path(evidence_root: str) -> Path:
                 "failure responses and the verdict timeline. Written to <evidence_root>/dashboard/index.html.",
 )
 def storage_assurance_dashboard(context: dg.AssetExecutionContext, evidence: EvidenceResource) -> dg.MaterializeResult:
+    from qfs_assets.storage_uri import is_remote
+
+    if is_remote(evidence.evidence_root):  # the HTML page reads a local folder; Grafana covers S3 evidence
+        context.log.info("dashboard: the evidence root is in object storage; use the Grafana dashboard "
+                         "(deploy/grafana/qfs-assure.json) over `qfs-assure metrics`")
+        return dg.MaterializeResult(metadata={"skipped": "evidence root in object storage"})
     out = dashboard_path(evidence.evidence_root)
     page = build_dashboard(evidence.evidence_root)
     write_page(page, out)
