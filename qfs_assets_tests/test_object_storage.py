@@ -29,6 +29,20 @@ ACTIVITIES = ("node_health_assessment", "economics_sanity_check", "dual_write_di
 
 
 @pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small deployment with the demo's whole incident schedule (24 nodes, 200 objects, 42 days).
+
+    What the S3 path costs is per file and per run, not per row: the default demo's 77 MB would
+    only make the upload and the scans slower, with no more coverage of the S3 code.
+    """
+    from qfs_assets.demo import DemoConfig, generate
+
+    config = DemoConfig(nodes=24, objects=200, days=42, writes_per_day=8, updates_per_day=5, deletes_per_day=2,
+                        reads_per_day=25, renews_per_day=12, accounts=30, seed=7)
+    return generate(tmp_path_factory.mktemp("s3demo"), config)
+
+
+@pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A moto server on 127.0.0.1 with one bucket; the AWS variables point at it for this module."""
     binary = Path(sys.executable).parent / "moto_server"
