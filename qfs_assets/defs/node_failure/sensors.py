@@ -9,6 +9,7 @@ nothing twice.
 import dagster as dg
 
 from qfs_assets.activities.node_failure.detect import FailureCursor, scan_failures
+from qfs_assets.defs.common import activity_run_config
 from qfs_assets.defs.node_failure import assets
 from qfs_assets.defs.resources import ExportResource
 from qfs_assets.readers.base import BadInput
@@ -31,7 +32,8 @@ def node_failure_sensor(context: dg.SensorEvaluationContext, export: ExportResou
     new_ids = [f.failure_id for f in failures if f.failure_id not in known]
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=f.failure_id, run_key=f.failure_id,
-                                    tags={"qfs/source": "node_failure_sensor", "qfs/node_id": f.node_id})
+                                    tags={"qfs/source": "node_failure_sensor", "qfs/node_id": f.node_id},
+                                    run_config=activity_run_config(assets.ACTIVITY))
                       for f in failures],
         dynamic_partitions_requests=[assets.node_failures.build_add_request(new_ids)] if new_ids else [],
         cursor=cursor.to_json(),
