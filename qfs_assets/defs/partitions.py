@@ -2,6 +2,11 @@
 
 Partition keys are the window's first day, ``YYYY-MM-DD``, the same string the evidence
 files carry. The first partition is ``QFS_PARTITIONS_START`` (default 2026-01-01).
+
+``QFS_PARTITIONS_END`` (optional, ``YYYY-MM-DD``, exclusive) ends every partition set with the
+window that holds the day before it: for a deployment whose export stopped, such as the demo.
+The UI plots metadata over an asset's *newest* 120 partitions, which for a demo judged months
+ago are all empty; with the end set they are the demo's days. Unset, partitions run to now.
 """
 
 from __future__ import annotations
@@ -12,13 +17,30 @@ import os
 import dagster as dg
 
 START = os.environ.get("QFS_PARTITIONS_START", "2026-01-01")
+END = os.environ.get("QFS_PARTITIONS_END") or None
 TIMEZONE = "UTC"
 
-daily = dg.DailyPartitionsDefinition(start_date=START, timezone=TIMEZONE)
-weekly = dg.WeeklyPartitionsDefinition(start_date=START, timezone=TIMEZONE, day_offset=1)  # Monday
-monthly = dg.MonthlyPartitionsDefinition(start_date=START, timezone=TIMEZONE)
-quarterly = dg.TimeWindowPartitionsDefinition(
-    cron_schedule="0 0 1 */3 *", start=START, fmt="%Y-%m-%d", timezone=TIMEZONE
+
+def _ending(pdef: dg.TimeWindowPartitionsDefinition, factory):
+    """``pdef`` ended after the window holding the day before ``END`` (``pdef`` itself without END)."""
+    if END is None:
+        return pdef
+    last_day = dt.datetime.fromisoformat(END).replace(tzinfo=dt.timezone.utc) - dt.timedelta(days=1)
+    window_end = pdef.time_window_for_partition_key(pdef.get_partition_key_for_timestamp(last_day.timestamp())).end
+    return factory(window_end.astimezone(dt.timezone.utc).strftime("%Y-%m-%d"))
+
+
+daily = _ending(dg.DailyPartitionsDefinition(start_date=START, timezone=TIMEZONE),
+                lambda end: dg.DailyPartitionsDefinition(start_date=START, end_date=end, timezone=TIMEZONE))
+weekly = _ending(dg.WeeklyPartitionsDefinition(start_date=START, timezone=TIMEZONE, day_offset=1),  # Monday
+                 lambda end: dg.WeeklyPartitionsDefinition(start_date=START, end_date=end, timezone=TIMEZONE,
+                                                           day_offset=1))
+monthly = _ending(dg.MonthlyPartitionsDefinition(start_date=START, timezone=TIMEZONE),
+                  lambda end: dg.MonthlyPartitionsDefinition(start_date=START, end_date=end, timezone=TIMEZONE))
+quarterly = _ending(
+    dg.TimeWindowPartitionsDefinition(cron_schedule="0 0 1 */3 *", start=START, fmt="%Y-%m-%d", timezone=TIMEZONE),
+    lambda end: dg.TimeWindowPartitionsDefinition(cron_schedule="0 0 1 */3 *", start=START, end=end, fmt="%Y-%m-%d",
+                                                  timezone=TIMEZONE),
 )
 
 #: the partitions of each time cadence of the registry
@@ -43,4 +65,8 @@ def closed_partition_before(partitions_def: dg.TimeWindowPartitionsDefinition, t
     start = partitions_def.time_window_for_partition_key(current).start
     key = partitions_def.get_partition_key_for_timestamp((start - dt.timedelta(microseconds=1)).timestamp())
     first = partitions_def.get_first_partition_key()
-    return key if first is not None and key >= first else None
+    if first is None or key < first:
+        return None
+    if partitions_def.end is not None and partitions_def.time_window_for_partition_key(key).end > partitions_def.end:
+        return None  # past QFS_PARTITIONS_END
+    return key
