@@ -7,6 +7,10 @@ default threshold fails a test here.
 """
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -164,3 +168,30 @@ def test_the_launchpad_defaults_are_the_deployment_values():
     assert NodeHealthConfig().model_dump() == NODE_HEALTH
     assert EconomicsConfig().model_dump() == EXPECTED_CONFIG["economics_sanity_check"]
     assert NodeFailureConfig().model_dump() == {**EXPECTED_CONFIG["node_failure_response"], "as_of": ""}
+
+
+def test_partitions_end_ends_every_set_for_the_ui_newest_first_listing():
+    """QFS_PARTITIONS_END (the demo's .env) ends the sets with the demo's last window, including the
+    newest-first listing the UI's plots use (which ignores an end_date, hence an end_offset)."""
+    probe = (
+        "import json, datetime as dt\n"
+        "from dagster._core.definitions.partitions.context import PartitionLoadingContext\n"
+        "from dagster._core.definitions.temporal_context import TemporalContext\n"
+        "from qfs_assets.defs import partitions as p\n"
+        "ctx = PartitionLoadingContext(temporal_context=TemporalContext(effective_dt=dt.datetime.now(dt.timezone.utc),"
+        " last_event_id=None), dynamic_partitions_store=None)\n"
+        "out = {n: [d.get_last_partition_key(), d.get_paginated_partition_keys(context=ctx, limit=2, ascending=False)"
+        ".results] for n, d in p.BY_CADENCE.items()}\n"
+        "t = dt.datetime(2026, 4, 14, 2, tzinfo=dt.timezone.utc)\n"
+        "out['after_end'] = p.closed_partition_before(p.daily, t)\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "QFS_PARTITIONS_END": "2026-04-13"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"daily": ["2026-04-12", ["2026-04-12", "2026-04-11"]],
+                   "weekly": ["2026-04-06", ["2026-04-06", "2026-03-30"]],
+                   "monthly": ["2026-04-01", ["2026-04-01", "2026-03-01"]],
+                   "quarterly": ["2026-04-01", ["2026-04-01", "2026-01-01"]],
+                   "after_end": None}
