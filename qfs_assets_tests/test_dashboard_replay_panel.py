@@ -1,7 +1,7 @@
 """The dashboard's replay panel says when the last successful drill ran and how far its log reached.
 
 `judged_at` is written with every evidence file (defs/common.judge_and_publish); the last replayed
-event's ts is evidence-v1.1's `metrics.last_event_ts`. Evidence without them shows a dash.
+event's ts is evidence-v1.1's `metrics.last_event_ts`. Evidence without them shows the page's dash.
 """
 
 import datetime as dt
@@ -9,7 +9,8 @@ import re
 
 import pyarrow as pa
 
-from qfs_assets.dashboard.render import build_dashboard
+from qfs_assets.dashboard.fmt import DASH
+from qfs_assets.dashboard.page import build_dashboard
 from qfs_assets.evidence.model import ActivityResult, Criterion
 from qfs_assets.evidence.store import EvidenceStore
 
@@ -44,9 +45,9 @@ def test_last_successful_drill_shows_when_it_ran_and_the_last_event_it_reached(t
             metrics={"last_event_ts": "2026-06-30T23:59:00Z"}, extra={"judged_at": dt.datetime(2026, 7, 1, 5, tzinfo=UTC)})
     html = build_dashboard(tmp_path).html
     assert spans(html) == ("2026-04-01 05:03 UTC", "2026-03-31 23:58 UTC")
-    assert "(2026-Q1 drill)" in html
+    assert "(2026-Q1 drill, 2026-01-01)" in html
 
 
 def test_evidence_without_the_times_shows_a_dash(tmp_path):
     publish(tmp_path, dt.date(2026, 1, 1), dt.date(2026, 4, 1))
-    assert spans(build_dashboard(tmp_path).html) == ("—", "—")
+    assert spans(build_dashboard(tmp_path).html) == (DASH, DASH)
