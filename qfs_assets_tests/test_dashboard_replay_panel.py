@@ -45,7 +45,7 @@ def test_last_successful_drill_shows_when_it_ran_and_the_last_event_it_reached(t
             metrics={"last_event_ts": "2026-06-30T23:59:00Z"}, extra={"judged_at": dt.datetime(2026, 7, 1, 5, tzinfo=UTC)})
     html = build_dashboard(tmp_path).html
     assert spans(html) == ("2026-04-01 05:03 UTC", "2026-03-31 23:58 UTC")
-    assert "(2026-Q1 drill, 2026-01-01)" in html
+    assert "Last successful drill:</strong> 2026-Q1 (2026-01-01), 60,541 events replayed" in html
 
 
 def test_evidence_without_the_times_shows_a_dash(tmp_path):
