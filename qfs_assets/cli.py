@@ -94,8 +94,25 @@ def _partition_key(activity: Activity, raw: str, instance=None, export_root: str
     return key
 
 
-def run_config(log_level: str = "CRITICAL") -> dict:
-    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+def run_config(log_level: str = "CRITICAL", activity: str | None = None) -> dict:
+    """Quiet loggers, and the activity's parameters from the deployment's configuration file
+    (the same run config the schedules and the node failure sensor pass)."""
+    config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if activity is not None:
+        from qfs_assets.defs.common import activity_run_config
+
+        config.update(activity_run_config(activity))
+    return config
+
+
+def deployment_settings():
+    """The deployment's configuration file, validated: an invalid one is a usage error (exit 2)."""
+    from qfs_assets import settings
+
+    try:
+        return settings.current()
+    except settings.SettingsError as exc:
+        raise UsageError(f"configuration: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -167,6 +184,7 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     evidence_root = _setting("evidence_root", evidence_root, "--evidence-root", "evidence root")
     if activity.uses_system_of_record:
         sor_url = _setting("sor_url", sor_url, "--sor-url", "system of record URL")
+    deployment_settings()
     if defs is None:
         from qfs_assets.definitions import defs
     from qfs_assets.storage_uri import StorageURIError, check_root
@@ -184,7 +202,7 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     with settings_env(export_root=export_root, sor_url=sor_url, evidence_root=evidence_root):
         result = job.execute_in_process(
             partition_key=key,
-            run_config=run_config(),
+            run_config=run_config(activity=activity.name),
             instance=instance,
             raise_on_error=False,
             tags={"qfs/source": "cli"},
@@ -294,6 +312,7 @@ def cmd_demo(args) -> int:
           f"export {dep.export_root}; system of record {dep.sor_url}  ({time.perf_counter() - t0:.1f}s)")
     print("  injected incidents: " + ", ".join(i.name for i in dep.incidents))
     print()
+    deployment_settings()
     from qfs_assets.definitions import defs
 
     instance, home = _instance()
@@ -347,19 +366,27 @@ def _write_demo_env(dep, evidence_root: str) -> Path | None:
     lines = [DEMO_ENV_MARKER,
              f"QFS_EXPORT_ROOT={Path(dep.export_root).resolve()}",
              f"QFS_SOR_URL={dep.sor_url}",
-             f"QFS_EVIDENCE_ROOT={Path(evidence_root).resolve()}"]
+             f"QFS_EVIDENCE_ROOT={Path(evidence_root).resolve()}",
+             # the partitions end with the demo's data, so the UI's plots (its newest 120 partitions) show it
+             f"QFS_PARTITIONS_END={(dep.end + dt.timedelta(days=1)).isoformat()}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path.resolve()
 
 
 def _respond_to_failures(defs, instance, export_root: str, evidence_root: str) -> list[Outcome]:
-    """One tick of the node failure sensor over the export, then each response it requests."""
+    """One tick of the node failure sensor over the export, then each response it requests.
+
+    The tick's cursor is then saved in the instance's state of the sensor, as the daemon saves it
+    after a tick: the first ``dagster-daemon`` start on this instance continues from it and does
+    not respond to the same failures again.
+    """
     import dagster as dg
 
-    from qfs_assets.defs.node_failure.sensors import node_failure_sensor
+    from qfs_assets.defs.node_failure.sensors import node_failure_sensor, save_cursor
     from qfs_assets.defs.resources import ExportResource
 
-    ctx = dg.build_sensor_context(instance=instance, resources={"export": ExportResource(export_root=export_root)})
+    ctx = dg.build_sensor_context(instance=instance,
+                                  resources={"export": ExportResource(export_root=export_root)})
     tick = node_failure_sensor(ctx)
     rows = []
     for request in tick.run_requests:
@@ -367,6 +394,8 @@ def _respond_to_failures(defs, instance, export_root: str, evidence_root: str) -
                     evidence_root=evidence_root, defs=defs, instance=instance)
         rows.append(o)
         _print_row(o)
+    if tick.cursor:
+        save_cursor(instance, tick.cursor)
     return rows
 
 

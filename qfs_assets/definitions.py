@@ -8,4 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from qfs_assets import settings
+
+# The deployment's configuration file (QFS_CONFIG, default ./qfs-assure.toml) is validated first:
+# an unknown key or an out-of-range value fails the code location's load with one line naming it.
+settings.current()
+
 defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

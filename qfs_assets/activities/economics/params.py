@@ -12,6 +12,7 @@ class EconomicsParams(Params):
     """``atr_per_nod`` accepts an :class:`~qfs_assets.money.ExchangeRate`, its text (``"3/7"``,
     ``"1"``, an exact decimal) or a positive int; never a float."""
 
+    #: NOD -> ATR exchange rate, a ratio of integers ("3/7"), never a float
     atr_per_nod: ExchangeRate = ONE
     #: conservation buffer, basis points of the fees
     buffer_bps: int = Field(500, ge=0, le=10_000)

@@ -9,11 +9,12 @@ KPIs need no change.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from qfs_assets.dashboard.catalog import Store, find_key
-from qfs_assets.dashboard.fmt import fmt_int, quarter_label
+from qfs_assets.dashboard.fmt import DASH, fmt_int, fmt_ts, quarter_label
 from qfs_assets.dashboard.model import Badge, Figure, Kpi, Panel, Table
 from qfs_assets.dashboard.panels.base import empty_panel, subtitle
 from qfs_assets.dashboard.svg import BLUE, GREEN, GREY, RED, TEAL, BarChart, EmptyChart, Series
@@ -46,6 +47,8 @@ class Drill:
     checkpoints_matched: int | None
     mismatched_components: tuple[str, ...]
     final_state_root: str | None
+    ran_at: str = DASH  # when the drill was judged (the evidence's judged_at)
+    last_event: str = DASH  # ts of the last event it replayed (evidence-v1.1 metrics.last_event_ts)
 
     @property
     def all_checkpoints_matched(self) -> bool:
@@ -78,6 +81,16 @@ def replay_rate(doc: dict, events: Any) -> float | None:
     return None
 
 
+def _when(value: Any) -> str:
+    """An ISO 8601 time of the evidence as the page prints times; a dash when absent."""
+    if isinstance(value, str) and value:
+        try:
+            return fmt_ts(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return value
+    return DASH
+
+
 def drill(row: dict, doc: dict) -> Drill:
     """A drill from its row of the verdict view and its JSON verdict (``{}`` when unreadable)."""
     return Drill(
@@ -94,6 +107,8 @@ def drill(row: dict, doc: dict) -> Drill:
         checkpoints_matched=row["checkpoints_matched"],
         mismatched_components=tuple(row["mismatched_components"] or ()),
         final_state_root=row["final_state_root"],
+        ran_at=_when(doc.get("judged_at")),
+        last_event=_when((doc.get("metrics") or {}).get("last_event_ts")),
     )
 
 

@@ -233,8 +233,10 @@ def _meta_value(value: Any) -> Any:
 
 
 def _alert_from_checks(activity: str, partition: str | None, evaluations: list, run_id: str) -> Alert:
-    failed = tuple(FailedCriterion(name=e.check_name, observed=_meta_value(e.metadata.get("observed")),
-                                   threshold=_meta_value(e.metadata.get("threshold")),
+    from qfs_assets.defs.common import unflat_metadata
+
+    failed = tuple(FailedCriterion(name=e.check_name, observed=unflat_metadata(e.metadata, "observed"),
+                                   threshold=unflat_metadata(e.metadata, "threshold"),
                                    detail=_meta_value(e.metadata.get("detail")) if e.metadata.get("detail") else None)
                    for e in sorted(evaluations, key=lambda e: e.check_name))
     fingerprint = sha256_hex(canonical_json([c.to_dict() for c in failed]))

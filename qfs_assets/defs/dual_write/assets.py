@@ -81,7 +81,7 @@ def dual_write_diff(context: dg.AssetExecutionContext, config: DualWriteConfig, 
     group_name=SPEC.group,
     kinds={"postgres", "json", "parquet"},
     deps=[dual_write_diff],
-    check_specs=check_specs(ACTIVITY, CHECKS),
+    check_specs=check_specs(ACTIVITY, CHECKS, partitions_def=partitions.monthly),
     description="Monthly dual-write verification evidence (evidence-v1 `dual_write_verification`): PostgreSQL system "
                 "of record vs StorageEngine manifest of the month's last snapshot, 1% sample vs shard map, diffs "
                 f"resolved within 24 h; reconciliation SQL written beside it, never applied. Runbook: {SPEC.runbook}",
@@ -95,7 +95,7 @@ def dual_write_verification(context: dg.AssetExecutionContext, config: DualWrite
     as_of = config_guard(lambda: _as_of(config, end))
     store = evidence.store()
     judged = judge_activity(context, store, lambda: assess_dual_write(
-        export.reader(), _sor(system_of_record, params), month, params, store.root, as_of))
+        export.reader(), _sor(system_of_record, params), month, params, store.root, as_of), params)
     sql_path = write_reconciliation_sql(store.root, judged.result)
     return evidence_result(judged, reconciliation_sql=dg.MetadataValue.path(str(sql_path)),
                            inconsistent_objects=dg.MetadataValue.int(judged.result.tables[TABLE_INCONSISTENCIES].num_rows))

@@ -44,7 +44,7 @@ eqm_fee_flow = _input("eqm_fee_flow", "eqm", "The week's EQM events (`eqm/date=`
     group_name=GROUP,
     kinds={"json", "parquet"},
     deps=[fee_ledger, reward_ledger, eqm_fee_flow],
-    check_specs=check_specs(ACTIVITY, CHECKS),
+    check_specs=check_specs(ACTIVITY, CHECKS, partitions_def=partitions.weekly),
     description="Weekly economics sanity evidence (evidence-v1 `economics_sanity_check`): ATR fees >= NOD rewards "
                 f"(converted at atr_per_nod, rounded up) + buffer, in integer minor units. Runbook: {SPEC.runbook}",
 )
@@ -52,7 +52,8 @@ def economics_sanity_check(context: dg.AssetExecutionContext, config: EconomicsC
                            export: ExportResource, evidence: EvidenceResource) -> dg.MaterializeResult:
     params = params_from_config(EconomicsParams, config)
     week_start = dt.date.fromisoformat(context.partition_key)
-    judged = judge_activity(context, evidence.store(), lambda: assess_economics(export.reader(), week_start, params))
+    judged = judge_activity(context, evidence.store(), lambda: assess_economics(export.reader(), week_start, params),
+                            params)
     return evidence_result(judged)
 
 

@@ -13,7 +13,8 @@ from qfs_assets import registry
 from qfs_assets.activities.node_failure.assess import ACTIVITY, criteria_specs, respond_to_failure
 from qfs_assets.activities.node_failure.detect import failure_from_id
 from qfs_assets.activities.node_failure.params import NodeFailureParams
-from qfs_assets.defs.common import activity_job, check_specs, config_guard, evidence_result, judge_activity
+from qfs_assets.defs.common import (activity_job, check_specs, config_class, config_guard, evidence_result,
+                                    judge_activity, params_from_config)
 from qfs_assets.defs.resources import EvidenceResource, ExportResource
 from qfs_assets.readers.base import BadInput
 
@@ -23,8 +24,12 @@ node_failures = dg.DynamicPartitionsDefinition(name="node_failures")
 CHECKS = [s.name for s in criteria_specs()]
 
 
-class NodeFailureConfig(dg.Config):
-    as_of: str = ""  # YYYY-MM-DD; default: the first nodes snapshot on or after the failure day
+NodeFailureConfig = config_class(
+    NodeFailureParams, "NodeFailureConfig",
+    "Parameters of the response; `aegis` are node health's AEGIS thresholds (the deployment's [node_health] "
+    "section by default), so the receivers are re-verified as node health judges nodes.",
+    as_of=(str, ""),  # YYYY-MM-DD; default: the first nodes snapshot on or after the failure day
+)
 
 
 def _as_of(reader, failed_on: dt.date, override: str) -> dt.date:
@@ -52,11 +57,12 @@ def _as_of(reader, failed_on: dt.date, override: str) -> dt.date:
                      deps=["shard_redistribution_plan", "aegis_reverification", "reward_adjustment"],
                      description=f"Node failure response evidence. Runbook: {SPEC.runbook}"),
     ],
-    check_specs=check_specs(ACTIVITY, CHECKS),
+    check_specs=check_specs(ACTIVITY, CHECKS, partitions_def=node_failures),
 )
 def node_failure_response(context: dg.AssetExecutionContext, config: NodeFailureConfig,
                           export: ExportResource, evidence: EvidenceResource):
     reader = export.reader()
+    params = params_from_config(NodeFailureParams, config)
 
     def assess():
         try:
@@ -64,9 +70,9 @@ def node_failure_response(context: dg.AssetExecutionContext, config: NodeFailure
         except KeyError:
             raise BadInput("eqm", f"no failure {context.partition_key} in the log or the snapshots") from None
         as_of = config_guard(lambda: _as_of(reader, failure.failed_on, config.as_of))
-        return respond_to_failure(reader, failure, as_of, NodeFailureParams())
+        return respond_to_failure(reader, failure, as_of, params)
 
-    judged = judge_activity(context, evidence.store(), assess)
+    judged = judge_activity(context, evidence.store(), assess, params)
     m = judged.metrics
     yield dg.MaterializeResult(asset_key="shard_redistribution_plan", metadata={
         k: m[k] for k in ("shards_to_move", "bytes_to_move", "shards_unplaceable") if k in m})

@@ -4,17 +4,30 @@ It watches the EQM log's `node_status_changed` events and the newest `nodes` sna
 each node newly `failed` it adds one dynamic partition (the failure id `<node_id>_<YYYYMMDD>`)
 and requests one run with that run key, so a sensor restart or a re-evaluated tick launches
 nothing twice.
+
+`save_cursor` stores a cursor in the instance's state of this sensor, as the daemon would after
+a tick: `qfs-assure demo` evaluates one tick itself and saves its cursor, so the daemon's first
+tick on that instance continues from there instead of responding to the same failures again.
 """
+
+import time
 
 import dagster as dg
 
 from qfs_assets.activities.node_failure.detect import FailureCursor, scan_failures
+from qfs_assets.defs.common import activity_run_config
 from qfs_assets.defs.node_failure import assets
 from qfs_assets.defs.resources import ExportResource
 from qfs_assets.readers.base import BadInput
 
+#: the code location's name (pyproject.toml and workspace.yaml) and the repository of a Definitions
+LOCATION_NAME = "qfs_assets"
+REPOSITORY_NAME = "__repository__"
+SENSOR_NAME = "node_failure_sensor"
+MIN_INTERVAL_SECONDS = 300
 
-@dg.sensor(job=assets.node_failure_response_job, minimum_interval_seconds=300,
+
+@dg.sensor(name=SENSOR_NAME, job=assets.node_failure_response_job, minimum_interval_seconds=MIN_INTERVAL_SECONDS,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Launches one node failure response per node newly `failed` in the EQM log or the newest snapshot.")
 def node_failure_sensor(context: dg.SensorEvaluationContext, export: ExportResource):
@@ -31,8 +44,57 @@ def node_failure_sensor(context: dg.SensorEvaluationContext, export: ExportResou
     new_ids = [f.failure_id for f in failures if f.failure_id not in known]
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=f.failure_id, run_key=f.failure_id,
-                                    tags={"qfs/source": "node_failure_sensor", "qfs/node_id": f.node_id})
+                                    tags={"qfs/source": "node_failure_sensor", "qfs/node_id": f.node_id},
+                                    run_config=activity_run_config(assets.ACTIVITY))
                       for f in failures],
         dynamic_partitions_requests=[assets.node_failures.build_add_request(new_ids)] if new_ids else [],
         cursor=cursor.to_json(),
     )
+
+
+def _origin(working_directory: str):
+    import sys
+
+    from dagster._core.remote_origin import (ManagedGrpcPythonEnvCodeLocationOrigin, RemoteInstigatorOrigin,
+                                             RemoteRepositoryOrigin)
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    target = LoadableTargetOrigin(executable_path=sys.executable, module_name="qfs_assets.definitions",
+                                  attribute="defs", working_directory=working_directory)
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(target, location_name=LOCATION_NAME)
+    return RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), SENSOR_NAME)
+
+
+def saved_cursor(instance: dg.DagsterInstance) -> str | None:
+    """The cursor stored in the instance's state of this sensor (None when it has none)."""
+    origin = _origin(".")
+    state = instance.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
+    data = state.instigator_data if state is not None else None
+    return getattr(data, "cursor", None)
+
+
+def save_cursor(instance: dg.DagsterInstance, cursor: str, working_directory: str = ".") -> None:
+    """Store ``cursor`` as this sensor's cursor in ``instance`` (what the daemon keeps between ticks).
+
+    The state is found by the sensor's selector (code location, repository, sensor name), as the
+    daemon and the UI look it up. An existing state keeps its status (an operator's STOPPED stays
+    stopped); a new one is declared in code, like the daemon's own first state.
+    """
+    import os
+
+    from dagster._core.definitions.run_request import InstigatorType
+    from dagster._core.definitions.sensor_definition import SensorType
+    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, SensorInstigatorData
+
+    origin = _origin(os.path.abspath(working_directory))
+    selector_id = origin.get_selector().get_id()
+    state = instance.get_instigator_state(origin.get_id(), selector_id)
+    if state is None:
+        data = SensorInstigatorData(cursor=cursor, min_interval=MIN_INTERVAL_SECONDS,
+                                    last_sensor_start_timestamp=time.time(), sensor_type=SensorType.STANDARD)
+        instance.add_instigator_state(InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.DECLARED_IN_CODE,
+                                                      data))
+    else:
+        data = state.instigator_data
+        instance.update_instigator_state(state.with_data(data._replace(cursor=cursor) if data is not None
+                                                         else SensorInstigatorData(cursor=cursor)))

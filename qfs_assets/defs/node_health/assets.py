@@ -55,18 +55,18 @@ def _nan(value):
         dg.AssetSpec(ACTIVITY, kinds={"json", "parquet"}, deps=["aegis_verification", "shard_distribution"],
                      description=f"Daily node health evidence (evidence-v1 `{ACTIVITY}`). Runbook: {SPEC.runbook}"),
     ],
-    check_specs=check_specs(ACTIVITY, CHECKS),
+    check_specs=check_specs(ACTIVITY, CHECKS, partitions_def=partitions.daily),
 )
 def node_health_assessment(context: dg.AssetExecutionContext, config: NodeHealthConfig,
                            export: ExportResource, evidence: EvidenceResource):
     params = params_from_config(NodeHealthParams, config)
     day = dt.date.fromisoformat(context.partition_key)
-    judged = judge_activity(context, evidence.store(), lambda: assess_node_health(export.reader(), day, params))
+    judged = judge_activity(context, evidence.store(), lambda: assess_node_health(export.reader(), day, params), params)
     m = judged.metrics
     yield dg.MaterializeResult(asset_key="aegis_verification", metadata={
         "in_service_nodes": m["in_service_nodes"], "verified_nodes": m["verified_nodes"],
         "verified_ratio": _nan(m["verified_ratio"]),
-        "unverified_node_ids": dg.MetadataValue.json(m["unverified_node_ids"]),
+        "unverified_node_ids": dg.MetadataValue.text(", ".join(m["unverified_node_ids"]) or "—"),
     })
     yield dg.MaterializeResult(asset_key="shard_distribution", metadata={
         "utilization_cv": _nan(m["utilization_cv"]),

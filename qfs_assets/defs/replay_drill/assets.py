@@ -27,7 +27,7 @@ published_checkpoints = input_asset(
     group_name=GROUP,
     kinds={"json", "parquet"},
     deps=[published_checkpoints],
-    check_specs=check_specs(ACTIVITY, CHECKS),
+    check_specs=check_specs(ACTIVITY, CHECKS, partitions_def=partitions.quarterly),
     description="Quarterly replay drill evidence (evidence-v1 `storage_replay_drill`): a fresh engine replays the "
                 f"EQM log from genesis through the quarter and must reproduce every checkpoint. Runbook: {SPEC.runbook}",
 )
@@ -35,7 +35,8 @@ def storage_replay_drill(context: dg.AssetExecutionContext, config: DrillConfig,
                          evidence: EvidenceResource) -> dg.MaterializeResult:
     params = params_from_config(DrillParams, config)
     quarter = dt.date.fromisoformat(context.partition_key)
-    judged = judge_activity(context, evidence.store(), lambda: assess_replay_drill(export.reader(), quarter, params))
+    judged = judge_activity(context, evidence.store(), lambda: assess_replay_drill(export.reader(), quarter, params),
+                            params)
     timings = judged.result.extra["timings"]
     extra = {"events_per_second": dg.MetadataValue.float(float(timings["events_per_second"])),
              "peak_rss_bytes": dg.MetadataValue.int(int(timings["peak_rss_bytes"]))}
