@@ -22,6 +22,8 @@ import pytest
 
 from qfs_assets_tests.observability_kit import build_evidence, build_ledger, free_port, stop
 
+pytestmark = pytest.mark.slow  # the whole demo window through S3: minutes; .ci/run runs it
+
 BUCKET = "qfs-assure-test"
 SECRET = "s3cr3t-Do-Not-Log-8f2c"
 ACTIVITIES = ("node_health_assessment", "economics_sanity_check", "dual_write_diff", "dual_write_verification",

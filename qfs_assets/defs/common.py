@@ -15,7 +15,6 @@ defaults and bounds are written once, in ``qfs_assets/activities/<activity>/para
 import datetime as dt
 import json
 import math
-import os
 import types
 import typing
 import warnings
