@@ -91,8 +91,8 @@ def profile_node_health(a: dict) -> dict:
         f"FROM read_parquet({shards!r})").fetchall())
     con.close()
     step("import dagster + definitions", lambda: __import__("qfs_assets.definitions"))
-    from qfs_assets.activities.node_health.assess import (aegis_table, distribution_table, day_window,
-                                                     object_health)
+    from qfs_assets.activities.node_health.assess import aegis_table, distribution_table, object_health
+    from qfs_assets.windows import day_window
     from qfs_assets.readers.base import ExportReader, connect
     from qfs_assets.readers.nodes import node_snapshot
     from qfs_assets.readers.proofs import proofs_of_day

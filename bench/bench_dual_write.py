@@ -139,7 +139,8 @@ def _peak_rss_mb() -> float:
 
 
 def child_diff(rows: int, method: str, workdir: Path, memory_limit: str | None) -> dict:
-    from qfs_assets.activities.dual_write.diff import diff_snapshot, snapshot_end_of
+    from qfs_assets.activities.dual_write.diff import diff_snapshot
+    from qfs_assets.windows import day_end as snapshot_end_of
     from qfs_assets.readers.base import ExportReader, connect
     from qfs_assets.readers.storage import object_manifest
 
@@ -166,7 +167,8 @@ def child_read(rows: int, method: str) -> dict:
 
 def child_bisect(rows: int, workdir: Path, buckets_hex: int) -> dict:
     """Prototype: checksum per md5 bucket on both sides, then fetch only the differing buckets."""
-    from qfs_assets.activities.dual_write.diff import _Classifier, _prefixed, snapshot_end_of
+    from qfs_assets.activities.dual_write.diff import _Classifier, _prefixed
+    from qfs_assets.windows import day_end as snapshot_end_of
     from qfs_assets.readers.base import ExportReader, connect
     from qfs_assets.readers.sor import SOR_SCHEMA
     from qfs_assets.readers.storage import object_manifest

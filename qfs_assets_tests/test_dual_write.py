@@ -38,7 +38,7 @@ from qfs_assets.evidence.store import EvidenceStore
 from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets.readers.sor import SOR_SCHEMA, SorError, SystemOfRecord, normalise_url, redact, scrub, to_epoch_us
 from qfs_assets.activities.dual_write.classify import classify, is_live
-from qfs_assets.activities.dual_write.diff import CATEGORIES, diff_snapshot, snapshot_end_of
+from qfs_assets.activities.dual_write.diff import CATEGORIES, diff_snapshot
 from qfs_assets.activities.dual_write.ledger import DiffLedger
 from qfs_assets.activities.dual_write.assess import (
     ACTIVITY,
@@ -51,13 +51,14 @@ from qfs_assets.activities.dual_write.assess import (
     in_sample_sql,
     write_reconciliation_sql,
 )
+from qfs_assets.windows import day_end
 from qfs_assets_tests.exportkit import obj, shard, ts, write
 
 PG_URL = os.environ.get("QFS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 UTC = dt.timezone.utc
 DAY = dt.date(2026, 3, 31)
 MONTH = dt.date(2026, 3, 1)
-END = snapshot_end_of(DAY)  # 2026-04-01 00:00 UTC
+END = day_end(DAY)  # 2026-04-01 00:00 UTC
 AS_OF = dt.datetime(2026, 4, 1, 2, 0, tzinfo=UTC)
 BACKENDS = ("sqlite", "postgresql")
 LOCALE_KEYS = ("a_b", "a-b", "A", "b", "Z", "é")

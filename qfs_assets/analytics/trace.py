@@ -54,6 +54,7 @@ import duckdb
 from qfs_assets.contract.hashing import event_hash, in_sample
 from qfs_assets.evidence.store import PARTITION_COLUMN, iso_utc, json_scalar
 from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident
+from qfs_assets.windows import day_end, day_of, monday_of
 
 __all__ = ["Section", "Trace", "TraceError", "TraceNotFound", "trace_tx", "trace_object", "main_trace", "SAMPLE_BPS"]
 
@@ -172,14 +173,6 @@ class Trace:
 # --------------------------------------------------------------------------- helpers
 
 
-def _day_of(ts: dt.datetime) -> dt.date:
-    return ts.astimezone(dt.timezone.utc).date()
-
-
-def _monday(day: dt.date) -> dt.date:
-    return day - dt.timedelta(days=day.weekday())
-
-
 def _json_pattern(value: str) -> str:
     """``value`` as it appears inside a JSON string (escaped), for a cheap ``contains`` prefilter."""
     return json.dumps(value, ensure_ascii=False)[1:-1]
@@ -189,7 +182,7 @@ def _as_date(day: dt.date | str | None) -> dt.date | None:
     if day is None or isinstance(day, dt.date) and not isinstance(day, dt.datetime):
         return day
     if isinstance(day, dt.datetime):
-        return _day_of(day)
+        return day_of(day)
     try:
         return dt.date.fromisoformat(str(day))
     except ValueError:
@@ -450,7 +443,7 @@ class _Tracer:
         # events
         ev = Section(f"{prefix}EQM events", columns=["seq", "ts", "event_type", "detail", "hash_ok"])
         for e in events:
-            ev.rows.append({"seq": e["seq"], "ts": e["ts"], "date": _day_of(e["ts"]), "event_type": e["event_type"],
+            ev.rows.append({"seq": e["seq"], "ts": e["ts"], "date": day_of(e["ts"]), "event_type": e["event_type"],
                             "detail": _event_detail(e["event_type"], e["payload_fields"]), "payload": e["payload_fields"],
                             "event_hash": e["event_hash"], "hash_ok": e["hash_ok"]})
         scanned = from_since(self.dates("eqm"))
@@ -660,7 +653,7 @@ class _Tracer:
         for side, r in (("sor", sor_row), ("storage", storage)):
             for f in fields:
                 row[f"{side}_{f}"] = r[f] if r else None
-        end = dt.datetime.combine(snap + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc) if snap else None
+        end = day_end(snap) if snap else None
         differing = [f for f in fields[:-1] if sor_row and storage and sor_row[f] != storage[f]]
         if sor_row is None and storage is None:
             status = "absent from both"
@@ -701,7 +694,7 @@ class _Tracer:
         # the fee_charged event: the fee's day first, then the whole log
         where = "event_type = 'fee_charged' AND json_extract_string(payload, '$.tx_id') = ?"
         needle = _json_pattern(tx_id)
-        hint = sorted({d for f in fee_sec.rows for d in (f["date"], _day_of(f["ts"]))})
+        hint = sorted({d for f in fee_sec.rows for d in (f["date"], day_of(f["ts"]))})
         events = self.eqm_events(hint, where, [tx_id], needle) if hint else []
         ev_sec = Section("EQM fee_charged event",
                          columns=["seq", "ts", "event_hash", "hash_ok", "amount_atr", "amounts_agree", "fields_agree", "differences"])
@@ -720,7 +713,7 @@ class _Tracer:
                         diffs.append(f"{k}: ledger {fee[k]!r} vs log {p.get(k)!r}")
                 if e["ts"] != fee["ts"]:
                     diffs.append(f"ts: ledger {iso_utc(fee['ts'])} vs log {iso_utc(e['ts'])}")
-            ev_sec.rows.append({"seq": e["seq"], "ts": e["ts"], "date": _day_of(e["ts"]), "event_hash": e["event_hash"],
+            ev_sec.rows.append({"seq": e["seq"], "ts": e["ts"], "date": day_of(e["ts"]), "event_hash": e["event_hash"],
                                 "prev_hash": e["prev_hash"], "hash_ok": e["hash_ok"], "account_id": p.get("account_id"),
                                 "object_id": p.get("object_id"), "operation": p.get("operation"),
                                 "amount_atr": p.get("amount_atr"),
@@ -736,7 +729,7 @@ class _Tracer:
         event = events[0] if events else None
         trace.sections += [fee_sec, ev_sec]
 
-        day = fee_sec.rows[0]["date"] if fee else _day_of(event["ts"])
+        day = fee_sec.rows[0]["date"] if fee else day_of(event["ts"])
         object_id = fee["object_id"] if fee else event["payload_fields"].get("object_id")
         account = fee["account_id"] if fee else event["payload_fields"].get("account_id")
         operation = fee["operation"] if fee else event["payload_fields"].get("operation")
@@ -796,7 +789,7 @@ class _Tracer:
         return trace
 
     def _findings(self, day: dt.date, ids: list[str]) -> dict[str, list[dict]]:
-        rows = self.evidence_rows("economics_findings", _monday(day), f"id IN (SELECT unnest({_sql_list(ids or [''])}))",
+        rows = self.evidence_rows("economics_findings", monday_of(day), f"id IN (SELECT unnest({_sql_list(ids or [''])}))",
                                   order="kind, ts, id") or []
         out: dict[str, list[dict]] = {}
         for r in rows:
@@ -804,7 +797,7 @@ class _Tracer:
         return out
 
     def economics_section(self, tx_id: str, day: dt.date, reward_ids: list[str], account: str | None) -> Section:
-        week = _monday(day)
+        week = monday_of(day)
         sec = Section(f"economics week of {week}")
         doc = self.evidence_json("economics_sanity_check", week)
         if doc is None:

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from qfs_assets.demo.config import DIFF_CATEGORIES, HOUR, MINUTE, DemoConfig, node_id
+from qfs_assets.windows import monday_of
 
 #: Day offsets (0 = start day) and parameters of the incidents. Node numbers are 1-based
 #: indices into ``node-NNNN`` (clamped to the node count).
@@ -80,10 +81,6 @@ class Incident:
         return d
 
 
-def _week_monday(d: date) -> date:
-    return d - timedelta(days=d.weekday())
-
-
 @dataclass(frozen=True)
 class Schedule:
     """The configuration's incidents resolved to days and nodes."""
@@ -145,7 +142,7 @@ def incident_list(cfg: DemoConfig, schedule: Schedule | None = None) -> list[Inc
         out.append(Incident(
             name="reward_to_failed_node", activity="economics_sanity_check",
             days=tuple(days[rf["day"]: min(rf["clawback_day"], last) + 1]),
-            partitions=(_week_monday(d0),), failing_criteria=("no_rewards_to_failed_nodes",),
+            partitions=(monday_of(d0),), failing_criteria=("no_rewards_to_failed_nodes",),
             node_ids=(s.fail_node,),
             expected_metrics={"rewards_to_failed_nodes": 1},
             description=(f"a storage reward (epoch {rf['day'] + 1}) is paid to {s.fail_node} on {d0}, the day "

@@ -45,6 +45,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from qfs_assets.contract.schema import NODES, OBJECTS, PROOFS, SHARDS, SOR_COLUMNS, TableSpec
+from qfs_assets.windows import day_start_us as _start_us
 
 US = 1_000_000
 DAY_US = 86_400 * US
@@ -68,10 +69,6 @@ class ScaleConfig:
         d = asdict(self)
         d["day"] = self.day.isoformat()
         return d
-
-
-def _start_us(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc).timestamp()) * US
 
 
 def _ids(prefix: str, values: np.ndarray, width: int) -> pa.Array:

@@ -42,10 +42,7 @@ from qfs_assets.demo.export_writer import Sink, write_snapshots
 from qfs_assets.demo.incidents import INCIDENT_PLAN, Incident, Schedule, incident_list
 from qfs_assets.demo.ledgers import Ledgers
 from qfs_assets.demo.state import NetworkState
-
-
-def day_start_us(d: date) -> int:
-    return (d - date(1970, 1, 1)).days * DAY
+from qfs_assets.windows import day_start_us
 
 
 class Simulation:

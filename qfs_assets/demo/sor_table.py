@@ -11,8 +11,8 @@ import pyarrow as pa
 
 from qfs_assets.activities.dual_write.classify import classify
 from qfs_assets.demo.config import DAY, MINUTE, DriftSpec, sha_hex
-from qfs_assets.demo.simulation import day_start_us
 from qfs_assets.demo.sor_writer import SOR_ARROW_SCHEMA
+from qfs_assets.windows import day_start_us
 
 
 def build_sor_table(

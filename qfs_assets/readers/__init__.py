@@ -11,6 +11,6 @@ All of them are plain Python (DuckDB/Arrow), free of Dagster, and raise
 :class:`~qfs_assets.readers.base.BadInput` for anything the contract calls bad input.
 """
 
-from qfs_assets.readers.base import BadInput, ExportReader, TableRead, connect, days_between
+from qfs_assets.readers.base import BadInput, ExportReader, TableRead, connect
 
-__all__ = ["BadInput", "ExportReader", "TableRead", "connect", "days_between"]
+__all__ = ["BadInput", "ExportReader", "TableRead", "connect"]

@@ -332,10 +332,5 @@ class ExportReader:
                 con.close()
 
 
-def days_between(start: dt.date, end_exclusive: dt.date) -> list[dt.date]:
-    """The days of a half-open window."""
-    return [start + dt.timedelta(days=i) for i in range((end_exclusive - start).days)]
-
-
 def read_tables_evidence(reads: Iterable[TableRead]) -> list[dict]:
     return [r.as_evidence() for r in reads]

@@ -32,7 +32,6 @@ listed as actions with no SQL: the object must be rewritten through the gateway.
 
 from __future__ import annotations
 
-import calendar
 import os
 import datetime as dt
 from dataclasses import dataclass
@@ -55,10 +54,10 @@ from qfs_assets.activities.dual_write.diff import (
     DiffResult,
     diff_snapshot,
     settle,
-    snapshot_end_of,
 )
 from qfs_assets.activities.dual_write.ledger import DiffLedger, LedgerUpdate
 from qfs_assets.activities.dual_write.params import DualWriteParams
+from qfs_assets.windows import ONE_DAY, day_end, month_window
 
 ACTIVITY = "dual_write_verification"
 # DuckDB's sort of the manifest is the diff's largest allocation: capped so a 10M-object diff
@@ -152,7 +151,7 @@ def _run_diff(
     reads_from: int,
     run_key: str,
 ) -> DailyDiff:
-    end = snapshot_end_of(day)
+    end = day_end(day)
     result = diff_snapshot(sor, con, manifest_view, end, method=params.method, batch_rows=params.batch_rows)
     update = DiffLedger(evidence_root).apply(run_key, as_of, result.keys(), params.resolution_hours)
     detail = _with_first_seen(result.inconsistencies, update)
@@ -341,15 +340,6 @@ def write_reconciliation_sql(evidence_root: str | Path, result: DualWriteResult)
 
 # -- the monthly assessment ---------------------------------------------------------------------
 
-def month_window(month_start: dt.date) -> tuple[dt.datetime, dt.datetime, dt.date]:
-    """``(start, end, last day)`` of the calendar month starting on ``month_start``."""
-    if month_start.day != 1:
-        raise ValueError(f"month_start must be the first day of a month, not {month_start}")
-    last = month_start.replace(day=calendar.monthrange(month_start.year, month_start.month)[1])
-    start = dt.datetime.combine(month_start, dt.time(0), tzinfo=dt.timezone.utc)
-    return start, snapshot_end_of(last), last
-
-
 def criteria_specs(params: DualWriteParams) -> list[CriterionSpec]:
     return [
         CriterionSpec(
@@ -396,7 +386,8 @@ def assess_dual_write(
     params = DualWriteParams.coerce(params)
     sor = _as_sor(sor, params)
     _require_aware(as_of)
-    start, end, last_day = month_window(month_start)
+    start, end = month_window(month_start)
+    last_day = (end - ONE_DAY).date()
     day = latest_snapshot_on_or_before(reader, "objects", last_day, first_day=month_start)
     if day is None:
         raise BadInput("objects", f"no snapshot in {month_start:%Y-%m}", file=reader.table_dir("objects"))

@@ -86,6 +86,8 @@ from qfs_assets.activities.dual_write.classify import (
 from qfs_assets.contract.schema import SOR_COLUMNS
 from qfs_assets.readers.base import BadInput, quote_ident
 from qfs_assets.readers.sor import SOR_SCHEMA, SystemOfRecord, check_strictly_increasing, to_epoch_us
+# The end of a snapshot day; the name stays for existing callers, new code uses qfs_assets.windows.day_end.
+from qfs_assets.windows import day_end as snapshot_end_of  # noqa: F401
 
 COUNT_KEYS = ("sor_objects", "storage_objects", "in_flight", *CATEGORIES, "inconsistencies")
 VALUE_FIELDS = tuple(c for c in SOR_COLUMNS if c != "object_id")
@@ -343,11 +345,6 @@ def _duckdb_diff(sor_batches: Iterator[pa.RecordBatch], con: duckdb.DuckDBPyConn
 
 
 # -- entry point ---------------------------------------------------------------------------
-
-def snapshot_end_of(day: dt.date) -> dt.datetime:
-    """The end of a snapshot day: the next day 00:00 UTC."""
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)
-
 
 def diff_snapshot(
     sor: SystemOfRecord,

@@ -44,6 +44,7 @@ from filelock import FileLock
 from qfs_assets.contract.schema import TS
 from qfs_assets.evidence.store import _atomic_write_parquet
 from qfs_assets.readers.sor import to_epoch_us
+from qfs_assets.windows import require_utc
 
 LEDGER_DIR = "dual_write_diff_ledger"
 LEDGER_FILE = "ledger.parquet"
@@ -103,12 +104,6 @@ class LedgerUpdate:
         }
 
 
-def _utc(ts: dt.datetime) -> dt.datetime:
-    if ts.tzinfo is None:
-        raise ValueError("as_of must be timezone-aware")
-    return ts.astimezone(dt.timezone.utc)
-
-
 def _sort_key(r: Run) -> tuple:
     return (r.as_of, r.run_key)
 
@@ -157,7 +152,7 @@ class DiffLedger:
     # -- updating --------------------------------------------------------------------------
     def apply(self, run_key: str, as_of: dt.datetime, diffs: pa.Table, resolution_hours: float = 24) -> LedgerUpdate:
         """Record run ``run_key`` at ``as_of`` that saw ``diffs`` (``object_id``, ``category``)."""
-        run = Run(str(run_key), _utc(as_of))
+        run = Run(str(run_key), require_utc(as_of, "as_of"))
         diffs = diffs.select(["object_id", "category"]).cast(DIFF_KEY_SCHEMA)
         with self._locked():
             episodes, runs = self.load()

@@ -86,7 +86,8 @@ from qfs_assets.money import (
     require_int,
     require_int64,
 )
-from qfs_assets.readers.base import BadInput, ExportReader, connect, days_between, quote_ident, read_tables_evidence
+from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident, read_tables_evidence
+from qfs_assets.windows import week_days, week_window
 from qfs_assets.readers.ledgers import fee_ledger, reward_ledger
 from qfs_assets.readers.nodes import node_snapshots
 from qfs_assets.activities.economics.params import EconomicsParams
@@ -178,16 +179,6 @@ FINDINGS_SCHEMA = pa.schema(
 )
 
 
-def week_window(week_start: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """``[Monday 00:00 UTC, next Monday 00:00 UTC)``; ValueError when ``week_start`` is no Monday."""
-    if isinstance(week_start, dt.datetime) or not isinstance(week_start, dt.date):
-        raise TypeError(f"week_start must be a date, not {type(week_start).__name__}")
-    if week_start.weekday() != 0:
-        raise ValueError(f"week_start {week_start.isoformat()} is not a Monday")
-    start = dt.datetime.combine(week_start, dt.time(), tzinfo=dt.timezone.utc)
-    return start, start + dt.timedelta(days=7)
-
-
 def _days_to_read(reader: ExportReader, table: str, days: list[dt.date], *, ledger: bool) -> tuple[list[dt.date], list[dt.date]]:
     """(days that must be present, days before the table's first partition)."""
     available = reader.available_dates(table)
@@ -232,7 +223,7 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
     """
     params = params or EconomicsParams()
     start, end = week_window(week_start)
-    days = days_between(week_start, week_start + dt.timedelta(days=7))
+    days = week_days(week_start)
     in_window = f"ts >= {_ts_sql(start)} AND ts < {_ts_sql(end)}"
     # the day of the week (0 = Monday) of an in-window ts, NULL outside the window; integer
     # arithmetic on epoch microseconds is several times cheaper than ts::DATE on TIMESTAMPTZ

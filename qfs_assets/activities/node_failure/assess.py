@@ -39,12 +39,13 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 import pyarrow as pa
 
-from qfs_assets.activities.node_failure.detect import FailureEvent, _status_events, day_end
+from qfs_assets.activities.node_failure.detect import FailureEvent, _status_events
 from qfs_assets.activities.node_failure.plan import PlanResult, aegis_day_for, plan_redistribution, register_aegis
 from qfs_assets.activities.node_health.assess import NodeHealthParams
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
 from qfs_assets.money import require_int64
-from qfs_assets.readers.base import ExportReader, connect, days_between
+from qfs_assets.readers.base import ExportReader, connect
+from qfs_assets.windows import day_end, days_between
 from qfs_assets.readers.ledgers import reward_ledger
 from qfs_assets.activities.node_failure.params import NodeFailureParams
 

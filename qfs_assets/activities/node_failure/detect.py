@@ -55,29 +55,15 @@ from typing import Iterable
 
 from qfs_assets.contract.schema import NODE_STATUSES, TABLES
 from qfs_assets.readers.base import BadInput, ExportReader, connect, parquet_metadata, quote_ident
+from qfs_assets.windows import day_end, day_start, to_utc
 
 UTC = dt.timezone.utc
 FAILED = "failed"
 _ID_RE = re.compile(r"^(?P<node>.+)_(?P<day>\d{8})(?:_(?P<n>\d+))?$")
 
 
-def _utc(ts: dt.datetime) -> dt.datetime:
-    if ts.tzinfo is None:
-        return ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
-
-
-def day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def day_end(day: dt.date) -> dt.datetime:
-    """The end of a UTC day (exclusive): the next midnight."""
-    return day_start(day) + dt.timedelta(days=1)
-
-
 def base_failure_id(node_id: str, failed_at: dt.datetime) -> str:
-    return f"{node_id}_{_utc(failed_at):%Y%m%d}"
+    return f"{node_id}_{to_utc(failed_at):%Y%m%d}"
 
 
 def parse_failure_id(failure_id: str) -> tuple[str, dt.date, int]:
@@ -100,7 +86,7 @@ class FailureEvent:
     failure_id: str = ""  # set from node_id and failed_at when empty
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "failed_at", _utc(self.failed_at))
+        object.__setattr__(self, "failed_at", to_utc(self.failed_at))
         if not self.failure_id:
             object.__setattr__(self, "failure_id", base_failure_id(self.node_id, self.failed_at))
 
@@ -136,8 +122,8 @@ class KnownFailure:
 
     @classmethod
     def from_dict(cls, d: dict) -> "KnownFailure":
-        return cls(d["node_id"], d["failure_id"], _utc(dt.datetime.fromisoformat(d["failed_at"])),
-                   _utc(dt.datetime.fromisoformat(d["closed_at"])) if d.get("closed_at") else None)
+        return cls(d["node_id"], d["failure_id"], to_utc(dt.datetime.fromisoformat(d["failed_at"])),
+                   to_utc(dt.datetime.fromisoformat(d["closed_at"])) if d.get("closed_at") else None)
 
 
 @dataclass(frozen=True)
@@ -172,7 +158,7 @@ class FailureCursor:
         d = json.loads(text)
         return cls(
             last_seq=d.get("last_seq"),
-            last_ts=_utc(dt.datetime.fromisoformat(d["last_ts"])) if d.get("last_ts") else None,
+            last_ts=to_utc(dt.datetime.fromisoformat(d["last_ts"])) if d.get("last_ts") else None,
             eqm_date=dt.date.fromisoformat(d["eqm_date"]) if d.get("eqm_date") else None,
             eqm_files=tuple(d.get("eqm_files") or ()),
             snapshot_date=dt.date.fromisoformat(d["snapshot_date"]) if d.get("snapshot_date") else None,
@@ -253,7 +239,7 @@ def _status_events(reader: ExportReader, days: list[dt.date], since_seq: int | N
     spec = TABLES["eqm"]
     events = []
     for seq, ts, node_id, status in rows:
-        ts = _utc(ts)
+        ts = to_utc(ts)
         if node_id is None or status is None or status not in NODE_STATUSES:
             raise BadInput(
                 "eqm",
@@ -264,7 +250,7 @@ def _status_events(reader: ExportReader, days: list[dt.date], since_seq: int | N
         events.append((int(seq), ts, node_id, status))
     if not last:
         return events, None, None, files_read
-    return events, int(last[0][0]), _utc(last[0][1]), files_read
+    return events, int(last[0][0]), to_utc(last[0][1]), files_read
 
 
 def _snapshot_statuses(reader: ExportReader, day: dt.date) -> list[tuple[str, str]]:

@@ -53,11 +53,11 @@ import numpy as np
 import pyarrow as pa
 
 from qfs_assets.contract.schema import TABLES
-from qfs_assets.activities.node_failure.detect import day_end
 from qfs_assets.activities.node_health.assess import NodeHealthParams, aegis_table
 from qfs_assets.readers.base import BadInput, ExportReader, connect
 from qfs_assets.readers.nodes import IN_SERVICE_SQL
 from qfs_assets.readers.storage import object_manifest, shard_map
+from qfs_assets.windows import day_end
 
 PLAN_SCHEMA = pa.schema([
     pa.field("object_id", pa.string(), nullable=False),

@@ -35,6 +35,7 @@ from qfs_assets.readers.nodes import IN_SERVICE_SQL, node_snapshot
 from qfs_assets.readers.proofs import proofs_of_day
 from qfs_assets.readers.storage import object_manifest, shard_map
 from qfs_assets.activities.node_health.params import NOD, NodeHealthParams
+from qfs_assets.windows import day_window
 
 ACTIVITY = "node_health_assessment"
 
@@ -74,11 +75,6 @@ def criteria_specs(p: NodeHealthParams) -> list[CriterionSpec]:
             "objects_unrecoverable == 0",
         ),
     ]
-
-
-def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
-    return start, start + dt.timedelta(days=1)
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:

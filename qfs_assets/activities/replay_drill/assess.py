@@ -32,6 +32,7 @@ from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets.readers.eqm import eqm_dates, read_checkpoints, stream_eqm
 from qfs_assets.replay import ReplayInputError, replay
 from qfs_assets.activities.replay_drill.params import DrillParams
+from qfs_assets.windows import quarter_window
 
 ACTIVITY = "storage_replay_drill"
 
@@ -49,15 +50,6 @@ def criteria_specs() -> list[CriterionSpec]:
             "checkpoints_compared > 0 and checkpoints_matched == checkpoints_compared",
         ),
     ]
-
-
-def quarter_window(quarter_start: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    if quarter_start.day != 1 or quarter_start.month not in (1, 4, 7, 10):
-        raise ValueError(f"{quarter_start.isoformat()} is not the first day of a quarter")
-    start = dt.datetime.combine(quarter_start, dt.time(), tzinfo=dt.timezone.utc)
-    month = quarter_start.month + 3
-    end_date = dt.date(quarter_start.year + (month > 12), (month - 1) % 12 + 1, 1)
-    return start, dt.datetime.combine(end_date, dt.time(), tzinfo=dt.timezone.utc)
 
 
 def _peak_rss_bytes() -> int:

@@ -11,7 +11,7 @@ from qfs_assets.defs import partitions
 from qfs_assets.defs.common import (activity_job, check_specs, config_class, evidence_result, input_asset,
                                     judge_activity, params_from_config)
 from qfs_assets.defs.resources import EvidenceResource, ExportResource
-from qfs_assets.readers.base import days_between
+from qfs_assets.windows import week_days
 
 SPEC = registry.get(ACTIVITY)
 GROUP = SPEC.group
@@ -22,8 +22,7 @@ EconomicsConfig = config_class(EconomicsParams, "EconomicsConfig",
 
 
 def _week(key: str) -> list[dt.date]:
-    start = dt.date.fromisoformat(key)
-    return days_between(start, start + dt.timedelta(days=7))
+    return week_days(dt.date.fromisoformat(key))
 
 
 def _input(name: str, table: str, description: str, **kw) -> dg.AssetsDefinition:
