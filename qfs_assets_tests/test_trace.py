@@ -234,6 +234,13 @@ def test_dual_write_section(demo, evidence, tmp_path):
         trace_object(demo.export_root, evidence, ghost)
     assert trace_object(demo.export_root, evidence, ghost, sor_url=demo.sor_url).section("dual-write").rows[0]["status"] \
         == "missing_in_storage"
+    flying = next(o for o, c in sorted(expected.items()) if c == "in_flight" and not o.startswith("obj-inflight"))
+    assert trace_object(demo.export_root, evidence, flying, sor_url=demo.sor_url).section("dual-write").rows[0][
+        "status"].startswith("in flight")
+    dead = _q(f"SELECT object_id FROM read_parquet('{demo.export_root}/objects/snapshot_date={demo.end}/*.parquet') "
+              "WHERE deleted ORDER BY object_id LIMIT 1")[0][0]
+    assert trace_object(demo.export_root, evidence, dead, sor_url=demo.sor_url).section("dual-write").rows[0]["status"] \
+        == "consistent (deleted on both sides)"
 
     # dual-write evidence present (written here in the evidence-v1 layout): discovered and reported
     ev = tmp_path / "ev"

@@ -51,6 +51,7 @@ from typing import Any, Iterable, Sequence
 
 import duckdb
 
+from qfs_assets.activities.dual_write.classify import IN_FLIGHT, classify
 from qfs_assets.contract.hashing import event_hash, in_sample
 from qfs_assets.evidence.store import PARTITION_COLUMN, iso_utc, json_scalar
 from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident
@@ -655,18 +656,21 @@ class _Tracer:
                 row[f"{side}_{f}"] = r[f] if r else None
         end = day_end(snap) if snap else None
         differing = [f for f in fields[:-1] if sor_row and storage and sor_row[f] != storage[f]]
+        # the activity's own rule table; without any snapshot nothing is in flight
+        category = None if sor_row is None and storage is None else classify(
+            sor_row, storage, end if end is not None else dt.datetime.max.replace(tzinfo=dt.timezone.utc))
         if sor_row is None and storage is None:
             status = "absent from both"
-        elif end is not None and any(r is not None and r["updated_at"] >= end for r in (sor_row, storage)):
+        elif category == IN_FLIGHT:
             status = "in flight (updated after the snapshot's end): not judged"
+        elif category is not None:
+            status = category
         elif sor_row is None:
-            status = "consistent (deleted, absent from the SoR)" if storage["deleted"] else "missing_in_sor"
+            status = "consistent (deleted, absent from the SoR)"
         elif storage is None:
-            status = "consistent (deleted, absent from the manifest)" if sor_row["deleted"] else "missing_in_storage"
-        elif sor_row["version"] != storage["version"]:
-            status = "version_mismatch"
-        elif differing:
-            status = "content_mismatch"
+            status = "consistent (deleted, absent from the manifest)"
+        elif sor_row["deleted"] and storage["deleted"]:
+            status = "consistent (deleted on both sides)"
         else:
             status = "consistent"
         row["status"] = status
