@@ -42,7 +42,8 @@ import duckdb
 import pyarrow as pa
 
 from qfs_assets import registry
-from qfs_assets.readers.base import connect, quote_ident
+from qfs_assets.readers.base import connect
+from qfs_assets.sqltext import quote_ident, quote_literal
 
 TS = pa.timestamp("us", tz="UTC")
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -113,8 +114,7 @@ class TableSource:
         return str(self.path / ("*/*.parquet" if self.hive else "*.parquet"))
 
     def sql(self) -> str:
-        lit = self.glob.replace("'", "''")
-        return (f"SELECT * FROM read_parquet('{lit}', hive_partitioning={'true' if self.hive else 'false'}, "
+        return (f"SELECT * FROM read_parquet({quote_literal(self.glob)}, hive_partitioning={'true' if self.hive else 'false'}, "
                 f"union_by_name=true)")
 
 

@@ -54,7 +54,8 @@ import duckdb
 from qfs_assets.activities.dual_write.classify import IN_FLIGHT, classify
 from qfs_assets.contract.hashing import event_hash, in_sample
 from qfs_assets.evidence.store import PARTITION_COLUMN, iso_utc, json_scalar
-from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident
+from qfs_assets.readers.base import BadInput, ExportReader, connect
+from qfs_assets.sqltext import list_literal, quote_ident
 from qfs_assets.windows import day_end, day_of, monday_of
 
 __all__ = ["Section", "Trace", "TraceError", "TraceNotFound", "trace_tx", "trace_object", "main_trace", "SAMPLE_BPS"]
@@ -190,10 +191,6 @@ def _as_date(day: dt.date | str | None) -> dt.date | None:
         raise TraceError(f"day {day!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _sql_list(values: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + "]"
-
-
 def _event_detail(event_type: str, p: dict) -> str:
     if event_type == "object_written":
         return (f"version {p.get('version')}, content {str(p.get('content_hash', ''))[:12]}…, {p.get('size_bytes')} bytes, "
@@ -322,7 +319,7 @@ class _Tracer:
         files = sorted(base.glob(pattern))
         if not files:
             return None
-        sql = (f"SELECT * FROM read_parquet({_sql_list([str(f) for f in files])}, hive_partitioning=true, "
+        sql = (f"SELECT * FROM read_parquet({list_literal([str(f) for f in files])}, hive_partitioning=true, "
                f"hive_types_autocast=false, union_by_name=true) WHERE {where}")
         if order:
             sql += f" ORDER BY {order}"
@@ -529,9 +526,9 @@ class _Tracer:
         nodes_ids = sorted({s["node_id"] for s in shards})
         status: dict[str, str] = {}
         if nodes_ids and day in self.dates("nodes"):
-            for r in self.scan("nodes", [day], f"node_id IN (SELECT unnest({_sql_list(nodes_ids)}))", columns="node_id, status"):
+            for r in self.scan("nodes", [day], f"node_id IN (SELECT unnest({list_literal(nodes_ids)}))", columns="node_id, status"):
                 status[r["node_id"]] = r["status"]
-        aegis_rows = self.evidence_rows("node_health_aegis", day, f"node_id IN (SELECT unnest({_sql_list(nodes_ids or [''])}))")
+        aegis_rows = self.evidence_rows("node_health_aegis", day, f"node_id IN (SELECT unnest({list_literal(nodes_ids or [''])}))")
         aegis = {r["node_id"]: r for r in aegis_rows or []}
         rows = []
         for s in shards:
@@ -588,7 +585,7 @@ class _Tracer:
         ledger_file = self.evidence_root / "dual_write_diff_ledger" / "ledger.parquet"
         episodes = None
         if ledger_file.is_file():
-            episodes = self.query(f"SELECT * FROM read_parquet({_sql_list([str(ledger_file)])}) WHERE object_id = ? "
+            episodes = self.query(f"SELECT * FROM read_parquet({list_literal([str(ledger_file)])}) WHERE object_id = ? "
                                   "ORDER BY first_seen", [object_id])
         sampled = in_sample(object_id, SAMPLE_BPS)
         if not docs and incons is None and episodes is None:
@@ -760,7 +757,7 @@ class _Tracer:
                 holders.setdefault(s["node_id"], []).append(s["shard_index"])
             rewards = []
             if holders:
-                rewards = self.scan("rewards", [day], f"node_id IN (SELECT unnest({_sql_list(sorted(holders))}))",
+                rewards = self.scan("rewards", [day], f"node_id IN (SELECT unnest({list_literal(sorted(holders))}))",
                                     columns="reward_id, ts, epoch, node_id, kind, amount_nod", order="node_id, ts, reward_id")
                 if day not in self.dates("rewards"):
                     rewards_sec.notes.append(f"no rewards partition for {day}")
@@ -793,7 +790,7 @@ class _Tracer:
         return trace
 
     def _findings(self, day: dt.date, ids: list[str]) -> dict[str, list[dict]]:
-        rows = self.evidence_rows("economics_findings", monday_of(day), f"id IN (SELECT unnest({_sql_list(ids or [''])}))",
+        rows = self.evidence_rows("economics_findings", monday_of(day), f"id IN (SELECT unnest({list_literal(ids or [''])}))",
                                   order="kind, ts, id") or []
         out: dict[str, list[dict]] = {}
         for r in rows:

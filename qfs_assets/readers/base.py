@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from qfs_assets import storage_uri
 from qfs_assets.contract.schema import TABLES, TableSpec
+from qfs_assets.sqltext import list_literal, quote_ident, quote_literal
 
 
 class BadInput(Exception):
@@ -53,7 +54,7 @@ def connect(threads: int | None = None, memory_limit: str | None = None) -> duck
         con.execute(f"SET threads = {int(threads or os.environ['QFS_DUCKDB_THREADS'])}")
     mem = memory_limit or os.environ.get("QFS_DUCKDB_MEMORY_LIMIT")
     if mem:
-        con.execute(f"SET memory_limit = '{mem}'")
+        con.execute(f"SET memory_limit = {quote_literal(mem)}")
     return con
 
 
@@ -84,14 +85,6 @@ def duck_type(t: pa.DataType) -> str:
     if pa.types.is_timestamp(t):
         return "TIMESTAMPTZ"
     return _DUCK_TYPES[t]
-
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass
@@ -240,7 +233,7 @@ class ExportReader:
         view = view_name or table
         if files:
             storage_uri.register_with_duckdb(con, self.root)
-            file_list = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
+            file_list = list_literal(str(f) for f in files)
             select = ", ".join(f"{quote_ident(c)} AS {quote_ident(c)}" for c in cols)
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW {quote_ident(view + '__raw')} AS "
@@ -283,7 +276,7 @@ class ExportReader:
                 checks.append((c, "null in required column", f"{q} IS NULL", f"count(*) - count({q})"))
             allowed = spec.allowed_values.get(c)
             if allowed:
-                values = ", ".join(_sql_str(v) for v in allowed)
+                values = ", ".join(quote_literal(v) for v in allowed)
                 checks.append((c, f"value outside {list(allowed)}", f"{q} IS NOT NULL AND {q}::VARCHAR NOT IN ({values})"))
         checks = [ch if len(ch) == 4 else (*ch, f"count(*) FILTER (WHERE {ch[2]})") for ch in checks]
         aggs = ", ".join(agg for *_, agg in checks)

@@ -11,7 +11,8 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from qfs_assets.readers.base import ExportReader, connect, quote_ident
+from qfs_assets.readers.base import ExportReader, connect
+from qfs_assets.sqltext import quote_ident
 
 
 def eqm_dates(reader: ExportReader, through: dt.date | None = None) -> list[dt.date]:

@@ -8,8 +8,9 @@ import duckdb
 
 from qfs_assets.contract.schema import IN_SERVICE_STATUSES
 from qfs_assets.readers.base import ExportReader
+from qfs_assets.sqltext import quote_literal
 
-IN_SERVICE_SQL = "status IN (" + ", ".join(f"'{s}'" for s in IN_SERVICE_STATUSES) + ")"
+IN_SERVICE_SQL = "status IN (" + ", ".join(quote_literal(s) for s in IN_SERVICE_STATUSES) + ")"
 
 
 def node_snapshot(reader: ExportReader, con: duckdb.DuckDBPyConnection, day: dt.date, view: str = "nodes") -> str:

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qfs_assets.contract import schema as _schema
+from qfs_assets.sqltext import quote_literal
 
 EVENT_TYPES = _schema.EVENT_TYPES  # the contract's order; the codes below are indices in it
 (NODE_REGISTERED, NODE_STATUS_CHANGED, OBJECT_WRITTEN, OBJECT_DELETED,
@@ -144,20 +145,16 @@ def _canonical_sql(fields: Sequence[tuple[str, str]], extra: Sequence[tuple[str,
         if kind.startswith("const:"):
             lit += kind[6:]
         elif kind == _STR:
-            args += [_sql_lit(lit + '"'), f"s.{name}"]
+            args += [quote_literal(lit + '"'), f"s.{name}"]
             lit = '"'
         elif kind == _STR_OR_NULL:
-            args += [_sql_lit(lit), f"CASE WHEN s.{name} IS NULL THEN 'null' ELSE concat('\"', s.{name}, '\"') END"]
+            args += [quote_literal(lit), f"CASE WHEN s.{name} IS NULL THEN 'null' ELSE concat('\"', s.{name}, '\"') END"]
             lit = ""
         else:
-            args += [_sql_lit(lit), f"CAST(s.{name} AS VARCHAR)"]
+            args += [quote_literal(lit), f"CAST(s.{name} AS VARCHAR)"]
             lit = ""
-    args.append(_sql_lit(lit + "}"))
+    args.append(quote_literal(lit + "}"))
     return "concat(" + ", ".join(args) + ")"
-
-
-def _sql_lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _checks_sql(fields: Sequence[tuple[str, str]]) -> str:
@@ -189,7 +186,7 @@ def _query(event_type: str) -> str:
     rt_col = f", {rt} AS rt" if rt else ""
     return (
         f"SELECT i, coalesce({_checks_sql(fields)} AND {_canonical_sql(fields)} = p, false) AS ok, {cols}{rt_col}"
-        f" FROM (SELECT i, p, TRY(from_json(p, '{struct}')) AS s"
+        f" FROM (SELECT i, p, TRY(from_json(p, {quote_literal(struct)})) AS s"
         f" FROM {{source}} WHERE c = {EVENT_TYPES.index(event_type)})"
     )
 

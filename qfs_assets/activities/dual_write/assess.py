@@ -44,7 +44,7 @@ import pyarrow as pa
 from qfs_assets.contract.schema import TS
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
 from qfs_assets.evidence.store import EvidenceStore, _atomic_write_bytes, iso_utc
-from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident, read_tables_evidence
+from qfs_assets.readers.base import BadInput, ExportReader, connect, read_tables_evidence
 from qfs_assets.readers.sor import SystemOfRecord
 from qfs_assets.readers.storage import latest_snapshot_on_or_before, object_manifest, shard_map
 from qfs_assets.activities.dual_write.diff import (
@@ -57,6 +57,7 @@ from qfs_assets.activities.dual_write.diff import (
 )
 from qfs_assets.activities.dual_write.ledger import DiffLedger, LedgerUpdate
 from qfs_assets.activities.dual_write.params import DualWriteParams
+from qfs_assets.sqltext import quote_ident, sql_value
 from qfs_assets.windows import ONE_DAY, day_end, month_window
 
 ACTIVITY = "dual_write_verification"
@@ -265,18 +266,6 @@ def check_sample(con: duckdb.DuckDBPyConnection, objects_view: str, shards_view:
 
 # -- reconciliation -----------------------------------------------------------------------------
 
-def _sql_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return "'" + value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00:00") + "'"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 _ROW_FIELDS = ("version", "content_hash", "size_bytes", "data_shards", "total_shards", "updated_at", "deleted")
 
 
@@ -285,16 +274,16 @@ def plan_reconciliation(detail: pa.Table, table_sql: str) -> pa.Table:
     rows = []
     for d in detail.to_pylist():
         cat, sv, mv = d["category"], d["sor_version"], d["storage_version"]
-        oid = _sql_literal(d["object_id"])
+        oid = sql_value(d["object_id"])
         if cat == "missing_in_sor" or (cat == "version_mismatch" and mv > sv) or cat == "content_mismatch":
             if cat == "missing_in_sor":
                 action = "insert_into_system_of_record"
                 cols = ", ".join(("object_id",) + _ROW_FIELDS)
-                vals = ", ".join([oid] + [_sql_literal(d[f"storage_{f}"]) for f in _ROW_FIELDS])
+                vals = ", ".join([oid] + [sql_value(d[f"storage_{f}"]) for f in _ROW_FIELDS])
                 stmt = f"INSERT INTO {table_sql} ({cols}) VALUES ({vals}) ON CONFLICT (object_id) DO NOTHING;"
             else:
                 action = "update_system_of_record"
-                sets = ", ".join(f"{f} = {_sql_literal(d[f'storage_{f}'])}" for f in _ROW_FIELDS)
+                sets = ", ".join(f"{f} = {sql_value(d[f'storage_{f}'])}" for f in _ROW_FIELDS)
                 stmt = f"UPDATE {table_sql} SET {sets} WHERE object_id = {oid} AND version = {int(sv)};"
             rows.append((d["object_id"], cat, STORAGE, action, sv, mv, stmt))
         else:  # missing_in_storage, or the SoR holds the newer version
@@ -321,7 +310,7 @@ def reconciliation_script(plan: pa.Table, *, partition: str, snapshot_date: str,
     if statements:
         lines += ["BEGIN;", *statements, "COMMIT;"]
     for oid, version in storage:
-        lines.append(f"-- rewrite_into_storage_engine: object_id {_sql_literal(oid)} at version {version}")
+        lines.append(f"-- rewrite_into_storage_engine: object_id {sql_value(oid)} at version {version}")
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,8 @@ from typing import Any, Callable, Mapping, Union
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from qfs_assets.sqltext import quote_literal
+
 IN_FLIGHT = "in_flight"
 #: The four inconsistency categories, in report order.
 CATEGORIES = ("missing_in_storage", "missing_in_sor", "version_mismatch", "content_mismatch")
@@ -275,10 +277,9 @@ def classify_sql(snapshot_end_sql: str, *, consistent: str = "NULL",
     expression, where no category applies). ``snapshot_end_sql`` is a SQL expression of the
     snapshot's end comparable with ``updated_at`` (e.g. a ``TIMESTAMPTZ`` literal); ``col``
     names a side's column (default ``sor_<c>``/``storage_<c>``); ``present`` gives the boolean
-    expression of each side's presence (default ``s_present``/``m_present``). Category names
-    are fixed identifiers, safe as literals."""
+    expression of each side's presence (default ``s_present``/``m_present``)."""
     whens = [f"WHEN {_sql(r.when, col, present, snapshot_end_sql)} THEN "
-             + (f"'{r.category}'" if r.category is not None else consistent) for r in RULES]
+             + (quote_literal(r.category) if r.category is not None else consistent) for r in RULES]
     return "CASE " + " ".join(whens) + f" ELSE {consistent} END"
 
 

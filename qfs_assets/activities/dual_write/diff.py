@@ -84,7 +84,8 @@ from qfs_assets.activities.dual_write.classify import (
     live_sql,
 )
 from qfs_assets.contract.schema import SOR_COLUMNS
-from qfs_assets.readers.base import BadInput, quote_ident
+from qfs_assets.readers.base import BadInput
+from qfs_assets.sqltext import quote_ident
 from qfs_assets.readers.sor import SOR_SCHEMA, SystemOfRecord, check_strictly_increasing, to_epoch_us
 # The end of a snapshot day; the name stays for existing callers, new code uses qfs_assets.windows.day_end.
 from qfs_assets.windows import day_end as snapshot_end_of  # noqa: F401

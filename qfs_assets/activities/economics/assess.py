@@ -86,7 +86,8 @@ from qfs_assets.money import (
     require_int,
     require_int64,
 )
-from qfs_assets.readers.base import BadInput, ExportReader, connect, quote_ident, read_tables_evidence
+from qfs_assets.readers.base import BadInput, ExportReader, connect, read_tables_evidence
+from qfs_assets.sqltext import quote_ident, quote_literal
 from qfs_assets.windows import week_days, week_window
 from qfs_assets.readers.ledgers import fee_ledger, reward_ledger
 from qfs_assets.readers.nodes import node_snapshots
@@ -246,7 +247,7 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
         for table in ("fees", "rewards"):
             con.execute(f"CREATE TEMP VIEW {table}_d AS SELECT *, {day_index} AS day_index FROM {table}")
             con.execute(f"CREATE TEMP VIEW {table}_w AS SELECT * FROM {table}_d WHERE {in_window}")
-        failed = ", ".join(f"'{s}'" for s in FAILED_STATUSES)
+        failed = ", ".join(quote_literal(s) for s in FAILED_STATUSES)
         # (snapshot_date, node_id) is unique (node_id is each snapshot's validated key): joining
         # on it never multiplies reward rows.
         con.execute(

@@ -54,7 +54,8 @@ from typing import Iterable
 
 
 from qfs_assets.contract.schema import NODE_STATUSES, TABLES
-from qfs_assets.readers.base import BadInput, ExportReader, connect, parquet_metadata, quote_ident
+from qfs_assets.readers.base import BadInput, ExportReader, connect, parquet_metadata
+from qfs_assets.sqltext import quote_ident
 from qfs_assets.windows import day_end, day_start, to_utc
 
 UTC = dt.timezone.utc

@@ -57,6 +57,7 @@ from qfs_assets.activities.node_health.assess import NodeHealthParams, aegis_tab
 from qfs_assets.readers.base import BadInput, ExportReader, connect
 from qfs_assets.readers.nodes import IN_SERVICE_SQL
 from qfs_assets.readers.storage import object_manifest, shard_map
+from qfs_assets.sqltext import quote_literal
 from qfs_assets.windows import day_end
 
 PLAN_SCHEMA = pa.schema([
@@ -188,10 +189,6 @@ def register_aegis(reader: ExportReader, con: duckdb.DuckDBPyConnection, day: dt
     return aegis_table(con, day_end(day), p)
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def plan_redistribution(
     reader: ExportReader,
     node_id: str,
@@ -213,7 +210,7 @@ def plan_redistribution(
         shard_map(reader, con, plan_day, view="shards_d", columns=["object_id", "shard_index", "node_id", "shard_bytes"],
                   validate_keys=False)
         object_manifest(reader, con, plan_day, view="objects_d", columns=["object_id", "data_shards", "deleted"])
-        x = _q(node_id)
+        x = quote_literal(node_id)
 
         con.execute(f"CREATE OR REPLACE TEMP TABLE nf_lost AS SELECT object_id, shard_index, shard_bytes FROM shards_d WHERE node_id = {x}")
         con.execute("CREATE OR REPLACE TEMP TABLE nf_per_node AS SELECT node_id, sum(shard_bytes)::HUGEINT AS shard_bytes FROM shards_d GROUP BY node_id")
