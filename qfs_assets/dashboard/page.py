@@ -25,7 +25,7 @@ from markupsafe import Markup
 from qfs_assets.dashboard import fmt
 from qfs_assets.dashboard.catalog import open_store
 from qfs_assets.dashboard.panels import PANELS, build_panels, verdicts
-from qfs_assets.evidence.store import _atomic_write_bytes
+from qfs_assets.evidence.atomic import write_bytes_atomic
 
 __all__ = ["PANELS", "DashboardPage", "build_dashboard", "render_dashboard", "write_page", "environment"]
 
@@ -99,7 +99,7 @@ def build_dashboard(evidence_root: str | os.PathLike, *, generated_at: dt.dateti
 
 def write_page(page: DashboardPage, out_path: str | os.PathLike) -> Path:
     out = Path(out_path)
-    _atomic_write_bytes(out, page.html.encode("utf-8"))
+    write_bytes_atomic(out, page.html.encode("utf-8"))
     return out
 
 

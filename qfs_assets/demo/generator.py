@@ -53,6 +53,7 @@ from qfs_assets.demo.incidents import DEFAULT_INCIDENT_DATES, INCIDENT_PLAN, Inc
 from qfs_assets.demo.simulation import Simulation
 from qfs_assets.demo.sor_table import build_sor_table, compare_sor
 from qfs_assets.demo.sor_writer import normalize_url, write_sor
+from qfs_assets.evidence.atomic import write_text_atomic
 
 __all__ = [
     "DemoConfig",
@@ -126,5 +127,5 @@ def generate(
         incidents=incidents, expected_dual_write_diffs=diffs, checkpoint_count=counts["checkpoints"],
         event_count=counts["eqm"], row_counts=counts, final_state_root=state_root(*roots), config=config,
     )
-    (out / "deployment.json").write_text(json.dumps(dep.to_json(), indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out / "deployment.json", json.dumps(dep.to_json(), indent=2, sort_keys=True) + "\n")
     return dep

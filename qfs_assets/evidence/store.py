@@ -11,7 +11,7 @@ Every detail table is one Hive-partitioned dataset, readable as it is with
 
 Publishing is all-or-nothing from the caller's side: the caller computes everything first,
 and only then calls :meth:`EvidenceStore.publish`, so bad input never reaches this module.
-Each file is written to a temporary name and renamed into place (atomic on POSIX), Parquet
+Each file is written atomically (:mod:`qfs_assets.evidence.atomic`), Parquet
 first and the JSON last: the JSON is the commit marker of a partition's evidence. Re-running
 a partition replaces exactly that partition's files, so rows are never duplicated.
 
@@ -30,13 +30,12 @@ import decimal
 import json
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from qfs_assets.evidence.atomic import write_bytes_atomic, write_parquet_atomic
 from qfs_assets.evidence.model import ActivityResult, Criterion
 
 PARTITION_COLUMN = "partition_key"
@@ -88,35 +87,6 @@ def dumps(doc: Any) -> str:
     return json.dumps(_finite(doc), indent=2, sort_keys=False, default=_json_default, ensure_ascii=False) + "\n"
 
 
-def _is_object(path) -> bool:
-    return hasattr(path, "fs")  # a universal_pathlib UPath on object storage
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    if _is_object(path):  # one PUT: visible whole or not at all
-        path.write_bytes(data)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    if _is_object(path):  # written in memory, then one PUT
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        path.write_bytes(sink.getvalue().to_pybytes())
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
 class EvidenceStore:
     def __init__(self, root: str | os.PathLike):
         from qfs_assets import storage_uri
@@ -145,11 +115,11 @@ class EvidenceStore:
         if PARTITION_COLUMN in data.column_names:
             data = data.drop_columns([PARTITION_COLUMN])
         path = self.table_path(table, partition_key)
-        _atomic_write_parquet(path, data)
+        write_parquet_atomic(path, data)
         return path
 
     def write_json(self, path: Path, doc: dict) -> None:
-        _atomic_write_bytes(path, dumps(doc).encode("utf-8"))
+        write_bytes_atomic(path, dumps(doc).encode("utf-8"))
 
     def document(self, result: ActivityResult, criteria: list[Criterion], tables: dict[str, str]) -> dict:
         doc = {

@@ -43,7 +43,8 @@ import pyarrow as pa
 
 from qfs_assets.contract.schema import TS
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
-from qfs_assets.evidence.store import EvidenceStore, _atomic_write_bytes, iso_utc
+from qfs_assets.evidence.atomic import write_bytes_atomic
+from qfs_assets.evidence.store import EvidenceStore, iso_utc
 from qfs_assets.readers.base import BadInput, ExportReader, connect, read_tables_evidence
 from qfs_assets.readers.sor import SystemOfRecord
 from qfs_assets.readers.storage import latest_snapshot_on_or_before, object_manifest, shard_map
@@ -323,7 +324,7 @@ def reconciliation_sql_path(evidence_root: str | Path, partition: str) -> Path:
 def write_reconciliation_sql(evidence_root: str | Path, result: DualWriteResult) -> Path:
     """Write the plan's SQL beside the evidence JSON (atomically); returns its path."""
     path = reconciliation_sql_path(evidence_root, result.partition)
-    _atomic_write_bytes(path, result.reconciliation_sql.encode("utf-8"))
+    write_bytes_atomic(path, result.reconciliation_sql.encode("utf-8"))
     return path
 
 

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from qfs_assets.contract.schema import TS
-from qfs_assets.evidence.store import _atomic_write_parquet
+from qfs_assets.evidence.atomic import write_parquet_atomic
 from qfs_assets.readers.sor import to_epoch_us
 from qfs_assets.windows import require_utc
 
@@ -145,9 +145,9 @@ class DiffLedger:
         episodes = _sorted(episodes.cast(EPISODE_SCHEMA))
         meta = json.dumps([r.as_json() for r in runs], separators=(",", ":")).encode()
         table = episodes.replace_schema_metadata({RUNS_METADATA_KEY: meta})
-        _atomic_write_parquet(self.path, table)
+        write_parquet_atomic(self.path, table)
         if self.mirror is not None:
-            _atomic_write_parquet(self.mirror, table)
+            write_parquet_atomic(self.mirror, table)
 
     # -- updating --------------------------------------------------------------------------
     def apply(self, run_key: str, as_of: dt.datetime, diffs: pa.Table, resolution_hours: float = 24) -> LedgerUpdate:
