@@ -10,6 +10,7 @@ from qfs_assets.dashboard.fmt import fmt_int
 from qfs_assets.dashboard.model import Badge, Code, Figure, Kpi, Panel, Table
 from qfs_assets.dashboard.panels.base import cadence, evidence_activities
 from qfs_assets.dashboard.svg import Cell, Timeline
+from qfs_assets.windows import day_start
 
 PID, TITLE = "panel-verdicts", "Verdict timeline"
 VIEW = "evidence_verdicts"
@@ -54,7 +55,7 @@ def cell(activity: str, r: dict) -> Cell | None:
     start, end = r["window_start"], r["window_end"]
     if start is None and r["partition"] is not None:
         p = r["partition"]
-        start = dt.datetime(p.year, p.month, p.day, tzinfo=dt.timezone.utc)
+        start = day_start(p)
     if start is None:
         return None
     failed = r["failed_criteria"] or []

@@ -29,6 +29,7 @@ from qfs_assets.defs.common import (activity_job, bad_input_guard, check_specs, 
                                     evidence_result, judge_activity, params_from_config)
 from qfs_assets.defs.resources import EvidenceResource, ExportResource, SystemOfRecordResource
 from qfs_assets.readers.sor import SystemOfRecord
+from qfs_assets.windows import to_utc
 
 SPEC = registry.get(ACTIVITY)
 DAILY = registry.get("dual_write_diff")
@@ -43,7 +44,7 @@ DualWriteConfig = config_class(
 def _as_of(config, window_end: dt.datetime) -> dt.datetime:
     if config.as_of:
         t = dt.datetime.fromisoformat(config.as_of.replace("Z", "+00:00"))
-        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+        return to_utc(t)
     return min(window_end, dt.datetime.now(dt.timezone.utc))
 
 
