@@ -1,22 +1,24 @@
 """SQL text built from values: string literals, identifiers and comments, once for the package.
 
-Everything here targets both dialects the product writes SQL for: DuckDB (the export and
-evidence queries) and PostgreSQL (the reconciliation script for the system of record), and
-is strict, because some of that SQL is written into files an operator will run:
+Everything here targets the dialects the product writes SQL for: DuckDB (the export and
+evidence queries) and the system of record's database, PostgreSQL (or SQLite for the demo),
+for the reconciliation script; it is strict, because some of that SQL is written into files an
+operator will run:
 
 * :func:`quote_literal` returns a SQL expression equal to the text, whatever the text (NUL
   aside, which neither database can store: it is rejected). Printable characters are kept
   inside one ``'...'`` (a quote doubled); a backslash, every control character (``Cc``: line
   feed, carriage return, tab, NEL...), every format character (``Cf``: bidirectional
   overrides, zero-width characters, BOM) and the Unicode line and paragraph separators are
-  written as ``chr(N)`` and joined with ``||``. So the expression
+  written as ``chr(N)`` (``char(N)`` for SQLite) and joined with ``||``. So the expression
 
-  - means the same in DuckDB and in PostgreSQL with ``standard_conforming_strings`` on *or
-    off* (no backslash ever appears inside the quotes, so no escape syntax applies);
+  - means the same in DuckDB, in SQLite and in PostgreSQL with ``standard_conforming_strings``
+    on *or off* (no backslash ever appears inside the quotes, so no escape syntax applies);
   - stays on one line, so it cannot end a ``--`` comment it is written into, and shows no
     invisible or reordering character to the person reviewing the script.
 
-  Lone surrogates (not encodable as UTF-8) are rejected.
+  Lone surrogates (not encodable as UTF-8) are rejected. For another dialect, text that needs
+  a character spelled out is rejected (its escape rules are not known here).
 * :func:`quote_ident` double-quotes an identifier (a ``"`` doubled); identifiers cannot be
   built from ``chr()``, so any character :func:`quote_literal` would have to spell out is
   rejected, as is the empty name. :func:`validate_ident` accepts only plain names
@@ -53,6 +55,8 @@ class SqlTextError(ValueError):
 #: Text made only of these needs no more than doubled quotes (printable ASCII but the backslash).
 _PLAIN = re.compile(r"[ -\[\]-~]*")
 _SPELLED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
+#: The function that makes a character from its code point, per dialect (SQLAlchemy's names).
+_CHAR_FUNCTION = {"duckdb": "chr", "postgresql": "chr", "sqlite": "char"}
 _PLAIN_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_IDENT_BYTES = 63
 
@@ -73,11 +77,13 @@ def _check_text(text: Any, what: str) -> str:
     return text
 
 
-def quote_literal(text: str) -> str:
-    """A one-line SQL expression whose value is ``text`` (see the module's docstring)."""
+def quote_literal(text: str, dialect: str = "duckdb") -> str:
+    """A one-line SQL expression whose value is ``text`` in ``dialect`` (``duckdb``,
+    ``postgresql``, ``sqlite``; see the module's docstring)."""
     _check_text(text, "a string literal")
     if _PLAIN.fullmatch(text):
         return "'" + text.replace("'", "''") + "'"
+    char = _CHAR_FUNCTION.get(dialect)
     pieces: list[str] = []
     run: list[str] = []
     for ch in text:
@@ -85,7 +91,9 @@ def quote_literal(text: str) -> str:
             if run:
                 pieces.append("'" + "".join(run).replace("'", "''") + "'")
                 run = []
-            pieces.append(f"chr({ord(ch)})")
+            if char is None:
+                raise SqlTextError(f"cannot write U+{ord(ch):04X} into a {dialect} string literal safely")
+            pieces.append(f"{char}({ord(ch)})")
         else:
             run.append(ch)
     if run:
@@ -95,7 +103,7 @@ def quote_literal(text: str) -> str:
     return "(" + " || ".join(pieces) + ")"
 
 
-def sql_value(value: Any) -> str:
+def sql_value(value: Any, dialect: str = "duckdb") -> str:
     """A SQL literal for a scalar: NULL, TRUE/FALSE, an integer, a string (:func:`quote_literal`)
     or a timezone-aware datetime (as ``'YYYY-MM-DD HH:MM:SS.ffffff+00:00'``, UTC). Anything else
     (floats included: money is integer minor units) is a TypeError."""
@@ -106,7 +114,7 @@ def sql_value(value: Any) -> str:
     if isinstance(value, int):
         return str(int(value))
     if isinstance(value, str):
-        return quote_literal(value)
+        return quote_literal(value, dialect)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise SqlTextError("a timestamp literal needs a timezone-aware datetime")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -52,14 +49,3 @@ def test_temporary_names_are_hidden_and_marked(tmp_path):
     assert tmp.parent == tmp_path and tmp.name.startswith(".x.json.") and tmp.name.endswith(".tmp")
     assert temporary_sibling(tmp_path / "x.json") != tmp
 
-
-def test_pure_modules_import_without_dagster():
-    modules = ["qfs_assets.windows", "qfs_assets.sqltext", "qfs_assets.evidence.atomic",
-               "qfs_assets.activities.dual_write.classify", "qfs_assets.demo.generator", "qfs_assets.demo.simulation",
-               "qfs_assets.demo.state", "qfs_assets.demo.eqm_log", "qfs_assets.demo.ledgers",
-               "qfs_assets.demo.export_writer", "qfs_assets.demo.incidents", "qfs_assets.demo.rowtext",
-               "qfs_assets.demo.sor_table", "qfs_assets.demo.deployment", "qfs_assets.demo.config"]
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
-            + "bad = sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.'))\n"
-              "assert not bad, bad\n")
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -532,6 +532,30 @@ def test_monthly_evidence_and_reconciliation_plan(backend, tmp_path):
     assert left == {k for k, r in plan.items() if r["authoritative"] == "system_of_record"}
 
 
+HOSTILE_IDS = ["o'k", "back\\slash'", "new\nline; DROP TABLE qfs_objects; --", "sep\u2028x", "bidi\u202eid", "tab\tid"]
+
+
+def test_reconciliation_sql_survives_hostile_object_ids(backend, tmp_path):
+    # objects missing in the SoR (inserted by the plan) and with a content mismatch (updated)
+    man = [o(k) for k in HOSTILE_IDS] + [o(k + "-upd", content_hash="d" * 64) for k in HOSTILE_IDS]
+    reader = export(tmp_path, man)
+    sor = backend.create([o(k + "-upd") for k in HOSTILE_IDS])
+    res = assess_dual_write(reader, sor, MONTH, {"sample_bps": 0}, tmp_path / "evidence", AS_OF)
+    assert res.metrics["missing_in_sor"] == len(HOSTILE_IDS) and res.metrics["content_mismatch"] == len(HOSTILE_IDS)
+    lines = res.reconciliation_sql.splitlines()
+    statements = [ln for ln in lines if ln.startswith(("INSERT ", "UPDATE "))]
+    assert len(statements) == 2 * len(HOSTILE_IDS)  # every statement on its own line, nothing spilled
+    assert all(ln.startswith(("--", "BEGIN;", "COMMIT;", "INSERT ", "UPDATE ")) for ln in lines)
+    script = res.reconciliation_sql
+    if backend.kind == "postgresql":  # the literals do not depend on the server's escape setting
+        script = "SET standard_conforming_strings = off;\n" + script
+    backend.execute_script(script)
+    again = assess_dual_write(reader, sor, MONTH, {"sample_bps": 0}, tmp_path / "evidence2", AS_OF)
+    assert again.metrics["inconsistencies"] == 0
+    got = {r["object_id"] for r in sor.read_all().to_pylist()}
+    assert got == {r["object_id"] for r in man}
+
+
 def test_postgresql_and_sqlite_give_identical_evidence(pg_server, tmp_path):
     results = {}
     for kind in BACKENDS:

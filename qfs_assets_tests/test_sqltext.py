@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 import unicodedata
 
 import duckdb
@@ -164,6 +165,27 @@ def test_postgresql_roundtrip_any_text(pg, text):
     assert pg(f"SELECT {quote_literal(text)}") == text
 
 
+_SQLITE = sqlite3.connect(":memory:")
+
+
+def test_sqlite_spells_characters_with_char():
+    assert quote_literal("a\nb", "sqlite") == "('a' || char(10) || 'b')"
+    assert [_SQLITE.execute(f"SELECT {quote_literal(t, 'sqlite')}").fetchone()[0] for t in HOSTILE] == HOSTILE
+
+
+@settings(max_examples=200, deadline=None)
+@given(_text)
+def test_sqlite_roundtrip_any_text(text):
+    assert _SQLITE.execute(f"SELECT {quote_literal(text, 'sqlite')}").fetchone()[0] == text
+
+
+def test_an_unknown_dialect_gets_plain_text_only():
+    assert quote_literal("it's", "mysql") == "'it''s'"
+    for bad in ("a\\b", "x\ny"):  # MySQL reads backslash escapes inside quotes: refuse
+        with pytest.raises(SqlTextError, match="mysql"):
+            quote_literal(bad, "mysql")
+
+
 # -- values -----------------------------------------------------------------------------------------
 
 def test_sql_value():
@@ -171,6 +193,7 @@ def test_sql_value():
     assert sql_value(True) == "TRUE" and sql_value(False) == "FALSE"
     assert sql_value(-12) == "-12"
     assert sql_value("o'k\n") == "('o''k' || chr(10))"
+    assert sql_value("o'k\n", "sqlite") == "('o''k' || char(10))"
     plus2 = dt.timezone(dt.timedelta(hours=2))
     assert sql_value(dt.datetime(2026, 4, 1, 1, 2, 3, 4, tzinfo=plus2)) == "'2026-03-31 23:02:03.000004+00:00'"
     with pytest.raises(SqlTextError):

@@ -58,7 +58,7 @@ from qfs_assets.activities.dual_write.diff import (
 )
 from qfs_assets.activities.dual_write.ledger import DiffLedger, LedgerUpdate
 from qfs_assets.activities.dual_write.params import DualWriteParams
-from qfs_assets.sqltext import quote_ident, sql_value
+from qfs_assets.sqltext import comment_text, quote_ident, sql_value
 from qfs_assets.windows import ONE_DAY, day_end, month_window
 
 ACTIVITY = "dual_write_verification"
@@ -270,21 +270,22 @@ def check_sample(con: duckdb.DuckDBPyConnection, objects_view: str, shards_view:
 _ROW_FIELDS = ("version", "content_hash", "size_bytes", "data_shards", "total_shards", "updated_at", "deleted")
 
 
-def plan_reconciliation(detail: pa.Table, table_sql: str) -> pa.Table:
-    """One row per inconsistency: the authoritative side, the action, and the SQL (SoR repairs)."""
+def plan_reconciliation(detail: pa.Table, table_sql: str, dialect: str = "postgresql") -> pa.Table:
+    """One row per inconsistency: the authoritative side, the action, and the SQL (SoR repairs)
+    in the system of record's ``dialect`` (SQLAlchemy's name)."""
     rows = []
     for d in detail.to_pylist():
         cat, sv, mv = d["category"], d["sor_version"], d["storage_version"]
-        oid = sql_value(d["object_id"])
+        oid = sql_value(d["object_id"], dialect)
         if cat == "missing_in_sor" or (cat == "version_mismatch" and mv > sv) or cat == "content_mismatch":
             if cat == "missing_in_sor":
                 action = "insert_into_system_of_record"
                 cols = ", ".join(("object_id",) + _ROW_FIELDS)
-                vals = ", ".join([oid] + [sql_value(d[f"storage_{f}"]) for f in _ROW_FIELDS])
+                vals = ", ".join([oid] + [sql_value(d[f"storage_{f}"], dialect) for f in _ROW_FIELDS])
                 stmt = f"INSERT INTO {table_sql} ({cols}) VALUES ({vals}) ON CONFLICT (object_id) DO NOTHING;"
             else:
                 action = "update_system_of_record"
-                sets = ", ".join(f"{f} = {sql_value(d[f'storage_{f}'])}" for f in _ROW_FIELDS)
+                sets = ", ".join(f"{f} = {sql_value(d[f'storage_{f}'], dialect)}" for f in _ROW_FIELDS)
                 stmt = f"UPDATE {table_sql} SET {sets} WHERE object_id = {oid} AND version = {int(sv)};"
             rows.append((d["object_id"], cat, STORAGE, action, sv, mv, stmt))
         else:  # missing_in_storage, or the SoR holds the newer version
@@ -302,7 +303,7 @@ def reconciliation_script(plan: pa.Table, *, partition: str, snapshot_date: str,
     lines = [
         "-- QFS Assure: dual-write reconciliation plan for the system of record. NOT APPLIED.",
         f"-- activity {ACTIVITY}, partition {partition}, snapshot {snapshot_date}, as of {iso_utc(as_of)}",
-        f"-- database {database}, table {table_sql}",
+        f"-- database {comment_text(database)}, table {comment_text(table_sql)}",
         f"-- {len(statements)} statement(s) for the system of record (authority: the StorageEngine),",
         f"-- {len(storage)} object(s) to rewrite through the StorageEngine (authority: the system of record).",
         "-- Every statement is guarded (ON CONFLICT DO NOTHING, WHERE version = <version seen>), so a",
@@ -404,7 +405,7 @@ def assess_dual_write(
     )
     metrics = {k: metrics[k] for k in (*METRIC_KEYS, "objects_count_difference", "sor_rows", "storage_rows")}
     judge = pa.table({c: pa.array([metrics[c]], pa.int64()) for c in JUDGE_COLUMNS})
-    plan = plan_reconciliation(daily.inconsistencies, sor.qualified_table)
+    plan = plan_reconciliation(daily.inconsistencies, sor.qualified_table, sor.engine.dialect.name)
     partition = month_start.isoformat()
     sql = reconciliation_script(plan, partition=partition, snapshot_date=day.isoformat(), as_of=as_of,
                                 database=sor.redacted, table_sql=sor.qualified_table)
