@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from qfs_assets import storage_uri
+from qfs_assets.windows import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ def _ts(value: Any) -> float | None:
         t = dt.datetime.fromisoformat(str(value))
     except ValueError:
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.timestamp()
+    return to_utc(t).timestamp()
 
 
 def _num(value: Any) -> float | None:
@@ -191,7 +190,7 @@ def _mtime(info: dict) -> float | None:
         if isinstance(v, (int, float)):
             return float(v)
         if isinstance(v, dt.datetime):
-            return (v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)).timestamp()
+            return to_utc(v).timestamp()
     return None
 
 
