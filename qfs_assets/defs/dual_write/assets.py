@@ -33,7 +33,7 @@ from qfs_assets.readers.sor import SystemOfRecord
 SPEC = registry.get(ACTIVITY)
 DAILY = registry.get("dual_write_diff")
 CHECKS = [s.name for s in criteria_specs(DualWriteParams())]
-DAILY_TABLE = "dual_write_diff_daily"
+DAILY_TABLE = DAILY.evidence_table  # "dual_write_diff_daily"
 DualWriteConfig = config_class(
     DualWriteParams, "DualWriteConfig", "Parameters (evidence-v1 defaults); the evidence records the values used.",
     as_of=(str, ""),  # ISO 8601 UTC; default: the end of the partition's window, or now if earlier
