@@ -38,7 +38,8 @@ def test_defs_load_with_partitions_and_checks():
     assert {"node_inventory", "shard_map", "proof_results", "aegis_verification", "shard_distribution",
             "node_health_assessment"} <= keys
     checks = {c.name for c in graph.asset_check_keys if c.asset_key.to_user_string() == "node_health_assessment"}
-    assert checks == {"nodes_verified", "proof_success", "shard_balance", "no_unrecoverable_objects"}
+    assert checks == {"nodes_verified", "proof_success", "shard_balance", "no_unrecoverable_objects",
+                      "no_corruption_errors"}
     job = defs.resolve_job_def("node_health_assessment_job")
     assert job.partitions_def is not None and job.partitions_def.has_partition_key(DAY)
 
