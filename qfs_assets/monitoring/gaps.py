@@ -54,7 +54,9 @@ def scheduled_at(cron: str, window_end: dt.datetime) -> dt.datetime:
 
 def evidence_partitions(evidence_root: str | Path, spec: registry.Activity) -> set[str]:
     """The partition keys (YYYY-MM-DD) that have evidence, from file and folder names only."""
-    root = Path(evidence_root)
+    from qfs_assets import storage_uri
+
+    root = storage_uri.upath(evidence_root)  # a local folder or s3://
     out: set[str] = set()
     if spec.writes_evidence:
         prefix = f"{spec.name}_"

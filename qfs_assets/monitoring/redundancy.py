@@ -29,7 +29,8 @@ def previous_degraded(evidence_root: str | Path, day: dt.date) -> set[str] | Non
     path = EvidenceStore(evidence_root).table_path(TABLE, (day - dt.timedelta(days=1)).isoformat())
     if not path.exists():
         return None
-    return set(pq.read_table(path, columns=["object_id"]).column("object_id").to_pylist())
+    with path.open("rb") as fh:  # a local file or an object in storage
+        return set(pq.read_table(fh, columns=["object_id"]).column("object_id").to_pylist())
 
 
 def worst_objects(detail: pa.Table, limit: int = events.MAX_LISTED) -> list[dict]:
