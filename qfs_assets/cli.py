@@ -2,6 +2,7 @@
 
     qfs-assure run ACTIVITY --partition YYYY-MM-DD [--export-root P] [--sor-url U] [--evidence-root P]
     qfs-assure demo [--evidence-root P] [--out DIR]
+    qfs-assure gaps [--evidence-root P] [--export-root P] [--as-of T] [--grace-hours H]
 
 Exit codes: 0 every criterion passed; 1 a criterion failed (evidence written);
 2 bad input or usage (no evidence written); 3 an internal error (a bug: please report it).
@@ -318,15 +319,20 @@ def cmd_demo(args) -> int:
     instance, home = _instance()
     rows: list[Outcome] = []
     print(ROW.format("activity", "partition", "passed", "failed criteria"))
+    missed = {(i.activity, p.isoformat()) for i in dep.incidents if i.name == "missed_run" for p in i.partitions}
     for activity in registry.activities().values():
         if activity.cadence == "event":
             continue
         for key in demo_partitions(activity, dep.start, dep.end):
+            if (activity.name, key) in missed:
+                print(ROW.format(activity.name, key, "-", "not judged (missed run: see the evidence watchdog below)"))
+                continue
             o = execute(activity.name, key, export_root=str(dep.export_root), sor_url=dep.sor_url,
                         evidence_root=evidence_root, defs=defs, instance=instance)
             rows.append(o)
             _print_row(o)
     rows += _respond_to_failures(defs, instance, str(dep.export_root), evidence_root)
+    _demo_watch(dep, evidence_root)
     judged = [o for o in rows if o.passed is not None or o.exit_code >= EXIT_BAD_INPUT]
     failed = sum(o.exit_code == EXIT_FAILED for o in judged)
     errors = [o for o in judged if o.exit_code >= EXIT_BAD_INPUT]
@@ -349,6 +355,25 @@ def cmd_demo(args) -> int:
     else:
         print("Dagster UI: run the demo from the repository root to record its runs in the project's dagster.yaml instance.")
     return EXIT_INTERNAL if errors else EXIT_PASSED
+
+
+def _demo_watch(dep, evidence_root: str) -> None:
+    """One tick of the storage errors sensor over the whole feed, and the evidence watchdog as of the
+    morning after the export's last day: their alerts go to the configured sinks (outbox only without)."""
+    from qfs_assets.defs.freshness.sensors import alert_gaps
+    from qfs_assets.defs.storage_errors.sensors import process
+    from qfs_assets.monitoring.storage_errors import ErrorsCursor
+
+    with settings_env(export_root=str(dep.export_root), evidence_root=evidence_root):
+        _, read, sent = process(None, str(dep.export_root), evidence_root, None, cursor=ErrorsCursor.from_start())
+        print(f"\nstorage_errors_sensor: {read} partitions read, {sent} alert(s) (corruption and error bursts)")
+        as_of = dt.datetime.combine(dep.end + dt.timedelta(days=1), dt.time(12), tzinfo=dt.timezone.utc)
+        from qfs_assets.alerting.config import load_config
+
+        grace = load_config(evidence_root=evidence_root).evidence_grace_hours
+        found, text = gaps_report(evidence_root, str(dep.export_root), as_of, grace)
+        alert_gaps(None, found, evidence_root)
+        print("evidence_watchdog " + text)
 
 
 DEMO_ENV_MARKER = "# written by qfs-assure demo"
@@ -383,10 +408,10 @@ def _respond_to_failures(defs, instance, export_root: str, evidence_root: str) -
     import dagster as dg
 
     from qfs_assets.defs.node_failure.sensors import node_failure_sensor, save_cursor
-    from qfs_assets.defs.resources import ExportResource
+    from qfs_assets.defs.resources import EvidenceResource, ExportResource
 
-    ctx = dg.build_sensor_context(instance=instance,
-                                  resources={"export": ExportResource(export_root=export_root)})
+    ctx = dg.build_sensor_context(instance=instance, resources={"export": ExportResource(export_root=export_root),
+                                                                "evidence": EvidenceResource(evidence_root=evidence_root)})
     tick = node_failure_sensor(ctx)
     rows = []
     for request in tick.run_requests:
@@ -424,6 +449,52 @@ def cmd_dashboard(args) -> int:
     out = render_dashboard(root, Path(args.out) if args.out else root / "dashboard" / "index.html")
     print(f"dashboard: {out.resolve()}")
     return EXIT_PASSED
+
+
+def gaps_report(evidence_root: str, export_root: str | None, as_of: dt.datetime, grace_hours: float) -> tuple[list, str]:
+    """(gaps, text): per activity, the closed partitions without evidence and what fills them."""
+    from qfs_assets.defs.freshness.sensors import find
+    from qfs_assets.monitoring.gaps import by_activity, fill_commands
+
+    found = find(evidence_root, export_root, as_of, grace_hours)
+    lines = [f"closed partitions without evidence as of {as_of.isoformat()} (due {grace_hours:g} h after the "
+             f"scheduled run), evidence root {evidence_root}:"]
+    if not found:
+        lines.append("  none")
+    for activity, gaps in by_activity(found).items():
+        lines.append(f"{activity}: {len(gaps)} missing")
+        for g in gaps:
+            lines.append(f"  {g.partition}  window {g.window_start:%Y-%m-%d %H:%M} .. {g.window_end:%Y-%m-%d %H:%M} UTC, "
+                         f"scheduled {g.scheduled_at:%Y-%m-%d %H:%M}, due {g.due:%Y-%m-%d %H:%M}")
+        backfill, *runs = fill_commands(activity, gaps)
+        lines.append("  fill in-process:")
+        lines += [f"    .venv/bin/{c}" for c in runs]
+        lines.append("  or as a Dagster backfill (daemon, from the repository root):")
+        lines.append(f"    .venv/bin/{backfill}")
+    return found, "\n".join(lines)
+
+
+def cmd_gaps(args) -> int:
+    from qfs_assets.alerting.config import AlertConfigError, load_config
+
+    evidence_root = _evidence_root(args)
+    if args.grace_hours is not None:
+        grace = args.grace_hours
+    else:
+        try:
+            grace = load_config(evidence_root=evidence_root).evidence_grace_hours
+        except AlertConfigError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        as_of = (dt.datetime.fromisoformat(args.as_of.replace("Z", "+00:00")) if args.as_of
+                 else dt.datetime.now(dt.timezone.utc))
+    except ValueError:
+        raise UsageError(f"--as-of {args.as_of!r} is not an ISO 8601 time") from None
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=dt.timezone.utc)
+    found, text = gaps_report(evidence_root, args.export_root or os.environ.get("QFS_EXPORT_ROOT"), as_of, grace)
+    print(text)
+    return EXIT_FAILED if found else EXIT_PASSED
 
 
 def cmd_trace(args) -> int:
@@ -485,6 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("tables", help="list the evidence views and their columns")
     tb.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
     tb.set_defaults(func=cmd_tables)
+    g = sub.add_parser("gaps", help="list the closed partitions without evidence, per activity, and the commands that fill them")
+    g.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
+    g.add_argument("--export-root", help="storage export folder (env QFS_EXPORT_ROOT): partitions before its first "
+                                         "snapshot day are not expected")
+    g.add_argument("--as-of", help="judge as of this UTC time (ISO 8601; default now)")
+    g.add_argument("--grace-hours", type=float, help="hours after the scheduled run before a partition is missing "
+                                                     "(default QFS_ALERT_EVIDENCE_GRACE_HOURS, 6)")
+    g.set_defaults(func=cmd_gaps)
     db = sub.add_parser("dashboard", help="render the storage assurance dashboard (one self-contained HTML file)")
     db.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT; default evidence_store)")
     db.add_argument("--out", help="output file (default <evidence root>/dashboard/index.html)")

@@ -45,7 +45,7 @@ class Activity:
     partition whose window has closed by then. ``None`` for activities fired by a sensor.
     ``uses_system_of_record``: its runs read the Atlas system of record (``QFS_SOR_URL``).
     ``metrics`` are the evidence-v1 metric keys with their column types (``int64``, ``float64``,
-    ``bool``, ``string``, ``list<string>``, ``timestamp``), in contract order; an activity that
+    ``bool``, ``string``, ``list<string>``, ``timestamp``, ``json`` for an object), in contract order; an activity that
     writes no verdict (``writes_evidence=False``) has none.
     """
 
@@ -58,6 +58,8 @@ class Activity:
     writes_evidence: bool = True
     uses_system_of_record: bool = False
     metrics: tuple[tuple[str, str], ...] = ()
+    #: for an activity that writes no verdict: the detail table whose partition is its evidence
+    evidence_table: str | None = None
     order: int = 100
     summary: str = field(default="", compare=False)
 

@@ -329,15 +329,20 @@ def test_unplaceable_shards_are_reported_with_a_reason(tmp_path):
     r2 = plan_redistribution(ExportReader(root2), "f", day(D2), day(D2)).plan.to_pylist()
     assert [(r["to_node_id"], r["reason"]) for r in r2] == [(None, REASON_CAPACITY)]
 
-    # no AEGIS data for the day (no proofs partition): nobody is verified
+    # no AEGIS data for the day (an empty proofs partition): nobody is verified
     root3 = tmp_path / "noproofs"
     build_cluster(root3, {"f": dict(status="failed"), "a1": {}}, [obj("o", k=1, n=2)],
                   [shard("o", 0, "f", 5), shard("o", 1, "f", 5)], proofs_day=D1)
+    # v1.1: day partitions are complete, so a proofs day missing after the first is bad input
+    with pytest.raises(BadInput, match=r"table 'proofs'.*missing partition date=2026-03-03 .*first missing day 2026-03-03"):
+        plan_redistribution(ExportReader(root3), "f", day(D2), day(D2))
+    write(root3, "proofs", [], D2)
     r3 = plan_redistribution(ExportReader(root3), "f", day(D2), day(D2)).plan.to_pylist()
     assert {r["reason"] for r in r3} == {REASON_UNRECOVERABLE}  # both shards on f: 0 healthy < k
     shutil.rmtree(root3)
     build_cluster(root3, {"f": dict(status="failed"), "a1": {}, "a2": {}}, [obj("o", k=1, n=2)],
                   [shard("o", 0, "f", 5), shard("o", 1, "a1", 5)], proofs_day=D1)
+    write(root3, "proofs", [], D2)
     r3 = plan_redistribution(ExportReader(root3), "f", day(D2), day(D2))
     assert [r["reason"] for r in r3.plan.to_pylist()] == [REASON_NO_VERIFIED] and r3.candidates == 0
 
@@ -454,17 +459,36 @@ def test_clawback_sums_exactly_the_rewards_after_failure(tmp_path):
         reward("r6", "other", ts(D2, 23, 50), amount=17),
     ], D2)
     write(tmp_path, "rewards", [reward("r0", "f", ts(D1, 9), amount=3)], D1)
-    write(tmp_path, "rewards", [reward("r7", "f", ts(D4, 23, 50), amount=19)], D4)  # D3: no partition
+    write(tmp_path, "rewards", [], D3)  # a day without rewards: an empty partition (v1.1)
+    write(tmp_path, "rewards", [reward("r7", "f", ts(D4, 23, 50), amount=19)], D4)
     write(tmp_path, "rewards", [reward("r8", "f", ts("2026-03-06", 1), amount=23)], "2026-03-06")  # after as_of
     table, totals = reward_adjustments(ExportReader(tmp_path), failure, day(D4))
     rows = table.to_pylist()
-    assert [r["clawed_reward_id"] for r in rows] == ["r3", "r4", "r7"]
-    assert [r["amount_nod"] for r in rows] == [-11, -13, -19]
+    # r3 (11) was already clawed back by the adjustment r5 (-11): netted out of the proposal, oldest first
+    assert [r["clawed_reward_id"] for r in rows] == ["r4", "r7"]
+    assert [r["amount_nod"] for r in rows] == [-13, -19] and [r["netted_nod"] for r in rows] == [0, 0]
     assert all(r["kind"] == "adjustment" and r["node_id"] == "f" for r in rows)
-    assert totals["clawback_nod"] == 43 == -sum(r["amount_nod"] for r in rows)
-    assert totals["rewards_clawed_back"] == 3
+    assert totals["clawback_gross_nod"] == 43 and totals["clawback_nod"] == 32 == -sum(r["amount_nod"] for r in rows)
+    assert totals["rewards_clawed_back"] == 2 and totals["rewards_already_clawed_back"] == 1
     assert totals["existing_adjustments_nod"] == -11
     assert totals["reward_days_read"] == [D2, D3, D4]
+    assert "already clawed back by 1 adjustment(s)" in totals["netting_note"]
+
+
+def test_clawback_is_net_of_adjustments_paid_later_and_partial_ones(tmp_path):
+    """An adjustment already paid for the failure counts whenever it was paid, even after as_of; a
+    partial one leaves the rest proposed; one after the node's next failure belongs to that one."""
+    failure = FailureEvent("f", ts(D2, 10), None, "eqm")
+    write(tmp_path, "rewards", [reward("r1", "f", ts(D2, 23, 50), amount=100),
+                                reward("r2", "f", ts(D2, 23, 55), "proof", 50)], D2)
+    write(tmp_path, "rewards", [reward("a1", "f", ts(D3, 9), "adjustment", -120)], D3)  # paid after as_of = D2
+    table, totals = reward_adjustments(ExportReader(tmp_path), failure, day(D2))
+    assert [(r["clawed_reward_id"], r["amount_nod"], r["netted_nod"]) for r in table.to_pylist()] == [("r2", -30, 20)]
+    assert (totals["clawback_gross_nod"], totals["clawback_nod"], totals["existing_adjustments_nod"]) == (150, 30, -120)
+    # without that adjustment the whole 150 is proposed (the check fails if netting is removed)
+    write(tmp_path, "rewards", [], D3)
+    _, totals = reward_adjustments(ExportReader(tmp_path), failure, day(D2))
+    assert totals["clawback_nod"] == 150 and totals["existing_adjustments"] == 0
 
 
 def test_respond_to_failure_end_to_end(tmp_path):

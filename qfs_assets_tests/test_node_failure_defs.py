@@ -7,14 +7,15 @@ import dagster as dg
 from qfs_assets.definitions import defs
 from qfs_assets.defs.node_failure.assets import node_failures
 from qfs_assets.defs.node_failure.sensors import node_failure_sensor
-from qfs_assets.defs.resources import ExportResource
+from qfs_assets.defs.resources import EvidenceResource, ExportResource
 
 FAILURE = "node-0007_20260311"
 
 
 def tick(instance, export_root, cursor=None):
     ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                  resources={"export": ExportResource(export_root=str(export_root))})
+                                  resources={"export": ExportResource(export_root=str(export_root)),
+                                             "evidence": EvidenceResource(evidence_root=str(export_root.parent / "ev"))})
     return node_failure_sensor(ctx)
 
 
@@ -42,7 +43,11 @@ def test_sensor_fires_once_per_failure_and_the_response_plans_it(demo, tmp_path)
     assert m["node_id"] == "node-0007"
     assert m["shards_to_move"] == 379 and m["shards_unplaceable"] == 0
     assert m["receivers_verified"] == m["receiving_nodes"] > 0
-    assert m["clawback_nod"] > 0  # the storage reward paid on the failure day
+    # the storage reward paid on the failure day was already clawed back by the demo's adjustment of
+    # the next day: the proposal is net of it (nothing left to claw back) and says so
+    assert m["clawback_gross_nod"] > 0 and m["clawback_nod"] == 0
+    assert m["existing_adjustments_nod"] == -m["clawback_gross_nod"] and m["rewards_already_clawed_back"] == 1
+    assert "already clawed back by 1 adjustment(s)" in doc["clawback_netting"]["note"]
     assert {c["name"] for c in doc["criteria"]} == {"all_shards_placed", "receivers_verified", "no_co_location",
                                                     "capacity_respected"}
 
@@ -62,5 +67,5 @@ def test_clawback_stops_at_the_repair(demo):
     assert after_repair.metrics["recovered_at"] == dt.datetime(2026, 3, 16, 6, 0, tzinfo=dt.timezone.utc)
     assert on_the_day.metrics["recovered_at"] is None
     claws = after_repair.tables["node_failure_reward_adjustments"].to_pylist()
-    assert claws and all(c["clawed_ts"] < after_repair.metrics["recovered_at"] for c in claws)
-    assert after_repair.metrics["clawback_nod"] >= on_the_day.metrics["clawback_nod"] > 0
+    assert all(c["clawed_ts"] < after_repair.metrics["recovered_at"] for c in claws)
+    assert after_repair.metrics["clawback_gross_nod"] >= on_the_day.metrics["clawback_gross_nod"] > 0

@@ -24,7 +24,7 @@ from qfs_assets import cli
 from qfs_assets.analytics.trace import trace_tx
 from qfs_assets.definitions import defs
 from qfs_assets.defs.node_failure.sensors import node_failure_sensor
-from qfs_assets.defs.resources import ExportResource
+from qfs_assets.defs.resources import EvidenceResource, ExportResource
 from qfs_assets.demo import DemoConfig, generate
 
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -167,7 +167,8 @@ def test_2_sharding_assignment_proofs_verification(instance, deployment, evidenc
 
 def test_3_node_failure_redistribution_reverification_rewards(instance, deployment, evidence_root):
     """node failure → shard redistribution → AEGIS re-verification → reward adjustment (the sensor fires)."""
-    resources = {"export": ExportResource(export_root=str(deployment.export_root))}
+    resources = {"export": ExportResource(export_root=str(deployment.export_root)),
+                 "evidence": EvidenceResource(evidence_root=str(evidence_root))}
     tick = node_failure_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     assert [r.partition_key for r in tick.run_requests] == ["node-0007_20260311"]
     again = node_failure_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor, resources=resources))
@@ -180,8 +181,10 @@ def test_3_node_failure_redistribution_reverification_rewards(instance, deployme
     assert all(p["to_node_id"] and p["to_node_id"] != "node-0007" for p in plan)
     receivers = pq.read_table(evidence_root / "node_failure_receivers").to_pylist()
     assert receivers and all(r["verified"] for r in receivers)
+    # the reward paid to the failed node was already clawed back the next day: the proposal nets it out
     claws = pq.read_table(evidence_root / "node_failure_reward_adjustments").to_pylist()
-    assert claws and all(c["amount_nod"] < 0 and c["kind"] == "adjustment" for c in claws)
+    assert all(c["amount_nod"] < 0 and c["kind"] == "adjustment" for c in claws)
+    assert doc["metrics"]["clawback_nod"] == doc["metrics"]["clawback_gross_nod"] + doc["metrics"]["existing_adjustments_nod"]
     # the run and a schedule tick live in the PostgreSQL-backed instance
     assert instance.get_runs(filters=dg.RunsFilter(job_name="node_failure_response_job"))
     schedule = defs.resolve_schedule_def("node_health_assessment_schedule")

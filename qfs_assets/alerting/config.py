@@ -61,6 +61,16 @@ outbox for audit):
     failing at the deadline is reported ``failed`` and retried by the next dispatch of the
     same alert).
 
+Thresholds of the operational alerts (variables, or the same keys lower-case in the file):
+
+``QFS_ALERT_BURST_ERRORS_PER_HOUR`` (default 100, at least 1)
+    ``storage_error_burst`` when one node has more storage errors than this in one UTC hour.
+``QFS_ALERT_DEGRADED_OBJECTS_OVER`` (default 0: any)
+    ``redundancy_lost`` when more objects than this are degraded (and some newly so).
+``QFS_ALERT_EVIDENCE_GRACE_HOURS`` (default 6)
+    ``evidence_missing`` when a closed partition still has no evidence this long after its
+    activity's scheduled run.
+
 A variable wins over the same setting in the file.
 """
 
@@ -87,7 +97,7 @@ ENV_PREFIX = "QFS_ALERT_"
 DEFAULT_EVIDENCE_ROOT = "evidence_store"  # as the CLI's default evidence root
 STATE_SUBDIR = "_alerts"
 DEFAULTS = {"attempts": 3, "base_delay_seconds": 1.0, "max_delay_seconds": 8.0, "timeout_seconds": 5.0,
-            "max_seconds": 30.0}
+            "max_seconds": 30.0, "burst_errors_per_hour": 100, "degraded_objects_over": 0, "evidence_grace_hours": 6.0}
 
 
 class AlertConfigError(ValueError):
@@ -103,6 +113,12 @@ class AlertConfig:
     max_delay: float = 8.0
     timeout: float = 5.0
     max_seconds: float = 30.0
+    #: storage_error_burst: more than this many errors of one node in one UTC hour
+    burst_errors_per_hour: int = 100
+    #: redundancy_lost: more than this many degraded objects (0: any)
+    degraded_objects_over: int = 0
+    #: evidence_missing: hours after an activity's scheduled run before a closed partition without evidence alerts
+    evidence_grace_hours: float = 6.0
 
     def describe(self) -> list[dict[str, str]]:
         """Secret-free description of the sinks (for logs and UIs)."""
@@ -142,6 +158,9 @@ class _Timing(BaseModel):
     timeout_seconds: Annotated[float, Field(ge=0.05)] | None = None
     max_seconds: Annotated[float, Field(ge=0.1)] | None = None
     state_dir: Path | None = None
+    burst_errors_per_hour: Annotated[int, Field(ge=1)] | None = None
+    degraded_objects_over: Annotated[int, Field(ge=0)] | None = None
+    evidence_grace_hours: Annotated[float, Field(ge=0)] | None = None
 
 
 # ---- the environment ----------------------------------------------------------------------------
@@ -382,7 +401,9 @@ def load_config(env: Mapping[str, str] | None = None, *, evidence_root: str | os
     config = AlertConfig(
         sinks=list(unique.values()), state_dir=Path(state_dir), attempts=setting("attempts"),
         base_delay=setting("base_delay_seconds"), max_delay=setting("max_delay_seconds"),
-        timeout=setting("timeout_seconds"), max_seconds=setting("max_seconds"))
+        timeout=setting("timeout_seconds"), max_seconds=setting("max_seconds"),
+        burst_errors_per_hour=setting("burst_errors_per_hour"), degraded_objects_over=setting("degraded_objects_over"),
+        evidence_grace_hours=setting("evidence_grace_hours"))
     for sink in config.sinks:
         if isinstance(sink, SmtpSink) and sink.password and not (sink.starttls or sink.use_ssl):
             log.warning("alerting configuration: %s logs in without TLS (STARTTLS disabled)", sink.sink_id)

@@ -29,7 +29,25 @@ from typing import Any, Mapping
 from qfs_assets import registry
 from qfs_assets.registry import TRIAGE_RUNBOOK
 
-KINDS = frozenset({"criteria_failed", "run_failed", "bad_input", "sensor_error"})
+#: Operational events (issue "nothing fails silently"): see :mod:`qfs_assets.alerting.events`.
+EVENT_KINDS = ("storage_corruption", "storage_error_burst", "node_failure", "redundancy_lost", "diff_unresolved",
+               "evidence_missing")
+KINDS = frozenset({"criteria_failed", "run_failed", "bad_input", "sensor_error", *EVENT_KINDS})
+
+#: The runbook of each kind that is not a failed criterion (alert triage for the rest).
+KIND_RUNBOOKS = {
+    "storage_corruption": "docs/runbooks/storage-errors.md",
+    "storage_error_burst": "docs/runbooks/storage-errors.md",
+    "node_failure": "docs/runbooks/node-failure.md",
+    "redundancy_lost": "docs/runbooks/node-failure.md",
+    "diff_unresolved": "docs/runbooks/dual-write-rollback.md",
+    "evidence_missing": "docs/runbooks/backfills.md",
+}
+
+#: ``critical``: act now (data may be lost); ``error``: a check or a run failed; ``warning``: look today.
+SEVERITIES = ("critical", "error", "warning")
+DEFAULT_SEVERITY = {"storage_corruption": "critical", "node_failure": "critical", "storage_error_burst": "warning",
+                    "redundancy_lost": "warning", "diff_unresolved": "error", "evidence_missing": "error"}
 
 
 _MAX_MESSAGE = 4000
@@ -47,7 +65,7 @@ def runbook_for(activity: str, kind: str = "criteria_failed", runbooks: Mapping[
     """The runbook of an alert: the activity's own (the registry's) for failed criteria, alert
     triage otherwise."""
     if kind != "criteria_failed":
-        return TRIAGE_RUNBOOK
+        return KIND_RUNBOOKS.get(kind, TRIAGE_RUNBOOK)
     if runbooks is not None:
         return runbooks.get(activity, TRIAGE_RUNBOOK)
     return registry.runbook_for(activity)
@@ -94,10 +112,15 @@ class Alert:
     details: Mapping[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"))
     dedupe_key: str = ""
+    severity: str = ""  # default per kind (DEFAULT_SEVERITY, else "error")
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown alert kind {self.kind!r}; expected one of {sorted(KINDS)}")
+        if not self.severity:
+            object.__setattr__(self, "severity", DEFAULT_SEVERITY.get(self.kind, "error"))
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {self.severity!r}; expected one of {list(SEVERITIES)}")
         object.__setattr__(self, "failed_criteria", tuple(self.failed_criteria))
         if self.runbook is None:
             object.__setattr__(self, "runbook", runbook_for(self.activity, self.kind))
@@ -113,7 +136,8 @@ class Alert:
     @property
     def title(self) -> str:
         where = f"{self.activity} {self.partition}" if self.partition else self.activity
-        return f"[QFS Assure] {self.kind.replace('_', ' ').upper()}: {where}"
+        urgent = "CRITICAL " if self.severity == "critical" else ""
+        return f"[QFS Assure] {urgent}{self.kind.replace('_', ' ').upper()}: {where}"
 
     def criteria_lines(self) -> list[str]:
         return [f"{c.name}: observed {fmt_value(c.observed)} (threshold {fmt_value(c.threshold)})"
@@ -125,6 +149,7 @@ class Alert:
         if self.failed_criteria:
             lines += ["", "Failed criteria:"] + [f"  - {line}" for line in self.criteria_lines()]
         lines.append("")
+        lines.append(f"Severity: {self.severity}")
         lines.append(f"Activity: {self.activity}")
         lines.append(f"Partition: {self.partition or '-'}")
         if self.evidence_path:
@@ -146,7 +171,7 @@ class Alert:
                                   for c in data.get("failed_criteria") or []),
             evidence_path=data.get("evidence_path"), runbook=data.get("runbook"),
             fingerprint=data.get("fingerprint") or "", details=dict(data.get("details") or {}),
-            dedupe_key=data.get("dedupe_key") or "",
+            dedupe_key=data.get("dedupe_key") or "", severity=data.get("severity") or "",
             **({"created_at": data["created_at"]} if data.get("created_at") else {}),
         )
 
@@ -154,6 +179,7 @@ class Alert:
         return {
             "schema": "qfs-alert-v1",
             "kind": self.kind,
+            "severity": self.severity,
             "activity": self.activity,
             "partition": self.partition,
             "message": self.message,

@@ -274,7 +274,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     fields = [
         {"type": "mrkdwn", "text": f"*Activity*\n{alert.activity}"},
         {"type": "mrkdwn", "text": f"*Partition*\n{alert.partition or '-'}"},
-        {"type": "mrkdwn", "text": f"*Kind*\n{alert.kind}"},
+        {"type": "mrkdwn", "text": f"*Kind*\n{alert.kind} ({alert.severity})"},
         {"type": "mrkdwn", "text": f"*Runbook*\n`{alert.runbook}`"},
     ]
     blocks: list[dict[str, Any]] = [
@@ -349,6 +349,10 @@ class SmtpSink(Sink):
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = make_msgid(domain="qfs-assure")
         msg["X-QFS-Alert-Key"] = alert.dedupe_key
+        msg["X-QFS-Alert-Severity"] = alert.severity
+        if alert.severity == "critical":
+            msg["Importance"] = "high"
+            msg["X-Priority"] = "1"
         msg.set_content(alert.text())
         return msg
 

@@ -50,7 +50,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 _TYPES: dict[str, pa.DataType] = {
     "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
-    "list<string>": pa.list_(pa.string()), "timestamp": TS,
+    "list<string>": pa.list_(pa.string()), "timestamp": TS, "json": pa.string(),  # an object, as JSON text
 }
 
 #: The evidence-v1 contract's metric keys with their types (from the activity registry): the

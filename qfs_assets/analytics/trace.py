@@ -251,7 +251,7 @@ class _Tracer:
         key = (table, day)
         if key not in self._views:
             name = f"t_{table}_{day:%Y%m%d}"
-            self.reader.relation(self.con, table, [day], validate=False, required=False, view_name=name)
+            self.reader.relation(self.con, table, [day], validate=False, required=False, complete=False, view_name=name)
             self._views[key] = name
         return self._views[key]
 

@@ -163,6 +163,29 @@ EQM = _spec(
     ],
 )
 
+#: storage_errors (v1.1): the StorageEngine's own error feed
+STORAGE_ERROR_OPERATIONS = ("put", "get", "delete", "repair", "proof")
+STORAGE_ERROR_CLASSES = ("io_error", "timeout", "not_found", "capacity_exceeded", "checksum_mismatch", "internal")
+#: the error class that means silent corruption (never transient)
+CORRUPTION_CLASS = "checksum_mismatch"
+
+STORAGE_ERRORS = _spec(
+    "storage_errors",
+    ["error_id"],
+    "date",
+    [
+        ("error_id", pa.string()),
+        ("ts", TS),
+        ("node_id", pa.string(), True),
+        ("object_id", pa.string(), True),
+        ("shard_index", pa.int32(), True),
+        ("operation", pa.string()),
+        ("error_class", pa.string()),
+        ("detail", pa.string(), True),
+    ],
+    {"operation": STORAGE_ERROR_OPERATIONS, "error_class": STORAGE_ERROR_CLASSES},
+)
+
 CHECKPOINTS = _spec(
     "checkpoints",
     ["seq"],
@@ -179,8 +202,15 @@ CHECKPOINTS = _spec(
 )
 
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (NODES, OBJECTS, SHARDS, PROOFS, FEES, REWARDS, EQM, CHECKPOINTS)
+    t.name: t for t in (NODES, OBJECTS, SHARDS, PROOFS, FEES, REWARDS, EQM, STORAGE_ERRORS, CHECKPOINTS)
 }
+
+#: Tables with optional feeds (v1.1): a deployment that never published one has no folder at all.
+OPTIONAL_TABLES = frozenset({"storage_errors"})
+
+#: Day-partitioned tables (``date=``): complete from their first partition on (v1.1). The
+#: snapshot tables (``snapshot_date=``) are read one snapshot at a time.
+DAY_PARTITIONED = tuple(t.name for t in TABLES.values() if t.partition_column == "date")
 
 EVENT_TYPES = (
     "node_registered",

@@ -106,6 +106,12 @@ class DemoConfig:
     maintenance: bool = True
     dual_write_drift: bool = True
     drift: DriftSpec = field(default_factory=DriftSpec)
+    # v1.1 and alerting incidents
+    storage_errors: bool = True  # publish the storage_errors feed (False: a qfs-export-v1 export)
+    storage_corruption: bool = True
+    error_burst: bool = True  # applies with node_failure
+    delayed_write: bool = True
+    missed_run: bool = True  # the demo command skips one partition (not part of the export)
 
     def validate(self) -> None:
         if self.days < 1 or self.nodes < 1 or self.objects < 0:
@@ -123,4 +129,5 @@ class DemoConfig:
         """The same deployment with every incident switched off (and no under-staked node):
         every criterion of every activity should pass."""
         return replace(self, node_failure=False, reward_to_failed_node=False, poor_proofs=False,
-                       reward_overrun=False, maintenance=False, dual_write_drift=False, understaked_nodes=0)
+                       reward_overrun=False, maintenance=False, dual_write_drift=False, understaked_nodes=0,
+                       storage_corruption=False, error_burst=False, delayed_write=False, missed_run=False)

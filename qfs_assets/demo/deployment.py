@@ -49,7 +49,12 @@ class DemoDeployment:
         if drift is None:
             drift = self.config.dual_write_drift
         objs = pq.read_table(self.partition_path("objects", as_of))
-        return build_sor_table(objs, as_of, self.config.seed, self.config.drift if drift else None)
+        if as_of == self.end and drift == self.config.dual_write_drift:  # exactly what was written
+            from qfs_assets.demo.generator import demo_sor_table
+
+            tbl, diffs, _ = demo_sor_table(self.config, objs, self.start, as_of)
+            return tbl, diffs
+        return build_sor_table(objs, as_of, self.config.seed, self.config.drift if drift else None, since=self.start)
 
     def write_sor_as_of(
         self, url: str, as_of: date, schema: str | None = None, drift: bool | None = None

@@ -49,9 +49,11 @@ import pyarrow.parquet as pq
 from qfs_assets.contract.hashing import state_root
 from qfs_assets.demo.config import DIFF_CATEGORIES, DemoConfig, DriftSpec, node_id, object_id
 from qfs_assets.demo.deployment import DemoDeployment
-from qfs_assets.demo.incidents import DEFAULT_INCIDENT_DATES, INCIDENT_PLAN, Incident, dual_write_incident, incident_list
+from qfs_assets.demo.incidents import (DEFAULT_INCIDENT_DATES, INCIDENT_PLAN, Incident, Schedule, delayed_write_incident,
+                                      dual_write_incident, feed_incidents, incident_list, missed_run_incident)
 from qfs_assets.demo.simulation import Simulation
-from qfs_assets.demo.sor_table import build_sor_table, compare_sor
+from qfs_assets.demo.sor_table import build_sor_table, compare_sor, delayed_write
+from qfs_assets.demo.storage_errors import write_storage_errors
 from qfs_assets.demo.sor_writer import normalize_url, write_sor
 from qfs_assets.evidence.atomic import write_text_atomic
 
@@ -70,6 +72,16 @@ __all__ = [
     "node_id",
     "object_id",
 ]
+
+
+def demo_sor_table(config: DemoConfig, manifest, start, as_of):
+    """(system of record table, expected diffs, delayed object id or None) of the demo at ``as_of``."""
+    drift = config.drift if config.dual_write_drift else None
+    tbl, diffs = build_sor_table(manifest, as_of, config.seed, drift, since=start)
+    delayed = None
+    if config.delayed_write:
+        tbl, delayed = delayed_write(tbl, manifest, start, exclude=diffs)
+    return tbl, diffs, delayed
 
 
 def generate(
@@ -110,11 +122,17 @@ def generate(
         if gc_was_enabled:
             gc.enable()
 
+    schedule = Schedule.of(config)
+    if config.storage_errors:
+        counts["storage_errors"], found = write_storage_errors(config, export_root, schedule)
+        incidents += feed_incidents(config, found)
+    else:
+        counts.pop("storage_errors", None)
+
     url = normalize_url(sor_url) if sor_url else f"sqlite:///{out / 'sor.sqlite'}"
     end = days[-1]
     final_manifest = pq.read_table(last_objects_path)
-    drift = config.drift if config.dual_write_drift else None
-    sor_tbl, diffs = build_sor_table(final_manifest, end, config.seed, drift)
+    sor_tbl, diffs, delayed = demo_sor_table(config, final_manifest, days[0], end)
     if compare_sor(sor_tbl, final_manifest, end) != diffs:  # pragma: no cover - a generator bug
         raise AssertionError("the system of record's drift differs from the expected diffs")
     del final_manifest
@@ -122,6 +140,11 @@ def generate(
 
     if config.dual_write_drift:
         incidents.append(dual_write_incident(config, end, diffs))
+    if delayed:
+        incidents.append(delayed_write_incident(config, days[0], delayed))
+    missed = missed_run_incident(config, schedule)
+    if missed:
+        incidents.append(missed)
     dep = DemoDeployment(
         out_dir=out, export_root=export_root, sor_url=url, sor_schema=sor_schema, start=days[0], end=end, days=days,
         incidents=incidents, expected_dual_write_diffs=diffs, checkpoint_count=counts["checkpoints"],

@@ -42,8 +42,23 @@ INCIDENT_PLAN: dict[str, dict[str, Any]] = {
     # listed in unverified_node_ids every day (verified_ratio stays > 0.95 with 40 nodes).
     "understaked_node": {},
     # The system of record (written once, the live state after the last day) differs from the
-    # final manifest: see DriftSpec.
+    # final manifest: see DriftSpec. The drifted objects are among those written on day 0 and never
+    # rewritten, so every difference is visible from the first daily diff on.
     "dual_write_drift": {},
+    # v1.1: one checksum_mismatch in the storage_errors feed (a proof challenge at 14:31 on day 23
+    # finds a shard whose bytes no longer match its hash): that day fails no_corruption_errors and
+    # the storage errors sensor sends a critical storage_corruption alert.
+    "storage_corruption": {"day": 23, "at": 14 * HOUR + 31 * MINUTE},
+    # 120 disk errors of the failing node between 09:00 and 10:00 on its failure day (before it
+    # fails at 10:17): a storage_error_burst alert (default threshold: more than 100 an hour).
+    "storage_error_burst": {"day": 9, "from": 9 * HOUR, "errors": 120},
+    # A write the gateway recorded at 10:00 on day 0 that the StorageEngine applied on day 3: the
+    # daily diffs see missing_in_storage for three days (resolved 72 hours after first seen), so the
+    # month's diffs_resolved_in_24h fails with resolved_late 1 although the difference closed.
+    "delayed_storage_write": {"gateway_day": 0, "storage_day": 3},
+    # Not in the export: `qfs-assure demo` skips this partition, as a stopped daemon would; the
+    # evidence watchdog alerts evidence_missing and `qfs-assure gaps` lists it.
+    "missed_run": {"activity": "node_health_assessment", "day": 34},
 }
 
 #: Dates of the incidents for the default configuration (start 2026-03-02, 42 days).
@@ -57,6 +72,11 @@ DEFAULT_INCIDENT_DATES = {
     "dual_write_drift": ("system of record (live, after 2026-04-12) vs manifest of 2026-04-12 (month 2026-04); "
                          "against 2026-03-31 (month 2026-03) the April changes are in flight and the drifted "
                          "objects that existed then show up too"),
+    "storage_corruption": "2026-03-25 14:31 (checksum_mismatch found by a proof challenge)",
+    "storage_error_burst": "node-0007, 120 errors 2026-03-11 09:00..10:00 (before it fails at 10:17)",
+    "delayed_storage_write": "recorded by the gateway 2026-03-02 10:00, applied by the StorageEngine 2026-03-05 "
+                             "(daily diffs 2026-03-02..04; month 2026-03)",
+    "missed_run": "node_health_assessment 2026-04-05 not judged by the demo",
 }
 
 
@@ -182,6 +202,61 @@ def incident_list(cfg: DemoConfig, schedule: Schedule | None = None) -> list[Inc
             description="stake below 1000 NOD: unverified every day; verified_ratio stays above 0.95.",
         ))
     return out
+
+
+def feed_incidents(cfg: DemoConfig, found: dict) -> list[Incident]:
+    """The incidents of the storage_errors feed, as written (``found``: incident -> (day, detail))."""
+    out = []
+    if "storage_corruption" in found:
+        d, (node, obj, idx) = found["storage_corruption"]
+        out.append(Incident(
+            name="storage_corruption", activity="node_health_assessment", days=(d,), partitions=(d,),
+            failing_criteria=("no_corruption_errors",), node_ids=(node,), object_ids=(obj,),
+            expected_metrics={"corruption_errors": 1},
+            description=(f"a proof challenge finds that shard {idx} of {obj} on {node} no longer matches its hash "
+                         f"(checksum_mismatch): the day fails no_corruption_errors and the storage_errors_sensor "
+                         f"sends a critical storage_corruption alert."),
+        ))
+    if "storage_error_burst" in found:
+        d, node = found["storage_error_burst"]
+        p = INCIDENT_PLAN["storage_error_burst"]
+        out.append(Incident(
+            name="storage_error_burst", activity="node_health_assessment", days=(d,), partitions=(d,),
+            failing_criteria=(), node_ids=(node,), expected_metrics={"storage_errors": f">{p['errors']}"},
+            description=(f"{p['errors']} io_error/timeout errors on {node} in the hour before it fails: a "
+                         f"storage_error_burst alert (more than 100 errors of one node in one hour); no criterion "
+                         f"judges error volume."),
+        ))
+    return out
+
+
+def delayed_write_incident(cfg: DemoConfig, start: date, object_id: str) -> Incident:
+    p = INCIDENT_PLAN["delayed_storage_write"]
+    seen = tuple(start + timedelta(days=k) for k in range(p["storage_day"]))
+    return Incident(
+        name="delayed_storage_write", activity="dual_write_verification",
+        days=seen + (start + timedelta(days=p["storage_day"]),), partitions=(start.replace(day=1),),
+        failing_criteria=("diffs_resolved_in_24h",), object_ids=(object_id,),
+        expected_metrics={"resolved_late": 1},
+        description=(f"the gateway recorded {object_id} at 10:00 on {start}, the StorageEngine applied the write "
+                     f"on {start + timedelta(days=p['storage_day'])}: missing_in_storage in the daily diffs of "
+                     f"{seen[0]}..{seen[-1]}, resolved 72 hours after first seen. The daily diff alerts "
+                     f"diff_unresolved the day it reaches 24 hours; the month fails diffs_resolved_in_24h with "
+                     f"resolved_late 1 although the difference closed."),
+    )
+
+
+def missed_run_incident(cfg: DemoConfig, schedule: Schedule) -> Incident | None:
+    p = INCIDENT_PLAN["missed_run"]
+    if not cfg.missed_run or p["day"] >= len(schedule.days):
+        return None
+    d = schedule.days[p["day"]]
+    return Incident(
+        name="missed_run", activity=p["activity"], days=(d,), partitions=(d,), failing_criteria=(),
+        description=(f"`qfs-assure demo` does not judge {p['activity']} {d} (as if the daemon were stopped that "
+                     f"night): no evidence, so the evidence watchdog alerts evidence_missing and `qfs-assure gaps` "
+                     f"lists it with the command that fills it."),
+    )
 
 
 def dual_write_incident(cfg: DemoConfig, end: date, diffs: dict[str, str]) -> Incident:

@@ -16,13 +16,15 @@ from qfs_assets.windows import day_start_us
 
 
 def build_sor_table(
-    objects: pa.Table, as_of: date, seed: int, drift: DriftSpec | None = DriftSpec()
+    objects: pa.Table, as_of: date, seed: int, drift: DriftSpec | None = DriftSpec(), since: date | None = None
 ) -> tuple[pa.Table, dict[str, str]]:
     """The system of record mirroring a manifest snapshot (``objects`` of day ``as_of``),
     with ``drift`` injected. Returns (table of SOR_ARROW_SCHEMA, {object_id: category}).
 
-    Deterministic in (manifest, as_of, seed, drift). Drift rows (not in flight) carry an
-    ``updated_at`` at or before the snapshot's end; in-flight rows carry one after it.
+    Deterministic in (manifest, as_of, seed, drift, since). Drift rows (not in flight) carry an
+    ``updated_at`` at or before the snapshot's end; in-flight rows carry one after it. With
+    ``since``, the drifted objects are taken among those last written on or before that day, so
+    every difference is visible (and reaches 24 hours) from the same daily diff on.
     """
     cols = {c: objects.column(c).to_pylist() for c in SOR_ARROW_SCHEMA.names if c != "updated_at"}
     cols["updated_at"] = objects.column("updated_at").cast(pa.int64()).to_pylist()
@@ -34,6 +36,10 @@ def build_sor_table(
     if drift is not None and n:
         rng = random.Random(seed * 1_000_003 + as_of.toordinal())
         live = [i for i in range(n) if not cols["deleted"][i]]
+        if since is not None:
+            cut = day_start_us(since) + DAY
+            early = [i for i in live if cols["updated_at"][i] < cut]
+            live = early if len(early) >= 16 else live
         n_inflight_existing = sum(1 for j in range(drift.in_flight) if j % 3 != 1)
         want = drift.missing_in_sor + drift.version_mismatch + drift.content_mismatch + n_inflight_existing
         picks = rng.sample(live, min(want, len(live)))
@@ -117,3 +123,36 @@ def compare_sor(sor: pa.Table, manifest: pa.Table, day: date) -> dict[str, str]:
         if category is not None:
             out[oid] = category
     return out
+
+
+#: The delayed write: the gateway recorded it (system of record) this long before the StorageEngine
+#: applied it; the daily diffs see a ``missing_in_storage`` for three days, resolved after 72 hours.
+DELAY_DAYS = 3
+GATEWAY_AT = 10 * 60 * MINUTE  # 10:00 UTC on the start day
+
+
+def delayed_write(sor: pa.Table, objects: pa.Table, start: date, exclude=()) -> tuple[pa.Table, str | None]:
+    """The system of record with one write made 72 hours late by the StorageEngine.
+
+    The object is the smallest id of ``objects`` (the final manifest) written once, on day
+    ``start + 3``, and never touched again; its system of record row gets the gateway's time,
+    10:00 on ``start``. Nothing else changes (``updated_at`` is not compared, so the final
+    comparison is unchanged). Returns (table, object_id or None when there is no such object).
+    """
+    lo = day_start_us(start) + DELAY_DAYS * DAY
+    hi = lo + DAY
+    ids = objects.column("object_id").to_pylist()
+    ver = objects.column("version").to_pylist()
+    gone = objects.column("deleted").to_pylist()
+    upd = objects.column("updated_at").cast(pa.int64()).to_pylist()
+    skip = set(exclude)
+    cands = sorted(o for o, v, d, u in zip(ids, ver, gone, upd) if v == 1 and not d and lo <= u < hi and o not in skip)
+    if not cands:
+        return sor, None
+    oid = cands[0]
+    at = day_start_us(start) + GATEWAY_AT
+    col = sor.column("updated_at").cast(pa.int64()).to_pylist()
+    sids = sor.column("object_id").to_pylist()
+    col = [at if s == oid else u for s, u in zip(sids, col)]
+    i = sor.schema.get_field_index("updated_at")
+    return sor.set_column(i, sor.schema.field(i), pa.array(col, pa.int64()).cast(sor.schema.field(i).type)), oid

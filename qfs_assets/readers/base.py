@@ -163,8 +163,16 @@ class ExportReader:
                     raise BadInput(table, "partition folder name is not a date", file=p) from None
         return sorted(out)
 
-    def files(self, table: str, days: Sequence[dt.date] | None = None, *, required: bool = True) -> list[Path]:
-        """Parquet files of the given partitions; a missing partition is bad input when required."""
+    def files(self, table: str, days: Sequence[dt.date] | None = None, *, required: bool = True,
+              complete: bool = True) -> list[Path]:
+        """Parquet files of the given partitions; a missing partition is bad input when required.
+
+        Day partitions are complete (qfs-export-v1.1): for a ``date=`` table, a requested day on
+        or after the table's first partition with no Parquet file is bad input naming the table
+        and the first missing day, ``required`` or not; a day before the first partition is
+        before the network existed and reads as empty. ``required=False`` only lets an absent
+        table read as empty. ``complete=False`` (exploration tools, never a check) skips the rule.
+        """
         spec = TABLES[table]
         if spec.partition_column is None:
             tdir = self.table_dir(table)
@@ -172,13 +180,30 @@ class ExportReader:
             if not found and required:
                 raise BadInput(table, "no Parquet files (table missing from the export)", file=tdir)
             return found
+        day_table = complete and spec.partition_column == "date"
+        first = None
+        if day_table and days:
+            available = self.available_dates(table)
+            first = available[0] if available else None
         out: list[Path] = []
+        missing: list[tuple[dt.date, Path]] = []
         for day in days or []:
             pdir = self.partition_dir(spec, day)
             found = sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []
-            if not found and required:
-                raise BadInput(table, f"missing partition {spec.partition_column}={day.isoformat()}", file=pdir)
-            out.extend(found)
+            if found:
+                out.extend(found)
+            elif first is not None and day < first:
+                continue  # before the table's first partition: before the network existed
+            elif required or first is not None:
+                missing.append((day, pdir))
+        if missing:
+            day, pdir = min(missing)
+            col = spec.partition_column
+            problem = f"missing partition {col}={day.isoformat()}"
+            if first is not None:
+                problem += (f" (day partitions are complete from the table's first partition {col}={first.isoformat()}; "
+                            f"first missing day {day.isoformat()})")
+            raise BadInput(table, problem, file=pdir)
         return out
 
     # -- schema ----------------------------------------------------------------------
@@ -217,6 +242,7 @@ class ExportReader:
         view_name: str | None = None,
         required: bool = True,
         validate_keys: bool = True,
+        complete: bool = True,
     ) -> str:
         """Register a validated DuckDB view over the table's partitions; returns the view name.
 
@@ -226,7 +252,7 @@ class ExportReader:
         """
         spec = TABLES[table]
         cols = list(columns or spec.column_names)
-        files = self.files(table, days, required=required)
+        files = self.files(table, days, required=required, complete=complete)
         cast_check: set[str] = set()
         for f in files:
             cast_check |= self.check_file_schema(spec, f, cols)

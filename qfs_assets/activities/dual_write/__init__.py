@@ -13,6 +13,7 @@ SPECS = (
         runbook=_RUNBOOK,
         group="dual_write_daily",
         writes_evidence=False,
+        evidence_table="dual_write_diff_daily",
         uses_system_of_record=True,
         order=30,
         summary="keeps the diff ledger current (first seen / resolved) for the 24-hour rule",
@@ -32,7 +33,7 @@ SPECS = (
             ("sor_objects", "int64"), ("storage_objects", "int64"), ("in_flight", "int64"),
             ("missing_in_storage", "int64"), ("missing_in_sor", "int64"), ("version_mismatch", "int64"),
             ("content_mismatch", "int64"), ("inconsistencies", "int64"), ("sampled_objects", "int64"),
-            ("sample_failures", "int64"), ("unresolved_over_24h", "int64"),
+            ("sample_failures", "int64"), ("unresolved_over_24h", "int64"), ("resolved_late", "int64"),
         ),
     ),
 )

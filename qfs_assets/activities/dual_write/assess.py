@@ -77,8 +77,9 @@ CRITERION_DIFFS_RESOLVED = "diffs_resolved_in_24h"
 
 METRIC_KEYS = (
     "sor_objects", "storage_objects", "in_flight", *CATEGORIES, "inconsistencies",
-    "sampled_objects", "sample_failures", "unresolved_over_24h",
+    "sampled_objects", "sample_failures", "unresolved_over_24h", "resolved_late",
 )
+TABLE_RESOLVED_LATE = "dual_write_resolved_late"
 
 STORAGE = "storage_engine"
 SOR = "system_of_record"
@@ -348,15 +349,17 @@ def criteria_specs(params: DualWriteParams) -> list[CriterionSpec]:
             description=f"sample_failures == 0 over the {params.sample_bps / 100:g}% sample",
         ),
         CriterionSpec(
-            CRITERION_DIFFS_RESOLVED, (Rule("unresolved_over_24h", max_value=0),),
-            observed=("unresolved_over_24h",), threshold=0,
-            description=f"no diff first seen more than {params.resolution_hours:g} h before this run is still present",
+            CRITERION_DIFFS_RESOLVED, (Rule("unresolved_over_24h", max_value=0), Rule("resolved_late", max_value=0)),
+            observed=("unresolved_over_24h", "resolved_late"), threshold={"unresolved_over_24h": 0, "resolved_late": 0},
+            description=f"no diff first seen more than {params.resolution_hours:g} h before this run is still present, "
+                        f"and none was resolved inside the month more than {params.resolution_hours:g} h after it was "
+                        "first seen (as the daily diffs recorded)",
         ),
     ]
 
 
 JUDGE_COLUMNS = ("sor_objects", "storage_objects", "objects_count_difference", "inconsistencies",
-                 "sample_failures", "unresolved_over_24h")
+                 "sample_failures", "unresolved_over_24h", "resolved_late")
 
 
 def assess_dual_write(
@@ -394,11 +397,13 @@ def assess_dual_write(
         con.close()
 
     counts = daily.diff.counts
+    late = DiffLedger(evidence_root).resolved_late(month_start, last_day, params.resolution_hours)
     metrics: dict[str, Any] = {k: counts[k] for k in counts}
     metrics.update(
         sampled_objects=sampled,
         sample_failures=sample_failures.num_rows,
         unresolved_over_24h=daily.ledger.unresolved_over_threshold,
+        resolved_late=late.num_rows,
         objects_count_difference=counts["sor_objects"] - counts["storage_objects"],
         sor_rows=daily.diff.sor_rows,
         storage_rows=daily.diff.storage_rows,
@@ -425,6 +430,7 @@ def assess_dual_write(
             TABLE_INCONSISTENCIES: daily.inconsistencies,
             TABLE_SAMPLE_FAILURES: sample_failures,
             TABLE_RECONCILIATION: plan,
+            TABLE_RESOLVED_LATE: late,
         },
         extra={
             "reconciliation": {

@@ -25,6 +25,12 @@ a run inserted before the latest one (a backfill) re-derives every episode from 
 
 ``unresolved_over(run_key, hours)``: diffs present in that run whose episode began more than
 ``hours`` before the run's ``as_of`` (``first_seen < as_of - hours``).
+
+``reached_limit(run_key, hours)``: diffs present in that run that were open ``hours`` or more at
+its ``as_of`` and had not been at the run before (the day a difference reaches the limit: it can
+no longer be resolved in time). ``resolved_late(first_day, last_day, hours)``: episodes resolved
+by a daily diff of those days more than ``hours`` after they were first seen (evidence-v1.1
+``resolved_late``).
 """
 
 from __future__ import annotations
@@ -180,6 +186,34 @@ class DiffLedger:
         if run is None:
             raise KeyError(f"no run {run_key!r} in the diff ledger")
         return _unresolved(episodes, runs, run, resolution_hours)
+
+    def reached_limit(self, run_key: str, resolution_hours: float = 24) -> pa.Table:
+        """Diffs of run ``run_key`` open ``resolution_hours`` or more at its ``as_of`` that had not
+        reached it at the run before (UNRESOLVED_SCHEMA)."""
+        episodes, runs = self.load()
+        keys = [r.run_key for r in runs]
+        if run_key not in keys:
+            raise KeyError(f"no run {run_key!r} in the diff ledger")
+        i = keys.index(run_key)
+        limit = dt.timedelta(hours=resolution_hours)
+        now = _present(episodes, runs, runs[i]).to_pylist()
+        before = {(r["object_id"], r["category"], r["first_seen"])
+                  for r in (_present(episodes, runs, runs[i - 1]).to_pylist() if i else [])
+                  if r["first_seen"] <= runs[i - 1].as_of - limit}
+        rows = [r for r in now if r["first_seen"] <= runs[i].as_of - limit
+                and (r["object_id"], r["category"], r["first_seen"]) not in before]
+        return pa.Table.from_pylist([{k: r[k] for k in UNRESOLVED_SCHEMA.names} for r in rows], schema=UNRESOLVED_SCHEMA)
+
+    def resolved_late(self, first_day: dt.date, last_day: dt.date, resolution_hours: float = 24) -> pa.Table:
+        """Episodes resolved by a daily diff of ``first_day..last_day`` more than ``resolution_hours``
+        after they were first seen (EPISODE_SCHEMA)."""
+        episodes, _ = self.load()
+        limit = dt.timedelta(hours=resolution_hours)
+        first, last = f"daily:{first_day.isoformat()}", f"daily:{last_day.isoformat()}"
+        rows = [r for r in episodes.to_pylist()
+                if r["resolved_run"] and r["resolved_run"].startswith("daily:") and first <= r["resolved_run"] <= last
+                and r["resolved_at"] - r["first_seen"] > limit]
+        return pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
 
     def _summary(self, episodes: pa.Table, runs: list[Run], run: Run, hours: float, how: str) -> LedgerUpdate:
         seen = _present(episodes, runs, run)

@@ -14,10 +14,13 @@ failure's ``failure_id``, window = ``[failed_at, end of as_of day)``. It holds
   day through ``as_of``; a missing partition is a day without rewards), detail table
   ``node_failure_reward_adjustments``; and an exclusion entry for future reward runs
   (``extra["reward_exclusion"]``: node_id, excluded_from = failed_at, until "active again").
-  Existing adjustments to the node in the window are not netted (the ledger does not link an
-  adjustment to the reward it corrects); their sum is reported as ``existing_adjustments_nod``
-  (and ``clawback_net_of_existing_nod`` = clawback_nod + that sum) so an operator can see a
-  claw-back that was already made before applying the proposal.
+  The proposal is *net* of the claw-backs already made: every ``adjustment`` to the node paid at
+  or after ``failed_at`` (read from the failure day to the newest ``rewards`` partition, whenever
+  it was paid, up to the node's next failure) is subtracted, oldest reward first; a reward fully
+  recovered that way is left out of the proposal, a partly recovered one is proposed for the
+  rest (``netted_nod``). The evidence says so: ``clawback_gross_nod`` (paid while failed),
+  ``existing_adjustments_nod`` (their signed sum), ``clawback_nod`` (the net proposal),
+  ``rewards_already_clawed_back``, and ``extra["clawback_netting"]`` lists the adjustments.
 
 Criteria (data, judged by the GX adapter over a one-row judge table):
 ``all_shards_placed`` (shards_unplaceable == 0), ``receivers_verified`` (receivers_unverified
@@ -63,6 +66,7 @@ ADJUSTMENT_SCHEMA = pa.schema([
     pa.field("clawed_epoch", pa.int64(), nullable=False),
     pa.field("clawed_ts", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("clawed_amount_nod", pa.int64(), nullable=False),
+    pa.field("netted_nod", pa.int64(), nullable=False),  # already recovered by existing adjustments
 ])
 
 RECEIVER_SCHEMA = pa.schema([
@@ -161,15 +165,35 @@ def recovered_at(reader: ExportReader, failure: FailureEvent, as_of: dt.date) ->
                  if node == failure.node_id and ts > failure.failed_at and status != "failed"), None)
 
 
+def next_failure_at(reader: ExportReader, failure: FailureEvent, through: dt.date) -> dt.datetime | None:
+    """When the node failed again after recovering (its next failure in the log), up to ``through``."""
+    days = [d for d in reader.available_dates("eqm") if failure.failed_on <= d <= through]
+    events = _status_events(reader, days, failure.seq)[0]
+    recovered = False
+    for _, ts, node, status in events:
+        if node != failure.node_id or ts <= failure.failed_at:
+            continue
+        if status != "failed":
+            recovered = True
+        elif recovered:
+            return ts
+    return None
+
+
 def reward_adjustments(reader: ExportReader, failure: FailureEvent, as_of: dt.date) -> tuple[pa.Table, dict]:
-    """The claw-back proposal (one negative adjustment per reward paid while the node was failed) and totals.
+    """The claw-back proposal (one negative adjustment per reward paid while the node was failed,
+    net of the adjustments already paid for the failure) and totals.
 
     The window is ``[failed_at, recovery)`` when the node came back before the end of ``as_of``
     (rewards earned after the repair are legitimate), else ``[failed_at, end of as_of)``.
+    Existing adjustments are read from the failure day to the newest rewards partition.
     """
     recovery = recovered_at(reader, failure, as_of)
     end = min(day_end(as_of), recovery) if recovery else day_end(as_of)
     days = days_between(failure.failed_on, as_of + dt.timedelta(days=1))
+    newest = max([d for d in reader.available_dates("rewards")] + [as_of])
+    adj_days = days_between(failure.failed_on, newest + dt.timedelta(days=1))
+    adj_end = next_failure_at(reader, failure, newest)
     con = connect()
     try:
         view = reward_ledger(reader, con, days, view="nf_rewards", required=False, validate_keys=False)
@@ -181,37 +205,61 @@ def reward_adjustments(reader: ExportReader, failure: FailureEvent, as_of: dt.da
             """,
             [failure.node_id, failure.failed_at, end],
         ).fetchall()
+        adj_view = reward_ledger(reader, con, adj_days, view="nf_adjustments", required=False, validate_keys=False)
         existing = con.execute(
-            f"""SELECT count(*), coalesce(sum(amount_nod), 0)::HUGEINT FROM "{view}"
-                WHERE node_id = ? AND kind = 'adjustment' AND ts >= ? AND ts < ?""",
-            [failure.node_id, failure.failed_at, end],
-        ).fetchall()[0]
+            f"""SELECT reward_id, ts, amount_nod FROM "{adj_view}"
+                WHERE node_id = ? AND kind = 'adjustment' AND ts >= ? AND (? IS NULL OR ts < ?)
+                ORDER BY ts, reward_id""",
+            [failure.node_id, failure.failed_at, adj_end, adj_end],
+        ).fetchall()
     finally:
         con.close()
+    existing_sum = sum(int(a) for _, _, a in existing)
+    recovered_already = max(0, -existing_sum)  # claw-backs already made (positive adjustments offset them)
+    left = recovered_already
     cols: dict[str, list] = {f.name: [] for f in ADJUSTMENT_SCHEMA}
     seen: Counter = Counter()
-    total = 0
+    gross = total = fully_netted = 0
     for reward_id, ts, epoch, kind, amount in rows:
+        amount = int(amount)
+        gross += amount
+        netted = min(left, max(amount, 0))
+        left -= netted
         seen[reward_id] += 1
+        if amount - netted <= 0:
+            fully_netted += 1
+            continue
         suffix = "" if seen[reward_id] == 1 else f"#{seen[reward_id]}"  # a duplicated reward_id is clawed back per row
         cols["adjustment_id"].append(f"clawback:{failure.failure_id}:{reward_id}{suffix}")
         cols["failure_id"].append(failure.failure_id)
         cols["node_id"].append(failure.node_id)
         cols["kind"].append("adjustment")
-        cols["amount_nod"].append(-int(amount))
+        cols["amount_nod"].append(-(amount - netted))
         cols["clawed_reward_id"].append(reward_id)
         cols["clawed_kind"].append(kind)
         cols["clawed_epoch"].append(int(epoch))
         cols["clawed_ts"].append(ts)
-        cols["clawed_amount_nod"].append(int(amount))
-        total += int(amount)
+        cols["clawed_amount_nod"].append(amount)
+        cols["netted_nod"].append(netted)
+        total += amount - netted
     table = pa.table(cols, schema=ADJUSTMENT_SCHEMA)
+    applied = [{"reward_id": rid, "ts": ts, "amount_nod": int(a)} for rid, ts, a in existing]
+    note = (f"{gross} nod paid to {failure.node_id} while failed; {min(recovered_already, gross)} nod of it already "
+            f"clawed back by {len(existing)} adjustment(s) paid since {failure.failed_at.isoformat()}; "
+            f"proposed: the remaining {total} nod" if existing else
+            f"{gross} nod paid to {failure.node_id} while failed; no adjustment paid to it since the failure; "
+            f"proposed: {total} nod")
     return table, {
         "clawback_nod": total,
-        "rewards_clawed_back": len(rows),
-        "existing_adjustments": int(existing[0]),
-        "existing_adjustments_nod": int(existing[1]),
+        "clawback_gross_nod": gross,
+        "rewards_clawed_back": table.num_rows,
+        "rewards_already_clawed_back": fully_netted,
+        "existing_adjustments": len(existing),
+        "existing_adjustments_nod": existing_sum,
+        "existing_adjustment_list": applied,
+        "netting_note": note,
         "reward_days_read": [d.isoformat() for d in days],
+        "adjustment_days_read": [adj_days[0].isoformat(), adj_days[-1].isoformat()] if adj_days else [],
         "recovered_at": recovery,
     }
 
@@ -269,9 +317,10 @@ def respond_to_failure(
         "receivers_over_capacity": sum(over),
         "co_located_objects": co_located,
         "clawback_nod": rewards["clawback_nod"],
+        "clawback_gross_nod": rewards["clawback_gross_nod"],
         "rewards_clawed_back": rewards["rewards_clawed_back"],
+        "rewards_already_clawed_back": rewards["rewards_already_clawed_back"],
         "existing_adjustments_nod": rewards["existing_adjustments_nod"],
-        "clawback_net_of_existing_nod": rewards["clawback_nod"] + rewards["existing_adjustments_nod"],
         "recovered_at": rewards["recovered_at"],
         "utilization_cv_before": plan.balance["utilization_cv_before"],
         "utilization_max_over_mean_before": plan.balance["utilization_max_over_mean_before"],
@@ -296,6 +345,7 @@ def respond_to_failure(
             "plan_snapshot_date": plan.plan_date.isoformat(),
             "aegis_date": plan.aegis_date.isoformat(),
             "reward_days": rewards["reward_days_read"],
+            "adjustment_days": rewards["adjustment_days_read"],
             "existing_adjustments": rewards["existing_adjustments"],
             "tables": [r.as_evidence() for r in reader.reads],
         },
@@ -307,7 +357,9 @@ def respond_to_failure(
             "node_failure_receivers": receivers,
             "node_failure_reward_adjustments": adjustments,
         },
-        extra={"reward_exclusion": exclusion},
+        extra={"reward_exclusion": exclusion,
+               "clawback_netting": {"note": rewards["netting_note"], "adjustments": rewards["existing_adjustment_list"],
+                                    "gross_nod": rewards["clawback_gross_nod"], "net_nod": rewards["clawback_nod"]}},
         evidence_key=failure.failure_id,
     )
 

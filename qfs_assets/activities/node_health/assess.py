@@ -36,12 +36,14 @@ from qfs_assets.readers.proofs import proofs_of_day
 from qfs_assets.readers.storage import object_manifest, shard_map
 from qfs_assets.activities.node_health.params import NOD, NodeHealthParams
 from qfs_assets.windows import day_window
+from qfs_assets.activities.node_health import storage_errors as errors
 
 ACTIVITY = "node_health_assessment"
 
 
 
-def criteria_specs(p: NodeHealthParams) -> list[CriterionSpec]:
+def criteria_specs(p: NodeHealthParams, storage_errors: bool = True) -> list[CriterionSpec]:
+    """The criteria; ``no_corruption_errors`` only where the storage_errors feed covers the day."""
     return [
         CriterionSpec(
             "nodes_verified",
@@ -74,7 +76,7 @@ def criteria_specs(p: NodeHealthParams) -> list[CriterionSpec]:
             0,
             "objects_unrecoverable == 0",
         ),
-    ]
+    ] + ([errors.criterion_spec()] if storage_errors else [])
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
@@ -240,6 +242,7 @@ def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthPar
         dist = distribution_table(con)
         objects_detail, obj = object_health(con)
         proofs = _one(con, "SELECT count(*), count(*) FILTER (WHERE outcome = 'passed') FROM proofs")
+        day_errors = errors.day_errors(reader, con, day)
     finally:
         con.close()
 
@@ -266,6 +269,7 @@ def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthPar
         "utilization_max_over_mean": max_over_mean,
         "objects_degraded": obj["objects_degraded"],
         "objects_unrecoverable": obj["objects_unrecoverable"],
+        **day_errors.metrics,
         # supplementary
         "nodes_total": aegis.num_rows,
         "proofs_passed": passed,
@@ -280,19 +284,23 @@ def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthPar
             for k in ("verified_ratio", "proof_success_rate", "utilization_cv", "utilization_max_over_mean", "objects_unrecoverable")
         }
     )
+    if day_errors.present:
+        judge = judge.append_column("corruption_errors", pa.array([metrics["corruption_errors"]], pa.int64()))
     return ActivityResult(
         activity=ACTIVITY,
         partition=day.isoformat(),
         window_start=start,
         window_end=end,
         metrics=metrics,
-        inputs={"export_root": str(reader.root), "tables": [r.as_evidence() for r in reader.reads]},
+        inputs={"export_root": str(reader.root), "tables": [r.as_evidence() for r in reader.reads],
+                "storage_errors": day_errors.coverage.as_evidence()},
         parameters=p.as_evidence(),
-        criteria_specs=criteria_specs(p),
+        criteria_specs=criteria_specs(p, storage_errors=day_errors.present),
         judge_table=judge,
         tables={
             "node_health_aegis": aegis,
             "node_health_distribution": dist,
             "node_health_objects": objects_detail,
+            **({errors.TABLE_CORRUPTION: day_errors.corruption} if day_errors.present else {}),
         },
     )

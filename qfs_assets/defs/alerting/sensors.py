@@ -94,6 +94,22 @@ def alert_on_evidence(context: Any, doc: Mapping[str, Any], path: str | os.PathL
         return None
 
 
+def send_event(context: Any, alert: Alert, evidence_root: str | os.PathLike | None = None,
+               config: AlertConfig | None = None) -> DeliveryReport | None:
+    """Dispatch an operational alert (:mod:`qfs_assets.alerting.events`) from an asset or a sensor.
+    Never raises; the state dir defaults to ``<evidence root>/_alerts``."""
+    try:
+        run_id = getattr(context, "run_id", None)
+        if run_id:
+            alert = _with_details(alert, {"run_id": run_id})
+        report = dispatch(alert, config or load_config(evidence_root=evidence_root))
+        _log(context, "warning" if report.failed or report.error else "info", _summary(report))
+        return report
+    except Exception as exc:  # noqa: BLE001 - alerting never fails an asset or a tick
+        _log(context, "error", f"alerting failed: {type(exc).__name__}")
+        return None
+
+
 def _with_details(alert: Alert, extra: Mapping[str, Any]) -> Alert:
     """The same alert (same dedupe key) with more context details."""
     data = alert.to_dict()

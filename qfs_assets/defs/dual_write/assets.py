@@ -34,7 +34,7 @@ from qfs_assets.windows import to_utc
 SPEC = registry.get(ACTIVITY)
 DAILY = registry.get("dual_write_diff")
 CHECKS = [s.name for s in criteria_specs(DualWriteParams())]
-DAILY_TABLE = "dual_write_diff_daily"
+DAILY_TABLE = DAILY.evidence_table  # "dual_write_diff_daily"
 DualWriteConfig = config_class(
     DualWriteParams, "DualWriteConfig", "Parameters (evidence-v1 defaults); the evidence records the values used.",
     as_of=(str, ""),  # ISO 8601 UTC; default: the end of the partition's window, or now if earlier
@@ -70,11 +70,34 @@ def dual_write_diff(context: dg.AssetExecutionContext, config: DualWriteConfig, 
     daily = bad_input_guard(lambda: assess_daily_diff(export.reader(), _sor(system_of_record, params), day,
                                                       store.root, as_of, params))
     path = store.write_table(DAILY_TABLE, context.partition_key, daily.inconsistencies)
+    reached = _alert_on_reached_limit(context, store.root, day, daily, params)
     return dg.MaterializeResult(metadata={
         **{k: dg.MetadataValue.int(int(v)) for k, v in daily.metrics.items()},
+        "reached_limit": dg.MetadataValue.int(reached),
         "as_of": as_of.isoformat(),
         "detail_path": dg.MetadataValue.path(str(path)),
     })
+
+
+def _alert_on_reached_limit(context, evidence_root, day: dt.date, daily, params: DualWriteParams) -> int:
+    """``diff_unresolved`` for the differences that reached the resolution limit in this run: the day
+    the operator must hear of them (evidence-v1.1). Returns how many reached it; never raises."""
+    from qfs_assets.activities.dual_write.ledger import DiffLedger
+    from qfs_assets.alerting import events
+    from qfs_assets.defs.alerting.sensors import send_event
+
+    try:
+        reached = DiffLedger(evidence_root).reached_limit(daily.ledger.run_key, params.resolution_hours).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - alerting never fails the asset
+        context.log.error(f"24-hour rule alerting failed: {type(exc).__name__}: {exc}")
+        return 0
+    if reached:
+        send_event(context, events.diff_unresolved(day, daily.as_of, params.resolution_hours, reached,
+                                                   daily.ledger.unresolved_over_threshold
+                                                   + sum(1 for r in reached if r["first_seen"] == daily.as_of
+                                                         - dt.timedelta(hours=params.resolution_hours))),
+                   evidence_root)
+    return len(reached)
 
 
 @dg.asset(

@@ -56,24 +56,50 @@ def _nan(value):
                      description=f"Daily node health evidence (evidence-v1 `{ACTIVITY}`). Runbook: {SPEC.runbook}"),
     ],
     check_specs=check_specs(ACTIVITY, CHECKS, partitions_def=partitions.daily),
+    # a check may be left out: no_corruption_errors is not judged where the storage_errors feed is
+    # absent (a v1 export), so it is reported SKIPPED rather than passed
+    can_subset=True,
 )
 def node_health_assessment(context: dg.AssetExecutionContext, config: NodeHealthConfig,
                            export: ExportResource, evidence: EvidenceResource):
     params = params_from_config(NodeHealthParams, config)
     day = dt.date.fromisoformat(context.partition_key)
-    judged = judge_activity(context, evidence.store(), lambda: assess_node_health(export.reader(), day, params), params)
+    store = evidence.store()
+    judged = judge_activity(context, store, lambda: assess_node_health(export.reader(), day, params), params)
     m = judged.metrics
-    yield dg.MaterializeResult(asset_key="aegis_verification", metadata={
-        "in_service_nodes": m["in_service_nodes"], "verified_nodes": m["verified_nodes"],
-        "verified_ratio": _nan(m["verified_ratio"]),
-        "unverified_node_ids": dg.MetadataValue.text(", ".join(m["unverified_node_ids"]) or "—"),
-    })
-    yield dg.MaterializeResult(asset_key="shard_distribution", metadata={
-        "utilization_cv": _nan(m["utilization_cv"]),
-        "utilization_max_over_mean": _nan(m["utilization_max_over_mean"]),
-        "shard_bytes_total": m["shard_bytes_total"],
-    })
-    yield evidence_result(judged)
+    _alert_on_lost_redundancy(context, store.root, day, judged)
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
+    if "aegis_verification" in selected:
+        yield dg.MaterializeResult(asset_key="aegis_verification", metadata={
+            "in_service_nodes": m["in_service_nodes"], "verified_nodes": m["verified_nodes"],
+            "verified_ratio": _nan(m["verified_ratio"]),
+            "unverified_node_ids": dg.MetadataValue.text(", ".join(m["unverified_node_ids"]) or "—"),
+        })
+    if "shard_distribution" in selected:
+        yield dg.MaterializeResult(asset_key="shard_distribution", metadata={
+            "utilization_cv": _nan(m["utilization_cv"]),
+            "utilization_max_over_mean": _nan(m["utilization_max_over_mean"]),
+            "shard_bytes_total": m["shard_bytes_total"],
+        })
+    if ACTIVITY in selected:
+        yield evidence_result(judged)
+
+
+def _alert_on_lost_redundancy(context, evidence_root, day: dt.date, judged) -> None:
+    """``redundancy_lost`` when more objects than the threshold are degraded, some newly (never raises)."""
+    from qfs_assets.alerting.config import load_config
+    from qfs_assets.defs.alerting.sensors import send_event
+    from qfs_assets.monitoring.redundancy import TABLE, previous_degraded, redundancy_alert
+
+    try:
+        config = load_config(evidence_root=evidence_root)
+        alert = redundancy_alert(day, judged.result.tables[TABLE], previous_degraded(evidence_root, day),
+                                 config.degraded_objects_over, str(judged.path))
+    except Exception as exc:  # noqa: BLE001 - alerting never fails the asset
+        context.log.error(f"redundancy alerting failed: {type(exc).__name__}: {exc}")
+        return
+    if alert is not None:
+        send_event(context, alert, config=config)
 
 
 node_health_assessment_job = activity_job(ACTIVITY)
