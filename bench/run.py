@@ -47,8 +47,14 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 QFS = str(ROOT / ".venv" / "bin" / "qfs-assure")
 RELADIFF_VENV = BENCH / ".venvs" / "reladiff"
 PG = os.environ.get("QFS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-PG_DB = "qfs_bench"
-DSN = f"{PG}/{PG_DB}"
+PG_DB = "qfs_bench"  # full size; quick size uses qfs_bench_quick, so the two never overwrite each other
+
+
+def dsn(quick: bool) -> str:
+    return f"{PG}/{PG_DB}{'_quick' if quick else ''}"
+
+
+DSN = dsn(False)
 GIB = 1024**3
 
 DAY = dt.date(2024, 3, 11)  # the storage day (node health, dual-write diff)
@@ -165,6 +171,7 @@ def gen_storage(base: Path, s: dict, regen: bool, need_pg: bool) -> tuple[Path, 
     if secs:
         log(f"generated the storage day {counts} in {secs} s")
     if need_pg:
+        DSN = dsn(base.name == "quick")
         stamp = folder / "pg.json"
         want = {**cfg.as_dict(), "dsn": DSN}
         ok = stamp.exists() and json.loads(stamp.read_text()) == want and not regen
@@ -182,7 +189,7 @@ def gen_storage(base: Path, s: dict, regen: bool, need_pg: bool) -> tuple[Path, 
                 ok = False
         if not ok:
             try:
-                _pg_admin(f"CREATE DATABASE {PG_DB}")
+                _pg_admin(f"CREATE DATABASE {DSN.rsplit('/', 1)[1]}")
             except Exception as exc:
                 if "already exists" not in str(exc):
                     raise
@@ -194,6 +201,7 @@ def gen_storage(base: Path, s: dict, regen: bool, need_pg: bool) -> tuple[Path, 
                 f"{time.perf_counter() - t0:.0f} s")
         counts["sor_rows"] = n_sor
         counts["expected_drift"] = scale.expected_drift(cfg)
+        counts["dsn"] = DSN
     return folder / "export", counts
 
 
@@ -283,6 +291,7 @@ def bench_economics(base, s, args, work) -> dict:
 def bench_dual_write(base, s, args, work) -> dict:
     export, counts = gen_storage(base, s, args.regen, need_pg=True)
     ev = work / "evidence_dw"
+    DSN = counts["dsn"]
     log(f"dual write: {counts['objects']:,} manifest rows vs {counts['sor_rows']:,} SoR rows; expected {counts['expected_drift']}")
     pipe = repeat("qfs-assure run dual_write_diff", cli("dual_write_diff", DAY.isoformat(), export, ev, DSN), args.runs,
                   cwd=work, before=lambda: shutil.rmtree(ev, ignore_errors=True))
