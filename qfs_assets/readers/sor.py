@@ -47,6 +47,14 @@ PostgreSQL's own sort and COPY (``psql -c "COPY ..." > /dev/null``). COPY BINARY
 measured: there is no Arrow reader for PostgreSQL's binary row format, so it would need a
 per-field decoder in Python.
 
+Unordered reads (``iter_batches(ordered=False)``, for the dual-write diff's ``hash`` method,
+which needs no order): on PostgreSQL the rows are streamed without ``ORDER BY``, so the server
+does a plain sequential scan and no sort. With ``adbc-driver-postgresql`` installed (a
+dependency of the project) they arrive as Arrow batches decoded in C++ from ``COPY ... (FORMAT
+binary)``, timestamps as integers, no text formatting or parsing on either side; without it,
+through the CSV ``COPY`` path above. Key uniqueness is then the caller's to check (the ordered
+stream's strictly-increasing check does not apply); nulls are checked as always.
+
 SQLite stores whatever it is given, so SQLite values are parsed robustly: timestamps as ISO
 8601 text (``T`` or space, optional fraction, ``Z``/offset; naive text is UTC) or as numbers
 of epoch seconds (magnitudes of 10^11 and 10^14 and above are read as milliseconds and
@@ -364,19 +372,25 @@ class SystemOfRecord:
         }
 
     # -- the ordered stream ----------------------------------------------------------------
-    def iter_batches(self, batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
-        """Every row of the table as :data:`SOR_SCHEMA` batches, strictly increasing in object_id bytes."""
+    def iter_batches(self, batch_rows: int | None = None, ordered: bool = True) -> Iterator[pa.RecordBatch]:
+        """Every row of the table as :data:`SOR_SCHEMA` batches, strictly increasing in object_id bytes
+        (``ordered=False``: in the database's storage order, keys not checked for uniqueness)."""
         if not self._checked:
             self.check()
         rows = 0
         last: str | None = None
         if self.dialect == "postgresql":
-            source = self._pg_copy_batches() if self.method == "copy" else self._cursor_batches(batch_rows, pg=True)
+            if not ordered and self.method == "copy":
+                source = self._pg_unordered_batches()
+            elif self.method == "copy":
+                source = self._pg_copy_batches()
+            else:
+                source = self._cursor_batches(batch_rows, pg=True, ordered=ordered)
         else:
             source = self._cursor_batches(batch_rows, pg=False)
         try:
             for batch in source:
-                batch = self._validated(batch, last)
+                batch = self._validated(batch, last, ordered)
                 if batch.num_rows:
                     rows += batch.num_rows
                     last = batch.column(0)[-1].as_py()
@@ -391,7 +405,7 @@ class SystemOfRecord:
         """The whole table (small tables and tests only)."""
         return pa.Table.from_batches(list(self.iter_batches()), schema=SOR_SCHEMA)
 
-    def _select_sql(self, pg: bool) -> str:
+    def _select_sql(self, pg: bool, ordered: bool = True) -> str:
         if pg:
             ts = "(extract(epoch FROM updated_at) * 1000000)::bigint"
             order = 'object_id COLLATE "C"'
@@ -399,9 +413,9 @@ class SystemOfRecord:
             ts = "updated_at"
             order = "object_id COLLATE BINARY"
         cols = ", ".join(ts if c == "updated_at" else c for c in SOR_COLUMNS)
-        return f"SELECT {cols} FROM {self.qualified_table} ORDER BY {order}"
+        return f"SELECT {cols} FROM {self.qualified_table}" + (f" ORDER BY {order}" if ordered else "")
 
-    def _validated(self, batch: pa.RecordBatch, last: str | None) -> pa.RecordBatch:
+    def _validated(self, batch: pa.RecordBatch, last: str | None, ordered: bool = True) -> pa.RecordBatch:
         for i, name in enumerate(SOR_COLUMNS):
             col = batch.column(i)
             if col.null_count:
@@ -409,6 +423,8 @@ class SystemOfRecord:
                 example = batch.column(0)[idx].as_py() if name != "object_id" else None
                 shown = f" (object_id {example!r})" if example is not None else ""
                 raise self.error(f"null in required column{shown}", column=name)
+        if not ordered:
+            return batch
         bad = check_strictly_increasing(batch.column(0), last)
         if bad >= 0:
             key = batch.column(0)[bad].as_py()
@@ -440,11 +456,11 @@ class SystemOfRecord:
             arrays.append(arr)
         return pa.RecordBatch.from_arrays(arrays, schema=SOR_SCHEMA)
 
-    def _cursor_batches(self, batch_rows: int | None, pg: bool) -> Iterator[pa.RecordBatch]:
+    def _cursor_batches(self, batch_rows: int | None, pg: bool, ordered: bool = True) -> Iterator[pa.RecordBatch]:
         size = int(batch_rows or self.batch_rows)
         with self.connect() as conn:
             try:
-                result = conn.execution_options(stream_results=True, yield_per=size).execute(sa.text(self._select_sql(pg)))
+                result = conn.execution_options(stream_results=True, yield_per=size).execute(sa.text(self._select_sql(pg, ordered)))
                 for part in result.partitions(size):
                     yield self._to_batch(list(zip(*part)), convert=not pg)
             except SorError:
@@ -452,9 +468,62 @@ class SystemOfRecord:
             except sa.exc.SQLAlchemyError as exc:
                 raise self._driver_error(exc, "read failed") from None
 
-    def _pg_copy_batches(self) -> Iterator[pa.RecordBatch]:
+    def _pg_unordered_batches(self) -> Iterator[pa.RecordBatch]:
+        """The table in storage order: Arrow batches from ADBC (COPY BINARY), else the CSV COPY."""
+        try:
+            import adbc_driver_postgresql.dbapi as adbc
+        except ImportError:
+            yield from self._pg_copy_batches(ordered=False)
+            return
+        uri = self.url.set(drivername="postgresql")
+        if "connect_timeout" not in uri.query:
+            uri = uri.update_query_dict({"connect_timeout": str(self.connect_timeout)})
+        try:
+            conn = adbc.connect(uri.render_as_string(hide_password=False), autocommit=True)
+        except Exception as exc:  # noqa: BLE001 - any driver error: one line, password scrubbed
+            raise self._driver_error(exc, "database unreachable") from None
+        cols = ", ".join(SOR_COLUMNS)
+        finished = False
+        cur = None
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute(f"SELECT {cols} FROM {self.qualified_table}")
+                reader = cur.fetch_record_batch()
+                for batch in reader:
+                    yield self._adbc_batch(batch)
+            except SorError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise self._driver_error(exc, "read failed") from None
+            finished = True
+        finally:
+            if not finished and cur is not None:  # consumer stopped early or failed: stop the server
+                try:
+                    cur.adbc_cancel()
+                except Exception:  # noqa: BLE001
+                    pass
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _adbc_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = []
+        for name in SOR_COLUMNS:
+            col = batch.column(name)
+            field = SOR_SCHEMA.field(name)
+            try:
+                if pa.types.is_timestamp(col.type):
+                    col = col.cast(pa.timestamp("us", tz=col.type.tz or "UTC")).cast(TS)
+                arrays.append(col.cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise self.error(f"value cannot be converted to {field.type} ({str(exc).splitlines()[0]})", column=name) from None
+        return pa.RecordBatch.from_arrays(arrays, schema=SOR_SCHEMA)
+
+    def _pg_copy_batches(self, ordered: bool = True) -> Iterator[pa.RecordBatch]:
         """COPY ... TO STDOUT (CSV) into a pipe, parsed in blocks by pyarrow on this thread."""
-        sql = f"COPY ({self._select_sql(pg=True)}) TO STDOUT WITH (FORMAT csv)"
+        sql = f"COPY ({self._select_sql(pg=True, ordered=ordered)}) TO STDOUT WITH (FORMAT csv)"
         conn = self.connect()
         dbapi = conn.connection.driver_connection
         rfd, wfd = os.pipe()
