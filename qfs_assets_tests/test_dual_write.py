@@ -836,3 +836,25 @@ def test_hash_method_finds_duplicate_manifest_keys_the_reader_left_to_it(tmp_pat
     view = object_manifest(reader, con, DAY, validate_keys=False)
     with pytest.raises(BadInput, match="duplicate key object_id='x'"):
         diff_snapshot(sor, con, view, END, method="hash", batch_rows=2)
+
+
+def test_postgresql_page_ranges_read_every_row_once_from_one_snapshot(pg_server, tmp_path, monkeypatch):
+    b = Backend("postgresql", tmp_path, pg_server)
+    try:
+        rows = [o(f"k{i:04d}") for i in range(3000)]
+        sor = b.create(rows, batch_rows=500)
+        monkeypatch.setattr(SystemOfRecord, "_MIN_SPLIT_BLOCKS", 1)
+        parts = sor.iter_batch_parts(3)
+        assert len(parts) == 3
+        first = next(parts[0])  # the snapshot is taken before any later write
+        with b.pg.engine.begin() as c:
+            c.exec_driver_sql(f"INSERT INTO {b.schema}.qfs_objects SELECT 'zz_late', version, content_hash, size_bytes, "
+                              f"data_shards, total_shards, updated_at, deleted FROM {b.schema}.qfs_objects LIMIT 1")
+        got = [first] + [batch for p in parts[1:] for batch in p] + list(parts[0])
+        ids = [k for batch in got for k in batch.column("object_id").to_pylist()]
+        assert sorted(ids) == [r["object_id"] for r in rows] and sor.rows_read == len(rows)
+        con, view = manifest_con(tmp_path, rows[:-1])
+        res = diff_snapshot(sor, con, view, END, method="hash", batch_rows=500)  # a new snapshot: the late row too
+        assert res.method == "hash" and res.counts["missing_in_storage"] == 2 and res.sor_rows == len(rows) + 1
+    finally:
+        b.close()

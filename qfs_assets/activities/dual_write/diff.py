@@ -378,6 +378,10 @@ def check_manifest_keys(con: duckdb.DuckDBPyConnection, view: str) -> None:
         raise BadInput("objects", f"duplicate key object_id={dup[0][0]!r} ({dup[0][1]} rows)", column="object_id")
 
 
+#: SoR streams read side by side by the hash method (PostgreSQL: page ranges of one snapshot)
+SOR_STREAMS = 2
+
+
 class _NeedsMerge(Exception):
     """The hash method met something only the field-by-field merge can judge exactly."""
 
@@ -396,9 +400,9 @@ def _hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, s
     ).fetchall()[0])
 
     seen: dict[str, Any] = {"rows": 0, "error": None}
-    batches = sor.iter_batches(batch_rows, ordered=False)
+    parts = sor.iter_batch_parts(SOR_STREAMS, batch_rows)  # read side by side, one snapshot
 
-    def counted() -> Iterator[pa.RecordBatch]:
+    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         try:
             for b in batches:
                 seen["rows"] += b.num_rows
@@ -407,14 +411,16 @@ def _hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, s
             seen["error"] = exc
             raise
 
-    name = "__dw_sor_stream"
-    con.register(name, pa.RecordBatchReader.from_batches(SOR_SCHEMA, counted()))
+    names = [f"__dw_sor_stream_{i}" for i in range(len(parts))]
+    for name, batches in zip(names, parts):
+        con.register(name, pa.RecordBatchReader.from_batches(SOR_SCHEMA, counted(batches)))
+    source = " UNION ALL ".join(f"SELECT * FROM {n}" for n in names)
     cols = ", ".join(f"s.{c}" for c in SOR_COLUMNS)
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE __dw_x AS
             SELECT {cols}, s.kh, m.kh AS m_kh, m.rh AS m_rh, m.del AS m_del, m.fly AS m_fly
-            FROM (SELECT *, {_KH} AS kh, {_RH} AS rh FROM {name}) s
+            FROM (SELECT *, {_KH} AS kh, {_RH} AS rh FROM ({source})) s
             FULL OUTER JOIN __dw_m m ON s.kh = m.kh AND s.rh = m.rh
             WHERE s.kh IS NULL OR m.kh IS NULL
         """).fetchall()
@@ -423,8 +429,9 @@ def _hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, s
             raise seen["error"] from None
         raise
     finally:
-        con.unregister(name)
-        batches.close()
+        for name, batches in zip(names, parts):
+            con.unregister(name)
+            batches.close()
     s_rows = seen["rows"]
     s_only, m_only, m_only_fly, m_only_live, dup_s = (int(x or 0) for x in con.execute(
         "SELECT count(*) FILTER (WHERE m_kh IS NULL), count(*) FILTER (WHERE m_kh IS NOT NULL), "
