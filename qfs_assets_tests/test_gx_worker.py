@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from qfs_assets.defs.node_health.metrics import NodeHealthParams, criteria_specs
+from qfs_assets.activities.node_health.assess import NodeHealthParams, criteria_specs
 from qfs_assets.evidence import gx_suite
 
 SPECS = criteria_specs(NodeHealthParams())

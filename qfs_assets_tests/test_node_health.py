@@ -194,7 +194,7 @@ def complete_map(root):
 @pytest.mark.parametrize("variant", ["complete", "complete_registered", "incomplete"])
 def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, variant):
     """The fast plan (shard map as expected, bad nodes inline or as a table) and the general plan give the same evidence."""
-    from qfs_assets.defs.node_health import metrics
+    from qfs_assets.activities.node_health import assess as metrics
 
     root = build(tmp_path / "e") if variant == "incomplete" else complete_map(tmp_path / "e")
     calls = []
@@ -214,7 +214,7 @@ def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, varia
 
 @pytest.mark.parametrize("change", ["missing", "extra_index", "orphan", "deleted_object", "swapped_objects"])
 def test_a_shard_map_off_expectation_goes_to_the_general_plan(tmp_path, monkeypatch, change):
-    from qfs_assets.defs.node_health import metrics
+    from qfs_assets.activities.node_health import assess as metrics
 
     root = complete_map(tmp_path / "e")
     extra = {"missing": [], "extra_index": [shard("o6", 1, "n1")], "orphan": [shard("zz", 0, "n1")],
