@@ -147,7 +147,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="qfs_compare_"))
     src = work / "before_src"
     src.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "qfs_assets"], capture_output=True, check=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "qfs_assets", "pyproject.toml"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     print(f"before: {ref} ({src}); after: the working tree {ROOT}; data {base}")
     failed = 0
