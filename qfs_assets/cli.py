@@ -32,6 +32,9 @@ EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 SETTINGS = {"export_root": "QFS_EXPORT_ROOT", "sor_url": "QFS_SOR_URL", "evidence_root": "QFS_EVIDENCE_ROOT"}
 
 
+UNJUDGED = {"dual_write_diff"}  # activities whose run writes no verdict (no Great Expectations)
+
+
 class UsageError(Exception):
     pass
 
@@ -186,6 +189,10 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     if activity.uses_system_of_record:
         sor_url = _setting("sor_url", sor_url, "--sor-url", "system of record URL")
     deployment_settings()
+    if activity.name not in UNJUDGED:  # start GX's helper process now: it imports GX while Dagster loads
+        from qfs_assets.evidence import gx_suite
+
+        gx_suite.prefetch()
     if defs is None:
         from qfs_assets.definitions import defs
     from qfs_assets.storage_uri import StorageURIError, check_root

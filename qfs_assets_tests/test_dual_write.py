@@ -294,7 +294,7 @@ EXPECTED_COUNTS = {
 }
 
 
-@pytest.mark.parametrize("method", ["merge", "duckdb"])
+@pytest.mark.parametrize("method", ["hash", "merge", "duckdb"])
 def test_every_category_in_flight_and_tombstones(backend, tmp_path, method):
     sor = backend.create(SOR_ROWS, batch_rows=3)
     con, view = manifest_con(tmp_path, MAN_ROWS)
@@ -326,7 +326,7 @@ def test_keys_stream_in_byte_order_whatever_the_collation(backend, tmp_path):
     got = [k for b in sor.iter_batches(2) for k in b.column("object_id").to_pylist()]
     assert got == sorted(keys, key=lambda k: k.encode("utf-8"))
     con, view = manifest_con(tmp_path, rows)
-    for method in ("merge", "duckdb"):
+    for method in ("hash", "merge", "duckdb"):
         res = diff_snapshot(sor, con, view, END, method=method, batch_rows=2)
         assert res.counts["inconsistencies"] == 0 and res.counts["sor_objects"] == len(keys)
 
@@ -417,7 +417,7 @@ def test_diff_methods_match_the_oracle(sor_map, man_map, batch_rows):
         duck = duckdb.connect()
         duck.register("m", pa.Table.from_pylist(man_rows, schema=SOR_SCHEMA))
         want_counts, want_cats = oracle(sor_rows, man_rows, END)
-        for method in ("merge", "duckdb"):
+        for method in ("hash", "merge", "duckdb"):
             res = diff_snapshot(SystemOfRecord(path), duck, "m", END, method=method, batch_rows=batch_rows)
             assert res.counts == want_counts, method
             assert {r["object_id"]: r["category"] for r in res.inconsistencies.to_pylist()} == want_cats, method
@@ -775,7 +775,7 @@ def test_nulls_duplicates_and_bad_values_in_the_sor(backend, tmp_path):
             sor.check()
 
 
-@pytest.mark.parametrize("method", ["merge", "duckdb"])
+@pytest.mark.parametrize("method", ["hash", "merge", "duckdb"])
 def test_a_sor_error_mid_stream_stops_the_diff_with_one_line(backend, tmp_path, method):
     rows = [o(f"k{i:03d}") for i in range(50)] + [{**o("k999"), "content_hash": None}]
     sor = backend.create(rows, pk=False, batch_rows=4)
@@ -811,3 +811,75 @@ def test_urls_are_normalised_and_redacted(tmp_path):
 ])
 def test_sqlite_timestamps_are_parsed_robustly(text, expected):
     assert to_epoch_us(text) == to_epoch_us(expected)
+
+
+# -- the hash method: the same verdicts, and the merge method decides what it cannot ----------------
+
+@pytest.mark.parametrize("dup", ["same_row", "other_content", "both_leftover"])
+def test_hash_method_hands_duplicate_sor_keys_to_the_merge(backend, tmp_path, dup):
+    """A SoR key seen twice is bad input whichever way the copies match the manifest."""
+    first = {**o("x"), "content_hash": "y" * 64} if dup == "both_leftover" else o("x")
+    second = o("x") if dup == "same_row" else {**o("x"), "content_hash": "z" * 64}
+    sor = backend.create([o("a"), first, second, o("b")], pk=False, batch_rows=2)
+    con, view = manifest_con(tmp_path, [o("a"), o("x"), o("b")])
+    with pytest.raises(SorError, match="column 'object_id': duplicate object_id"):
+        diff_snapshot(sor, con, view, END, method="hash", batch_rows=2)
+
+
+def test_hash_method_judges_by_itself_when_it_can(backend, tmp_path):
+    sor = backend.create(SOR_ROWS, batch_rows=3)
+    con, view = manifest_con(tmp_path, MAN_ROWS)
+    res = diff_snapshot(sor, con, view, END, method="hash", batch_rows=3)
+    assert res.method == "hash" and res.counts == EXPECTED_COUNTS  # no fallback to the merge
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__dw_%'").fetchall()[0][0] == 0
+
+
+def test_unordered_postgresql_stream_holds_every_row(pg_server, tmp_path):
+    b = Backend("postgresql", tmp_path, pg_server)
+    try:
+        sor = b.create(SOR_ROWS, batch_rows=4)
+        ordered = sor.read_all()
+        unordered = pa.Table.from_batches(list(sor.iter_batches(4, ordered=False)), schema=ordered.schema)
+        assert unordered.sort_by("object_id").equals(ordered.sort_by("object_id"))
+        assert sor.rows_read == len(SOR_ROWS)
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize("case", ["all_same", "one_matches", "sor_lacks", "none_match"])
+def test_hash_method_finds_duplicate_manifest_keys_the_reader_left_to_it(tmp_path, backend, case):
+    from qfs_assets.readers.base import BadInput, connect
+    from qfs_assets.readers.storage import object_manifest
+
+    other = {**o("x"), "content_hash": "q" * 64}
+    man = {"all_same": [o("x"), o("x")], "one_matches": [o("x"), other], "sor_lacks": [o("x"), other],
+           "none_match": [other, other]}[case]
+    sor_rows = [o("a")] + ([] if case == "sor_lacks" else [o("x")])
+    sor = backend.create(sor_rows, batch_rows=2)
+    reader = export(tmp_path, [o("a"), *man])
+    con = connect()
+    view = object_manifest(reader, con, DAY, validate_keys=False)
+    with pytest.raises(BadInput, match="duplicate key object_id='x'"):
+        diff_snapshot(sor, con, view, END, method="hash", batch_rows=2)
+
+
+def test_postgresql_page_ranges_read_every_row_once_from_one_snapshot(pg_server, tmp_path, monkeypatch):
+    b = Backend("postgresql", tmp_path, pg_server)
+    try:
+        rows = [o(f"k{i:04d}") for i in range(3000)]
+        sor = b.create(rows, batch_rows=500)
+        monkeypatch.setattr(SystemOfRecord, "_MIN_SPLIT_BLOCKS", 1)
+        parts = sor.iter_batch_parts(3)
+        assert len(parts) == 3
+        first = next(parts[0])  # the snapshot is taken before any later write
+        with b.pg.engine.begin() as c:
+            c.exec_driver_sql(f"INSERT INTO {b.schema}.qfs_objects SELECT 'zz_late', version, content_hash, size_bytes, "
+                              f"data_shards, total_shards, updated_at, deleted FROM {b.schema}.qfs_objects LIMIT 1")
+        got = [first] + [batch for p in parts[1:] for batch in p] + list(parts[0])
+        ids = [k for batch in got for k in batch.column("object_id").to_pylist()]
+        assert sorted(ids) == [r["object_id"] for r in rows] and sor.rows_read == len(rows)
+        con, view = manifest_con(tmp_path, rows[:-1])
+        res = diff_snapshot(sor, con, view, END, method="hash", batch_rows=500)  # a new snapshot: the late row too
+        assert res.method == "hash" and res.counts["missing_in_storage"] == 2 and res.sor_rows == len(rows) + 1
+    finally:
+        b.close()

@@ -171,3 +171,85 @@ def test_dictionary_encoded_strings_are_accepted(tmp_path):
     t = t.set_column(0, "node_id", t.column("node_id").dictionary_encode())
     pq.write_table(t, path)
     assert ExportReader(tmp_path).read("nodes", [dt.date.fromisoformat(DAY)]).column("node_id").to_pylist() == ["n1", "n2"]
+
+
+def complete_map(root):
+    """A day whose shard map is exactly what the manifest expects (the fast plan's case), some
+    shards on failed, decommissioned and unknown nodes, three objects unrecoverable."""
+    write(root, "nodes", [node("n1"), node("n2"), node("n3", status="degraded"), node("n4", status="failed"),
+                          node("n5", status="decommissioned"), node("n6")], DAY)
+    write(root, "proofs", [proof("c1", "n1", "passed")], DAY)
+    write(root, "objects", [obj("o1", k=2, n=3), obj("o2", k=2, n=3), obj("o3", k=1, n=2), obj("o4", deleted=True),
+                            obj("o5", k=3, n=4), obj("o6", k=1, n=1)], DAY)
+    write(root, "shards", [
+        shard("o1", 0, "n1"), shard("o1", 1, "n2"), shard("o1", 2, "n3"),
+        shard("o2", 0, "n4"), shard("o2", 1, "n1"), shard("o2", 2, "ghost"),
+        shard("o3", 1, "n3"), shard("o3", 0, "n6"),
+        shard("o5", 0, "n4"), shard("o5", 1, "n5"), shard("o5", 2, "n1"), shard("o5", 3, "n2"),
+        shard("o6", 0, "n5"),
+    ], DAY)
+    return root
+
+
+@pytest.mark.parametrize("variant", ["complete", "complete_registered", "incomplete"])
+def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, variant):
+    """The fast plan (shard map as expected, bad nodes inline or as a table) and the general plan give the same evidence."""
+    from qfs_assets.activities.node_health import assess as metrics
+
+    root = build(tmp_path / "e") if variant == "incomplete" else complete_map(tmp_path / "e")
+    calls = []
+    general = metrics.object_health_general
+    monkeypatch.setattr(metrics, "object_health_general", lambda con: calls.append(1) or general(con))
+    if variant == "complete_registered":
+        monkeypatch.setattr(metrics, "_MAX_LITERAL_NODES", 0)
+    got = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
+    assert len(calls) == (1 if variant == "incomplete" else 0)  # which plan judged
+    monkeypatch.setattr(metrics, "object_health", general)
+    want = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
+    assert got.metrics == want.metrics
+    assert got.tables["node_health_objects"].equals(want.tables["node_health_objects"])
+    if variant != "incomplete":
+        assert (want.metrics["objects_degraded"], want.metrics["objects_unrecoverable"]) == (3, 3)
+
+
+@pytest.mark.parametrize("change", ["missing", "extra_index", "orphan", "deleted_object", "swapped_objects"])
+def test_a_shard_map_off_expectation_goes_to_the_general_plan(tmp_path, monkeypatch, change):
+    from qfs_assets.activities.node_health import assess as metrics
+
+    root = complete_map(tmp_path / "e")
+    extra = {"missing": [], "extra_index": [shard("o6", 1, "n1")], "orphan": [shard("zz", 0, "n1")],
+             "deleted_object": [shard("o4", 0, "n1")], "swapped_objects": []}[change]
+    rows = [shard("o1", 0, "n1"), shard("o1", 1, "n2"), shard("o1", 2, "n3"),
+            shard("o2", 0, "n4"), shard("o2", 1, "n1"), shard("o2", 2, "ghost"),
+            shard("o3", 1, "n3"), shard("o3", 0, "n6"),
+            shard("o5", 0, "n4"), shard("o5", 1, "n5"), shard("o5", 2, "n1"), shard("o5", 3, "n2")]
+    if change == "missing":
+        rows = rows[1:]
+    if change == "swapped_objects":  # same count and indices, one shard under the wrong object
+        rows = rows[:-1] + [shard("o1", 3, "n2")]
+    write(root, "shards", rows + [shard("o6", 0, "n5")] + extra, DAY)
+    calls = []
+    general = metrics.object_health_general
+    monkeypatch.setattr(metrics, "object_health_general", lambda con: calls.append(1) or general(con))
+    assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("where", ["same_file_sorted", "same_file_unsorted", "second_file"])
+def test_duplicate_object_key_is_bad_input_sorted_or_not(export, where):
+    objs = [obj("o1", k=2, n=3), obj("o2", k=2, n=3), obj("o3", k=1, n=2), obj("o4", deleted=True), obj("o5", k=1, n=1)]
+    if where == "same_file_sorted":
+        write(export, "objects", objs[:2] + [obj("o2", deleted=True)] + objs[2:], DAY)
+    elif where == "same_file_unsorted":
+        write(export, "objects", [objs[3], obj("o2", deleted=True)] + objs[:3] + objs[4:], DAY)
+    else:
+        write(export, "objects", [obj("o4", deleted=True)], DAY, name="part-1.parquet")
+    with pytest.raises(BadInput, match=r"table 'objects'.*column 'object_id'.*duplicate key object_id='o[24]'"):
+        assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
+
+
+def test_unsorted_manifest_without_duplicates_is_fine(export):
+    write(export, "objects", [obj("o5", k=1, n=1), obj("o3", k=1, n=2), obj("o1", k=2, n=3), obj("o4", deleted=True),
+                              obj("o2", k=2, n=3)], DAY)
+    r = assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
+    assert r.metrics["objects_live"] == 4

@@ -12,6 +12,13 @@ change of GX's API or ownership touches this file only.
 - A GX expectation that could not run (missing column, engine error) comes back as
   ``success=False`` with ``exception_info``; it is reported as ``could_not_run``, apart from
   a criterion that ran and failed.
+- GX's import (3-7 s of single-threaded Python) is kept off a run's critical path: by
+  default :func:`prefetch` starts a helper *process* (:mod:`qfs_assets.evidence.gx_worker`)
+  that imports GX on the other core while the run imports Dagster and scans its inputs;
+  :func:`validate` sends it the judge table (Arrow IPC) and the criteria and reads the
+  verdicts back. The helper runs exactly :func:`validate_local`, so the verdicts are the same;
+  if it cannot start or fails, :func:`validate` judges in this process instead.
+  ``QFS_GX_WORKER=0`` turns the helper off (GX is then imported in a background thread).
 """
 
 from __future__ import annotations
@@ -19,14 +26,21 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
 import threading
 import uuid
 import warnings
-from typing import Any, Sequence
-
-import pyarrow as pa
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 from qfs_assets.evidence.model import Criterion, CriterionSpec, Rule
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
@@ -50,15 +64,73 @@ def _context():
     return _STATE["gx"], _STATE["ctx"], _STATE["source"]
 
 
-def prefetch() -> None:
-    """Start building the GX context in a background thread.
+def _worker_wanted() -> bool:
+    return os.environ.get("QFS_GX_WORKER", "1").strip().lower() not in ("0", "false", "no", "off")
 
-    Importing GX costs 3-7 s of mostly pure-Python work per process; an activity calls this
-    before its DuckDB scans (which release the GIL), so the two overlap. ``validate`` waits for
-    it. Failures are left for ``validate`` to raise.
+
+class _Worker:
+    """The GX helper process: length-prefixed pickles over its stdin and stdout."""
+
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding qfs_assets
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env.setdefault("PYTHONWARNINGS", "ignore")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qfs_assets.evidence.gx_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True,
+        )
+
+    def call(self, request: tuple) -> Any:
+        data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
+        self.proc.stdin.flush()
+        head = self.proc.stdout.read(8)
+        if len(head) != 8:
+            raise EOFError("the GX helper process ended")
+        (n,) = struct.unpack("<Q", head)
+        ok, value = pickle.loads(self.proc.stdout.read(n))
+        if not ok:
+            raise RuntimeError(value)
+        return value
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.stdin.close()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _stop_worker() -> None:
+    worker = _STATE.pop("worker", None)
+    if worker is not None:
+        worker.close()
+
+
+def prefetch() -> None:
+    """Get GX ready while the run does other work: start the helper process (default), or build
+    the GX context in a background thread (``QFS_GX_WORKER=0``, or when the helper cannot start).
+
+    Importing GX costs 3-7 s of mostly pure-Python work per process. In a thread it competes
+    for the GIL with everything but the DuckDB scans; in the helper process it runs beside the
+    whole run. Call it as early as a run knows it will be judged. ``validate`` waits for it.
+    Failures are left for ``validate`` to handle.
     """
-    if "ctx" in _STATE or _STATE.get("prefetching"):
+    if "ctx" in _STATE or "worker" in _STATE or _STATE.get("prefetching"):
         return
+    if _worker_wanted():
+        try:
+            _STATE["worker"] = _Worker()
+        except Exception:  # noqa: BLE001 - no helper: fall back to the thread
+            _STATE.pop("worker", None)
+        else:
+            import atexit
+
+            atexit.register(_stop_worker)
+            return
     _STATE["prefetching"] = True
 
     def run() -> None:
@@ -108,13 +180,32 @@ def observed_value(spec: CriterionSpec, row: dict[str, Any]) -> Any:
     return {k: row.get(k) for k in spec.observed}
 
 
-def validate(suite_name: str, judge_table: pa.Table, specs: Sequence[CriterionSpec],
+def validate(suite_name: str, judge_table: "pa.Table", specs: Sequence[CriterionSpec],
              metrics: dict[str, Any] | None = None) -> list[Criterion]:
     """Validate ``judge_table`` against the criteria; one :class:`Criterion` per spec, in order.
 
     Observed values are read from ``metrics`` (the evidence's metrics, with their JSON types)
-    where they hold the key, else from the judge table's single row.
+    where they hold the key, else from the judge table's single row. Runs in the GX helper
+    process when :func:`prefetch` started one, else (or if the helper fails) in this process.
     """
+    worker = _STATE.get("worker")
+    if worker is not None:
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, judge_table.schema) as w:
+            w.write_table(judge_table)
+        try:
+            with _LOCK:
+                return worker.call(("validate", suite_name, sink.getvalue().to_pybytes(), list(specs), metrics))
+        except Exception:  # noqa: BLE001 - the helper died or misbehaved: judge here instead
+            _stop_worker()
+    return validate_local(suite_name, judge_table, specs, metrics)
+
+
+def validate_local(suite_name: str, judge_table: "pa.Table", specs: Sequence[CriterionSpec],
+                   metrics: dict[str, Any] | None = None) -> list[Criterion]:
+    """:func:`validate` in this process (what the GX helper process runs)."""
     df = judge_table.to_pandas()
     with _LOCK, contextlib.redirect_stderr(io.StringIO()):
         gx, ctx, source = _context()

@@ -47,6 +47,14 @@ PostgreSQL's own sort and COPY (``psql -c "COPY ..." > /dev/null``). COPY BINARY
 measured: there is no Arrow reader for PostgreSQL's binary row format, so it would need a
 per-field decoder in Python.
 
+Unordered reads (``iter_batches(ordered=False)``, for the dual-write diff's ``hash`` method,
+which needs no order): on PostgreSQL the rows are streamed without ``ORDER BY``, so the server
+does a plain sequential scan and no sort. With ``adbc-driver-postgresql`` installed (a
+dependency of the project) they arrive as Arrow batches decoded in C++ from ``COPY ... (FORMAT
+binary)``, timestamps as integers, no text formatting or parsing on either side; without it,
+through the CSV ``COPY`` path above. Key uniqueness is then the caller's to check (the ordered
+stream's strictly-increasing check does not apply); nulls are checked as always.
+
 SQLite stores whatever it is given, so SQLite values are parsed robustly: timestamps as ISO
 8601 text (``T`` or space, optional fraction, ``Z``/offset; naive text is UTC) or as numbers
 of epoch seconds (magnitudes of 10^11 and 10^14 and above are read as milliseconds and
@@ -364,19 +372,25 @@ class SystemOfRecord:
         }
 
     # -- the ordered stream ----------------------------------------------------------------
-    def iter_batches(self, batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
-        """Every row of the table as :data:`SOR_SCHEMA` batches, strictly increasing in object_id bytes."""
+    def iter_batches(self, batch_rows: int | None = None, ordered: bool = True) -> Iterator[pa.RecordBatch]:
+        """Every row of the table as :data:`SOR_SCHEMA` batches, strictly increasing in object_id bytes
+        (``ordered=False``: in the database's storage order, keys not checked for uniqueness)."""
         if not self._checked:
             self.check()
         rows = 0
         last: str | None = None
         if self.dialect == "postgresql":
-            source = self._pg_copy_batches() if self.method == "copy" else self._cursor_batches(batch_rows, pg=True)
+            if not ordered and self.method == "copy":
+                source = self._pg_unordered_batches()
+            elif self.method == "copy":
+                source = self._pg_copy_batches()
+            else:
+                source = self._cursor_batches(batch_rows, pg=True, ordered=ordered)
         else:
             source = self._cursor_batches(batch_rows, pg=False)
         try:
             for batch in source:
-                batch = self._validated(batch, last)
+                batch = self._validated(batch, last, ordered)
                 if batch.num_rows:
                     rows += batch.num_rows
                     last = batch.column(0)[-1].as_py()
@@ -387,11 +401,123 @@ class SystemOfRecord:
             source.close()
         self.rows_read = rows
 
+    def iter_batch_parts(self, parts: int = 2, batch_rows: int | None = None) -> list[Iterator[pa.RecordBatch]]:
+        """The table in storage order as ``parts`` streams read at the same time, all of one snapshot.
+
+        On PostgreSQL 14+ with ADBC, a plain table of at least ``_MIN_SPLIT_BLOCKS`` pages is split
+        into ranges of its pages (``ctid`` range scans), each read by its own connection and server
+        process; the connections share one exported snapshot (``REPEATABLE READ`` and ``SET
+        TRANSACTION SNAPSHOT``, as ``pg_dump --jobs`` does), so together they see exactly what one
+        query would. Anywhere else: one stream, ``iter_batches(ordered=False)``. ``rows_read`` is
+        set when every stream has ended.
+        """
+        if not self._checked:
+            self.check()
+        plan = self._page_ranges(parts) if self.dialect == "postgresql" and self.method == "copy" and parts > 1 else None
+        if not plan:
+            return [self.iter_batches(batch_rows, ordered=False)]
+        import adbc_driver_postgresql.dbapi as adbc
+
+        conns = []
+        try:
+            for i in range(len(plan)):
+                conns.append(adbc.connect(self._adbc_uri(), autocommit=True))
+            cur = conns[0].cursor()
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+            cur.close()
+            for c in conns[1:]:
+                cur = c.cursor()
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cur.close()
+        except Exception as exc:  # noqa: BLE001
+            for c in conns:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise self._driver_error(exc, "read failed") from None
+        cols = ", ".join(SOR_COLUMNS)
+        counts = [None] * len(plan)
+
+        def part(i: int, conn, lo: int, hi: int | None) -> Iterator[pa.RecordBatch]:
+            where = f"ctid >= '({lo},0)'::tid" + (f" AND ctid < '({hi},0)'::tid" if hi is not None else "")
+            source = self._adbc_batches(conn, f"SELECT {cols} FROM {self.qualified_table} WHERE {where}")
+            rows = 0
+            try:
+                for batch in source:
+                    batch = self._validated(batch, None, ordered=False)
+                    rows += batch.num_rows
+                    yield batch
+            finally:
+                source.close()
+            counts[i] = rows
+            if all(c is not None for c in counts):
+                self.rows_read = sum(counts)
+
+        return [part(i, c, lo, hi) for i, (c, (lo, hi)) in enumerate(zip(conns, plan))]
+
+    _MIN_SPLIT_BLOCKS = 4096  # 32 MB of pages: below that one stream is as fast
+
+    def _page_ranges(self, parts: int) -> list[tuple[int, int | None]] | None:
+        """Page ranges splitting the table for :meth:`iter_batch_parts`, or None (one stream)."""
+        try:
+            import adbc_driver_postgresql.dbapi  # noqa: F401
+        except ImportError:
+            return None
+        try:
+            with self.connect() as conn:
+                row = conn.execute(sa.text(
+                    "SELECT c.relkind, pg_relation_size(c.oid) / current_setting('block_size')::int, "
+                    "current_setting('server_version_num')::int FROM pg_class c WHERE c.oid = to_regclass(:t)"
+                ), {"t": self.qualified_table}).fetchone()
+        except Exception:  # noqa: BLE001 - no statistics: read it as one stream
+            return None
+        if row is None or row[0] != "r" or int(row[2]) < 140000 or int(row[1]) < self._MIN_SPLIT_BLOCKS:
+            return None
+        blocks = int(row[1])
+        bounds = [blocks * k // parts for k in range(parts)] + [None]
+        return [(bounds[k], bounds[k + 1]) for k in range(parts)]
+
+    def _adbc_uri(self) -> str:
+        uri = self.url.set(drivername="postgresql")
+        if "connect_timeout" not in uri.query:
+            uri = uri.update_query_dict({"connect_timeout": str(self.connect_timeout)})
+        return uri.render_as_string(hide_password=False)
+
+    def _adbc_batches(self, conn, sql: str) -> Iterator[pa.RecordBatch]:
+        """Arrow batches of ``sql`` on an ADBC connection (closed at the end)."""
+        finished = False
+        cur = None
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute(sql)
+                for batch in cur.fetch_record_batch():
+                    yield self._adbc_batch(batch)
+            except SorError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise self._driver_error(exc, "read failed") from None
+            finished = True
+        finally:
+            if not finished and cur is not None:  # consumer stopped early or failed: stop the server
+                try:
+                    cur.adbc_cancel()
+                except Exception:  # noqa: BLE001
+                    pass
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
     def read_all(self) -> pa.Table:
         """The whole table (small tables and tests only)."""
         return pa.Table.from_batches(list(self.iter_batches()), schema=SOR_SCHEMA)
 
-    def _select_sql(self, pg: bool) -> str:
+    def _select_sql(self, pg: bool, ordered: bool = True) -> str:
         if pg:
             ts = "(extract(epoch FROM updated_at) * 1000000)::bigint"
             order = 'object_id COLLATE "C"'
@@ -399,9 +525,9 @@ class SystemOfRecord:
             ts = "updated_at"
             order = "object_id COLLATE BINARY"
         cols = ", ".join(ts if c == "updated_at" else c for c in SOR_COLUMNS)
-        return f"SELECT {cols} FROM {self.qualified_table} ORDER BY {order}"
+        return f"SELECT {cols} FROM {self.qualified_table}" + (f" ORDER BY {order}" if ordered else "")
 
-    def _validated(self, batch: pa.RecordBatch, last: str | None) -> pa.RecordBatch:
+    def _validated(self, batch: pa.RecordBatch, last: str | None, ordered: bool = True) -> pa.RecordBatch:
         for i, name in enumerate(SOR_COLUMNS):
             col = batch.column(i)
             if col.null_count:
@@ -409,6 +535,8 @@ class SystemOfRecord:
                 example = batch.column(0)[idx].as_py() if name != "object_id" else None
                 shown = f" (object_id {example!r})" if example is not None else ""
                 raise self.error(f"null in required column{shown}", column=name)
+        if not ordered:
+            return batch
         bad = check_strictly_increasing(batch.column(0), last)
         if bad >= 0:
             key = batch.column(0)[bad].as_py()
@@ -440,11 +568,11 @@ class SystemOfRecord:
             arrays.append(arr)
         return pa.RecordBatch.from_arrays(arrays, schema=SOR_SCHEMA)
 
-    def _cursor_batches(self, batch_rows: int | None, pg: bool) -> Iterator[pa.RecordBatch]:
+    def _cursor_batches(self, batch_rows: int | None, pg: bool, ordered: bool = True) -> Iterator[pa.RecordBatch]:
         size = int(batch_rows or self.batch_rows)
         with self.connect() as conn:
             try:
-                result = conn.execution_options(stream_results=True, yield_per=size).execute(sa.text(self._select_sql(pg)))
+                result = conn.execution_options(stream_results=True, yield_per=size).execute(sa.text(self._select_sql(pg, ordered)))
                 for part in result.partitions(size):
                     yield self._to_batch(list(zip(*part)), convert=not pg)
             except SorError:
@@ -452,9 +580,35 @@ class SystemOfRecord:
             except sa.exc.SQLAlchemyError as exc:
                 raise self._driver_error(exc, "read failed") from None
 
-    def _pg_copy_batches(self) -> Iterator[pa.RecordBatch]:
+    def _pg_unordered_batches(self) -> Iterator[pa.RecordBatch]:
+        """The table in storage order: Arrow batches from ADBC (COPY BINARY), else the CSV COPY."""
+        try:
+            import adbc_driver_postgresql.dbapi as adbc
+        except ImportError:
+            yield from self._pg_copy_batches(ordered=False)
+            return
+        try:
+            conn = adbc.connect(self._adbc_uri(), autocommit=True)
+        except Exception as exc:  # noqa: BLE001 - any driver error: one line, password scrubbed
+            raise self._driver_error(exc, "database unreachable") from None
+        yield from self._adbc_batches(conn, f"SELECT {', '.join(SOR_COLUMNS)} FROM {self.qualified_table}")
+
+    def _adbc_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = []
+        for name in SOR_COLUMNS:
+            col = batch.column(name)
+            field = SOR_SCHEMA.field(name)
+            try:
+                if pa.types.is_timestamp(col.type):
+                    col = col.cast(pa.timestamp("us", tz=col.type.tz or "UTC")).cast(TS)
+                arrays.append(col.cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise self.error(f"value cannot be converted to {field.type} ({str(exc).splitlines()[0]})", column=name) from None
+        return pa.RecordBatch.from_arrays(arrays, schema=SOR_SCHEMA)
+
+    def _pg_copy_batches(self, ordered: bool = True) -> Iterator[pa.RecordBatch]:
         """COPY ... TO STDOUT (CSV) into a pipe, parsed in blocks by pyarrow on this thread."""
-        sql = f"COPY ({self._select_sql(pg=True)}) TO STDOUT WITH (FORMAT csv)"
+        sql = f"COPY ({self._select_sql(pg=True, ordered=ordered)}) TO STDOUT WITH (FORMAT csv)"
         conn = self.connect()
         dbapi = conn.connection.driver_connection
         rfd, wfd = os.pipe()

@@ -9,9 +9,11 @@ import duckdb
 from qfs_assets.readers.base import ExportReader
 
 
-def object_manifest(reader: ExportReader, con: duckdb.DuckDBPyConnection, day: dt.date, view: str = "objects", columns=None) -> str:
-    """A validated view of the object manifest at the end of ``day``."""
-    return reader.relation(con, "objects", [day], view_name=view, columns=columns)
+def object_manifest(reader: ExportReader, con: duckdb.DuckDBPyConnection, day: dt.date, view: str = "objects", columns=None,
+                    validate_keys: bool = True) -> str:
+    """A validated view of the object manifest at the end of ``day`` (``validate_keys=False``: the
+    caller checks ``object_id`` uniqueness itself, e.g. in its own join)."""
+    return reader.relation(con, "objects", [day], view_name=view, columns=columns, validate_keys=validate_keys)
 
 
 def shard_map(reader: ExportReader, con: duckdb.DuckDBPyConnection, day: dt.date, view: str = "shards", columns=None, validate_keys: bool = True) -> str:

@@ -19,7 +19,22 @@ Rules (qfs-export-v1 "System of record" and evidence-v1 ``dual_write_verificatio
 * ``sor_objects``/``storage_objects`` are the rows not deleted on that side, in flight
   excluded; ``inconsistencies`` is the sum of the four categories.
 
-Method (``method="merge"``, the default): the SoR arrives as Arrow batches in byte order of
+Method ``method="hash"`` (the default): only the rows that differ are compared field by field.
+DuckDB hashes every manifest row twice, ``kh = hash(object_id)`` and ``rh = hash(<the row's
+fields as text>)``, into a table of ~18 bytes a row; the SoR is streamed *without* ``ORDER BY``
+(:meth:`SystemOfRecord.iter_batches` with ``ordered=False``: on PostgreSQL a plain sequential
+scan, no sort, as Arrow batches through ADBC's ``COPY BINARY``), hashed the same way on
+arrival, and matched against that table in one hash join on ``(kh, rh)``. A pair that matches
+holds the same row on both sides: it is consistent and only counted (in flight, or live on both
+sides). The rows left over on either side (the drift, a few per ten thousand) are then
+classified by exactly the code of the merge method. Two different rows are taken for the same
+only if both of their 64-bit hashes collide (about 10^-19 per row pair), the one way this
+method can differ from a field-by-field comparison. Anything it cannot judge this way (a SoR
+key seen twice, a manifest key hash seen twice) makes the diff start again with the merge
+method, which names the problem exactly. Memory: the two hash tables (~0.2 GB each at 10M rows)
+and the leftover rows; no sort on either side.
+
+Method ``method="merge"``: the SoR arrives as Arrow batches in byte order of
 object_id (:meth:`SystemOfRecord.iter_batches`), the manifest as Arrow batches from DuckDB
 ``ORDER BY object_id`` (DuckDB sorts VARCHAR by bytes). The two ordered streams are merged
 a window at a time: the window ends at the smaller of the two buffered last keys, so every
@@ -92,7 +107,7 @@ from qfs_assets.windows import day_end as snapshot_end_of  # noqa: F401
 
 COUNT_KEYS = ("sor_objects", "storage_objects", "in_flight", *CATEGORIES, "inconsistencies")
 VALUE_FIELDS = tuple(c for c in SOR_COLUMNS if c != "object_id")
-METHODS = ("merge", "duckdb")
+METHODS = ("hash", "merge", "duckdb")
 DEFAULT_BATCH_ROWS = 131_072
 
 #: One row per inconsistent object: category, the fields that differ, both sides' values.
@@ -345,6 +360,116 @@ def _duckdb_diff(sor_batches: Iterator[pa.RecordBatch], con: duckdb.DuckDBPyConn
     return {k: counts[k] for k in COUNT_KEYS}, detail, seen["rows"], int(row[-1])
 
 
+# -- the hash method (default) -------------------------------------------------------------
+
+_KH = "hash(object_id)"
+# every field, the key through a different string than _KH hashes (so the two are independent)
+_RH = "hash(object_id || '|', version, content_hash, size_bytes, data_shards, total_shards, updated_at, deleted)"
+
+
+def check_manifest_keys(con: duckdb.DuckDBPyConnection, view: str) -> None:
+    """The exact duplicate-key check of the manifest (what the reader does with ``validate_keys``)."""
+    from qfs_assets.contract.schema import TABLES
+    from qfs_assets.readers.base import ExportReader
+
+    raw = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [view + "__raw"]).fetchall()[0][0]
+    if raw:  # a reader's view: its own check, with its message naming the file
+        ExportReader(".").validate(con, TABLES["objects"], view, list(SOR_COLUMNS), keys=True)
+        return
+    dup = con.execute(f"SELECT object_id, count(*) FROM {quote_ident(view)} GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchall()
+    if dup:
+        raise BadInput("objects", f"duplicate key object_id={dup[0][0]!r} ({dup[0][1]} rows)", column="object_id")
+
+
+#: SoR streams read side by side by the hash method (PostgreSQL: page ranges of one snapshot)
+SOR_STREAMS = 2
+
+
+class _NeedsMerge(Exception):
+    """The hash method met something only the field-by-field merge can judge exactly."""
+
+
+def _hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, snapshot_end: dt.datetime,
+               batch_rows: int, classifier: _Classifier) -> tuple[dict[str, int], int, int]:
+    """Counts of the consistent pairs, SoR rows, manifest rows; the leftovers go to ``classifier``."""
+    end = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
+    v = quote_ident(view)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __dw_m AS
+        SELECT {_KH} AS kh, {_RH} AS rh, deleted AS del, updated_at >= {end} AS fly FROM {v}
+    """).fetchall()
+    m_rows, m_fly, m_live = (int(x or 0) for x in con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE fly), count(*) FILTER (WHERE NOT fly AND NOT del) FROM __dw_m"
+    ).fetchall()[0])
+
+    seen: dict[str, Any] = {"rows": 0, "error": None}
+    parts = sor.iter_batch_parts(SOR_STREAMS, batch_rows)  # read side by side, one snapshot
+
+    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            for b in batches:
+                seen["rows"] += b.num_rows
+                yield b
+        except BadInput as exc:  # DuckDB would wrap it: keep the one-line error
+            seen["error"] = exc
+            raise
+
+    names = [f"__dw_sor_stream_{i}" for i in range(len(parts))]
+    for name, batches in zip(names, parts):
+        con.register(name, pa.RecordBatchReader.from_batches(SOR_SCHEMA, counted(batches)))
+    source = " UNION ALL ".join(f"SELECT * FROM {n}" for n in names)
+    cols = ", ".join(f"s.{c}" for c in SOR_COLUMNS)
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE __dw_x AS
+            SELECT {cols}, s.kh, m.kh AS m_kh, m.rh AS m_rh, m.del AS m_del, m.fly AS m_fly
+            FROM (SELECT *, {_KH} AS kh, {_RH} AS rh FROM ({source})) s
+            FULL OUTER JOIN __dw_m m ON s.kh = m.kh AND s.rh = m.rh
+            WHERE s.kh IS NULL OR m.kh IS NULL
+        """).fetchall()
+    except duckdb.Error:
+        if seen["error"] is not None:
+            raise seen["error"] from None
+        raise
+    finally:
+        for name, batches in zip(names, parts):
+            con.unregister(name)
+            batches.close()
+    s_rows = seen["rows"]
+    s_only, m_only, m_only_fly, m_only_live, dup_s = (int(x or 0) for x in con.execute(
+        "SELECT count(*) FILTER (WHERE m_kh IS NULL), count(*) FILTER (WHERE m_kh IS NOT NULL), "
+        "count(*) FILTER (WHERE m_fly), count(*) FILTER (WHERE m_kh IS NOT NULL AND NOT m_fly AND NOT m_del), "
+        "count(*) FILTER (WHERE m_kh IS NULL) - count(DISTINCT object_id) FILTER (WHERE m_kh IS NULL) FROM __dw_x"
+    ).fetchall()[0])
+    # Every matched manifest row has exactly one SoR partner unless a key occurs twice on either
+    # side; a leftover SoR row whose key hash belongs to a matched manifest row means the same.
+    if s_rows - s_only != m_rows - m_only or dup_s:
+        raise _NeedsMerge("a SoR key occurs twice")
+    s_shadow, m_shadow = con.execute(
+        "SELECT (SELECT count(*) FROM (SELECT kh FROM __dw_x WHERE m_kh IS NULL) s SEMI JOIN __dw_m m ON m.kh = s.kh "
+        "        ANTI JOIN (SELECT m_kh FROM __dw_x WHERE m_kh IS NOT NULL) o ON o.m_kh = s.kh), "
+        "       (SELECT count(*) FROM __dw_m WHERE kh IN (SELECT m_kh FROM __dw_x WHERE m_kh IS NOT NULL))"
+    ).fetchall()[0]
+    if s_shadow or m_shadow != m_only:
+        raise _NeedsMerge("a leftover key hash also belongs to a consistent row")
+    out_cols = ", ".join(quote_ident(c) for c in SOR_COLUMNS)
+    sor_left = settle(con).sql(f"SELECT {out_cols} FROM __dw_x WHERE m_kh IS NULL").to_arrow_table()
+    man_left = settle(con).sql(f"""
+        WITH c AS (SELECT {out_cols}, {_KH} AS kh FROM {v} WHERE {_KH} IN (SELECT m_kh FROM __dw_x WHERE m_kh IS NOT NULL)),
+             d AS (SELECT *, {_RH} AS rh FROM c)
+        SELECT {out_cols} FROM d SEMI JOIN (SELECT m_kh, m_rh FROM __dw_x WHERE m_kh IS NOT NULL) x
+            ON d.kh = x.m_kh AND d.rh = x.m_rh
+    """).to_arrow_table()
+    con.execute("DROP TABLE __dw_x").fetchall()
+    con.execute("DROP TABLE __dw_m").fetchall()
+    if man_left.num_rows != m_only or pc.count_distinct(man_left.column("object_id")).as_py() != m_only:
+        raise _NeedsMerge("a manifest key occurs twice")
+    sor_left, man_left = sor_left.cast(SOR_SCHEMA), man_left.cast(SOR_SCHEMA)
+    classifier.add(_prefixed(sor_left, "sor").join(_prefixed(man_left, "storage"), keys="object_id", join_type="full outer"))
+    live_both = m_live - m_only_live
+    return {"in_flight": m_fly - m_only_fly, "sor_objects": live_both, "storage_objects": live_both}, s_rows, m_rows
+
+
 # -- entry point ---------------------------------------------------------------------------
 
 def diff_snapshot(
@@ -353,7 +478,7 @@ def diff_snapshot(
     manifest_view: str,
     snapshot_end: dt.datetime,
     *,
-    method: str = "merge",
+    method: str = "hash",
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> DiffResult:
     """Compare every row of ``qfs_objects`` with the manifest view (a validated ``objects`` view).
@@ -367,11 +492,24 @@ def diff_snapshot(
         raise ValueError("snapshot_end must be timezone-aware (UTC)")
     t0 = time.perf_counter()
     sor.check()
+    if method == "hash":
+        classifier = _Classifier(snapshot_end)
+        try:
+            consistent, sor_rows, man_rows = _hash_diff(sor, con, manifest_view, snapshot_end, batch_rows, classifier)
+        except _NeedsMerge:
+            for table in ("__dw_x", "__dw_m"):
+                con.execute(f"DROP TABLE IF EXISTS {table}").fetchall()
+            check_manifest_keys(con, manifest_view)  # the merge needs unique manifest keys
+            method = "merge"  # the field-by-field comparison decides (and names any bad input)
+        else:
+            counts, detail = classifier.result()
+            for k, n in consistent.items():
+                counts[k] += n
     if method == "merge":
         classifier = _Classifier(snapshot_end)
         sor_rows, man_rows = _merge_diff(sor, con, manifest_view, batch_rows, classifier)
         counts, detail = classifier.result()
-    else:
+    elif method == "duckdb":
         sor_batches = sor.iter_batches(batch_rows)
         try:
             counts, detail, sor_rows, man_rows = _duckdb_diff(sor_batches, con, manifest_view, snapshot_end)

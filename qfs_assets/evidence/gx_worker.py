@@ -1,0 +1,62 @@
+"""The Great Expectations helper process (see :mod:`qfs_assets.evidence.gx_suite`).
+
+Started by :func:`gx_suite.prefetch` as ``python -m qfs_assets.evidence.gx_worker``. It builds
+the GX context at once (the import is the slow part), then answers requests read from stdin,
+each a length-prefixed pickle ``("validate", suite_name, judge_table_ipc, specs, metrics)``,
+with ``(True, [Criterion, ...])`` or ``(False, message)`` on stdout. It ends when stdin closes
+(its parent ended or no longer needs it). Anything GX prints goes to stderr, never into the
+protocol stream.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+
+
+def main() -> int:
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints (progress bars, warnings) cannot corrupt the protocol
+    sys.stdout = sys.stderr
+
+    from qfs_assets.evidence import gx_suite
+
+    try:
+        gx_suite._context()
+    except Exception:  # noqa: BLE001 - reported on the first request instead
+        pass
+    import pyarrow as pa
+
+    def read_exact(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = proto_in.read(n - len(buf))
+            if not chunk:
+                return b""
+            buf += chunk
+        return bytes(buf)
+
+    while True:
+        head = read_exact(8)
+        if len(head) != 8:
+            return 0
+        (n,) = struct.unpack("<Q", head)
+        request = pickle.loads(read_exact(n))
+        try:
+            kind, suite_name, ipc, specs, metrics = request
+            if kind != "validate":
+                raise ValueError(f"unknown request {kind!r}")
+            table = pa.ipc.open_stream(ipc).read_all()
+            reply = (True, gx_suite.validate_local(suite_name, table, specs, metrics))
+        except Exception as exc:  # noqa: BLE001 - the parent judges in-process instead
+            reply = (False, f"{type(exc).__name__}: {exc}")
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        proto_out.write(struct.pack("<Q", len(data)) + data)
+        proto_out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
