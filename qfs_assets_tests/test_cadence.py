@@ -146,11 +146,12 @@ def test_schedules_and_the_sensor_pass_the_deployment_file(tmp_path, monkeypatch
         assert request.run_config["ops"]["node_health_assessment"]["config"]["min_stake_nod"] == 1
 
         from qfs_assets.defs.node_failure.sensors import node_failure_sensor
-        from qfs_assets.defs.resources import ExportResource
+        from qfs_assets.defs.resources import EvidenceResource, ExportResource
 
         with dg.instance_for_test() as instance:
-            ctx = dg.build_sensor_context(instance=instance,
-                                          resources={"export": ExportResource(export_root=str(demo.export_root))})
+            ctx = dg.build_sensor_context(instance=instance, resources={
+                "export": ExportResource(export_root=str(demo.export_root)),
+                "evidence": EvidenceResource(evidence_root=str(tmp_path / "evidence"))})
             [request] = node_failure_sensor(ctx).run_requests
         config = request.run_config["ops"]["node_failure_response"]["config"]
         assert config["aegis"] == {**NODE_HEALTH, "min_stake_nod": 1}  # node health's AEGIS thresholds
