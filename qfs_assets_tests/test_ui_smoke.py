@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 FAILING, PASSING, BROKEN = "2026-03-18", "2026-03-17", "2026-04-20"  # BROKEN: after the export ends
 ASSET = dg.AssetKey("node_health_assessment")
-CHECKS = ("nodes_verified", "proof_success", "shard_balance", "no_unrecoverable_objects")
+CHECKS = ("nodes_verified", "proof_success", "shard_balance", "no_unrecoverable_objects", "no_corruption_errors")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_metadata_leads_with_the_verdict_and_is_numeric(judged):
     keys = list(md)
     assert keys[:4] == ["verdict", "passed", "failed_criteria", "failed_criteria_names"]
     verdict = md["verdict"].value
-    assert verdict.startswith("**FAILED** — node_health_assessment 2026-03-18: 1 of 4 criteria failed (proof_success)")
+    assert verdict.startswith("**FAILED** — node_health_assessment 2026-03-18: 1 of 5 criteria failed (proof_success)")
     assert "| proof_success | **FAILED** | 0.969" in verdict
     # shard_balance's observed values and thresholds read as text, not a Python dict
     assert "| shard_balance | passed | utilization_cv=" in verdict and "utilization_max_over_mean=1.5 |" in verdict

@@ -28,7 +28,7 @@ TABLE_CORRUPTION = "node_health_corruption"
 
 def criterion_spec() -> CriterionSpec:
     return CriterionSpec(CRITERION, (Rule("corruption_errors", max_value=0),), ("corruption_errors",), 0,
-                         "corruption_errors == 0 (no checksum_mismatch in the day's storage_errors)")
+                         "corruption_errors == 0 (no checksum_mismatch among the storage errors of the day)")
 
 
 @dataclass
