@@ -168,10 +168,9 @@ __all__ = [
     "EQM_COLUMNS",
 ]
 
-EQM_COLUMNS = ("seq", "ts", "event_type", "payload", "prev_hash", "event_hash")
-_TS = pa.timestamp("us", tz="UTC")
-_EQM_TYPES = {"seq": pa.int64(), "ts": _TS, "event_type": pa.string(), "payload": pa.string(),
-              "prev_hash": pa.string(), "event_hash": pa.string()}
+from .result import (  # noqa: E402 - shared with the columnar engine
+    EQM_COLUMNS, _EQM_TYPES, _TS, ChainBreak, InvalidEvent, ReplayInputError, ReplayResult, Roots, _no_gc, _to_us,
+)
 _EVENT_TYPE_SET = pa.array(P.EVENT_TYPES, type=pa.string())
 _STATUSES = frozenset(NODE_STATUSES)
 # A step of at least this many rows is hashed in the helper process (hashworker.py), started at
@@ -203,97 +202,6 @@ _FAST_MIN_ROWS = 256  # fast_path="auto": below this many rows of a type, json.l
 # Event types whose inserted row hash is precomputed from the payload, and their component.
 _CANDIDATE_COMPONENT = {P.NODE_REGISTERED: "nodes", P.OBJECT_WRITTEN: "objects", P.SHARD_PLACED: "shards"}
 
-
-class ReplayInputError(ValueError):
-    """The batches do not have the EQM shape (missing column, null, uncastable type)."""
-
-
-@dataclass(frozen=True)
-class ChainBreak:
-    seq: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class InvalidEvent:
-    seq: int
-    event_type: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Roots:
-    """The state roots after the replayed events up to a point.
-
-    ``seq`` is the seq the roots were asked for (a checkpoint) or, for the final roots, the last
-    replayed seq; ``last_seq``/``ts`` describe the last event actually applied before them
-    (None before any event); ``events`` is how many events were replayed by then.
-    """
-
-    seq: int | None
-    last_seq: int | None
-    ts: dt.datetime | None
-    events: int
-    nodes: str
-    objects: str
-    shards: str
-    ledger: str
-    state: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"nodes": self.nodes, "objects": self.objects, "shards": self.shards, "ledger": self.ledger,
-                "state": self.state}
-
-
-@dataclass
-class ReplayResult:
-    events_replayed: int
-    chain_intact: bool
-    first_broken_seq: int | None
-    chain_break: ChainBreak | None
-    chain_breaks: int  # rows failing any chain check
-    invalid_events: list[InvalidEvent]
-    checkpoint_roots: dict[int, Roots]  # roots at every reached checkpoint seq
-    unreached_checkpoints: list[int]
-    final_roots: Roots
-    last_seq: int | None
-    last_ts: dt.datetime | None
-    elapsed_seconds: float
-    events_per_second: float
-    limit_reached: bool = False  # a row beyond through_seq/through_ts/before_ts was seen
-    snapshots: dict[int, dict[str, pa.Table]] = field(default_factory=dict)
-    checkpoint_comparison: CheckpointComparison | None = None
-    payload_fallbacks: int = 0  # payloads parsed by the reference parser (not canonical / fast path off)
-    phase_seconds: dict[str, float] = field(default_factory=dict)  # CPU seconds per engine phase
-
-    @property
-    def final_state_root(self) -> str:
-        return self.final_roots.state
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC: the state is millions of tuples; no cycles are created."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-def _to_us(value: dt.datetime | int | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:  # the contract's times are UTC
-            value = value.replace(tzinfo=dt.timezone.utc)
-        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    raise TypeError(f"{name} must be a datetime or integer microseconds, got {type(value).__name__}")
 
 
 @dataclass

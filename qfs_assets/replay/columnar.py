@@ -1,0 +1,841 @@
+"""The columnar replay engine: the drill's engine. Same results as the per-event ``engine``.
+
+Why this design (measured on this project's 2-core machines, CPython 3.11, ``bench/run.py``)
+------------------------------------------------------------------------------------------
+The reference engine (``engine.py``) does its per-event work in Python: ~0.2M events/s and
+~2.9 GB peak RSS on the benchmark's 10M-event log. The work per event is small and mostly
+sequential (validity depends on the state left by earlier events), and the irreducible cost is
+SHA-256: one chain hash per event and about one row hash per state change.
+
+SHA-256 of 1M 207-byte messages, one core, load ~4.7:
+    hashlib loop 0.76-0.92 s; polars-hash (``sha2_256``) 0.54-0.63 s; DuckDB ``sha256()`` 0.93 s;
+    OpenSSL's ``SHA256_Init/Update/Final`` called from numba-compiled code 0.27-0.29 s (SHA-NI).
+OpenSSL's one-shot ``SHA256()`` is 4x slower in OpenSSL 3 (it fetches the algorithm per call).
+A set-based formulation (DuckDB windows per key, Arrow compute) needs a hash per event in
+SQL (3x slower than above) plus joins against the whole state every batch, and still a
+sequential path for versions, moves and duplicate ids; polars has no SHA-256 of its own.
+So the engine is a small set of numba kernels (``kernels.py``; numba is a maintained package
+compiling Python to LLVM machine code, cached per machine) over Arrow buffers, with OpenSSL's
+SHA-256 (the library Python's ``hashlib`` already uses) called directly from compiled code:
+
+* input: Arrow record batches (one date partition at a time from ``readers.eqm.stream_eqm``);
+  the payload, hash and type columns are used in place (Arrow's offsets and data buffers);
+* the hash chain: a kernel writes ``prev_hash|seq|event_type|payload`` and hashes it, in a
+  second thread (the kernels release the GIL) while this thread parses and applies; the
+  verdict is ``chain.verify_batch`` on those digests, as in the reference engine;
+* payloads: one compiled pass accepts exactly-canonical payloads; the rest (non-canonical
+  spacing or key order, escapes, non-ASCII, extra fields, bad types) go to the reference
+  parser ``payloads.parse_payload``, so reasons and values are the reference's;
+* the state: open-addressing hash tables from key bytes to dense ids and column arrays per
+  component (strings in append-only byte heaps, compacted when half garbage): memory is
+  bounded by the state (plus one batch of the log), ~70 bytes per shard row plus its strings;
+* roots: dirty-row tracking between checkpoints as in the reference engine, the canonical row
+  texts written by the kernels, 256-bit sums in limbs.
+
+Figures, 10M-event benchmark log (docs/benchmarks.md has the table of the last full run):
+see the module ``bench/bench_replay.py`` and ``bench/run.py``; the drill end to end passes
+1M events/s where the reference engine does ~0.2M/s, at under half its peak memory.
+
+Results are identical to the reference engine's, field by field (chain breaks and their reasons,
+invalid events and reasons, every checkpoint's roots, comparisons, state exports):
+``qfs_assets_tests/test_replay_columnar.py`` runs both on every engine test log, on fuzzed and
+broken logs and on hypothesis-generated logs. The one counter that differs is
+``payload_fallbacks`` (how many payloads the reference parser read), a diagnostic.
+
+Incremental start (``start_state``): the engine can start from a saved verified state at a
+checkpoint (``snapshot.py``): rows up to that seq are hash-chain verified only, the state
+applies from the next event on; see ``snapshot.py`` for the checks that make the state trusted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qfs_assets.contract.hashing import COMPONENTS, state_root
+from qfs_assets.contract.schema import NODE_STATUSES
+
+from . import kernels as K
+from . import payloads as P
+from .chain import ChainCursor, _string_parts, ts_to_datetime, verify_batch
+from .compare import compare_checkpoints, diff_roots, expected_roots
+from .result import ChainBreak, InvalidEvent, ReplayResult, Roots, _no_gc, _to_us, normalise
+from .rows import COMPONENT_FIELDS, COMPONENT_SCHEMAS
+
+__all__ = ["ColumnarEngine", "replay", "SnapshotMismatch"]
+
+_EVENT_TYPE_SET = pa.array(P.EVENT_TYPES, type=pa.string())
+_STATUS_NAMES = pa.array(list(NODE_STATUSES), pa.string())
+_THREAD_MIN_ROWS = 4096  # below this, the chain is hashed in the calling thread
+
+
+class SnapshotMismatch(RuntimeError):
+    """The log at the start state's seq is not the log the state was taken from."""
+
+
+def _spec():
+    """The parse kernel's description of each event type's canonical payload (sorted keys)."""
+    kinds = {"str": K.K_STR, "str?": K.K_STR_OR_NULL, "int64": K.K_I64, "int32": K.K_I32, "int16": K.K_I16}
+    n = np.zeros(8, np.int64)
+    kind = np.zeros((8, K.MAX_FIELDS), np.int64)
+    koff = np.zeros((8, K.MAX_FIELDS), np.int64)
+    klen = np.zeros((8, K.MAX_FIELDS), np.int64)
+    keys = bytearray()
+    order = {}
+    for c, et in enumerate(P.EVENT_TYPES):
+        fields = sorted(P.EVENT_FIELDS[et])
+        order[et] = [name for name, _ in fields]
+        n[c] = len(fields)
+        for f, (name, k) in enumerate(fields):
+            lit = ('"' + name + '":').encode()
+            koff[c, f] = len(keys)
+            klen[c, f] = len(lit)
+            keys += lit
+            kind[c, f] = kinds[k]
+    return n, kind, koff, klen, np.frombuffer(bytes(keys), np.uint8).copy(), order
+
+
+SPEC_N, SPEC_KIND, SPEC_KOFF, SPEC_KLEN, SPEC_KEYS, FIELD_ORDER = _spec()
+# position of each field in the parsed row (sorted key order), by event type
+POS = {et: {name: i for i, name in enumerate(names)} for et, names in FIELD_ORDER.items()}
+# the reference parser's tuple order -> sorted positions
+_REF_TO_POS = {et: [POS[et][name] for name, _ in P.EVENT_FIELDS[et]] for et in P.EVENT_TYPES}
+_REF_KINDS = {et: [k for _, k in P.EVENT_FIELDS[et]] for et in P.EVENT_TYPES}
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(4, int(n - 1).bit_length())
+
+
+def _grown(arr: np.ndarray, n: int, fill=0) -> np.ndarray:
+    """arr resized to n rows (first dimension), the new rows set to ``fill``."""
+    out = np.empty((n,) + arr.shape[1:], arr.dtype)
+    m = min(len(arr), n)
+    out[:m] = arr[:m]
+    out[m:] = fill
+    return out
+
+
+def _np_bytes(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets, uint8 data) of a string array, without copying the data."""
+    offs, data = _string_parts(arr)
+    d = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, np.uint8)
+    return offs.astype(np.int64), d
+
+
+class _KeyTable:
+    """Key bytes -> dense id (see kernels.kt_find / kt_insert)."""
+
+    def __init__(self, ids: int = 64, heap: int = 1024) -> None:
+        self.slots = np.full(_pow2(2 * ids), -1, np.int32)
+        self.koff = np.zeros(ids + 1, np.int64)
+        self.kheap = np.empty(heap, np.uint8)
+        self.meta = np.array([0, len(self.slots) - 1], np.int64)
+
+    @property
+    def count(self) -> int:
+        return int(self.meta[0])
+
+    @property
+    def cap(self) -> int:
+        return len(self.koff) - 1
+
+    def t(self):
+        return (self.slots, self.koff, self.kheap, self.meta)
+
+    def grow(self, min_bytes: int) -> None:
+        cnt = self.count
+        if cnt + 1 > self.cap:
+            self.koff = _grown(self.koff, 2 * self.cap + 1)
+        if 2 * (cnt + 1) > len(self.slots):
+            self.slots = np.full(2 * len(self.slots), -1, np.int32)
+            K.kt_rehash(self.koff, self.kheap, cnt, self.slots)
+            self.meta[1] = len(self.slots) - 1
+        used = int(self.koff[cnt])
+        if used + min_bytes > len(self.kheap):
+            self.kheap = _grown(self.kheap, max(2 * len(self.kheap), used + min_bytes))
+
+    def strings(self, ids: np.ndarray | None = None) -> pa.Array:
+        """The keys (all, or of ``ids``) as an Arrow string array."""
+        cnt = self.count
+        offs = self.koff[:cnt + 1].copy()
+        data = self.kheap[:int(offs[-1])].copy()
+        arr = pa.LargeStringArray.from_buffers(cnt, pa.py_buffer(offs), pa.py_buffer(data)).cast(pa.string())
+        return arr if ids is None else arr.take(pa.array(ids))
+
+    def nbytes(self) -> int:
+        return self.slots.nbytes + self.koff.nbytes + self.kheap.nbytes
+
+
+class _State:
+    """The replayed state in flat arrays (the layout the kernels expect)."""
+
+    def __init__(self) -> None:
+        self.ktN, self.ktO, self.ktP, self.ktT, self.ktR = (_KeyTable() for _ in range(5))
+        c = 64
+        # nodes
+        self.n_cap = np.zeros(c, np.int64)
+        self.n_stake = np.zeros(c, np.int64)
+        self.n_status = np.zeros(c, np.int8)
+        self.n_roff = np.zeros(c, np.int64)
+        self.n_rlen = np.zeros(c, np.int64)
+        self.rheap = np.empty(1024, np.uint8)
+        self.Nmeta = np.zeros(3, np.int64)  # -, heap used, heap live
+        self.hcN = np.zeros((c, 32), np.uint8)
+        self.hpN = np.zeros(c, np.uint8)
+        # objects
+        self.o_ver = np.zeros(c, np.int64)
+        self.o_size = np.zeros(c, np.int64)
+        self.o_ds = np.zeros(c, np.int16)
+        self.o_ts = np.zeros(c, np.int16)
+        self.o_del = np.zeros(c, np.uint8)
+        self.o_coff = np.zeros(c, np.int64)
+        self.o_clen = np.zeros(c, np.int32)
+        self.o_first = np.full(c, -1, np.int32)
+        self.cheap = np.empty(1024, np.uint8)
+        self.Ometa = np.zeros(3, np.int64)
+        # shards
+        self.s_slots = np.full(_pow2(2 * c), -1, np.int32)
+        self.s_obj = np.zeros(c, np.int32)
+        self.s_idx = np.zeros(c, np.int32)
+        self.s_node = np.zeros(c, np.int32)
+        self.s_pres = np.zeros(c, np.uint8)
+        self.s_bytes = np.zeros(c, np.int64)
+        self.s_hoff = np.zeros(c, np.int64)
+        self.s_hlen = np.zeros(c, np.int32)
+        self.s_next = np.full(c, -1, np.int32)
+        self.sheap = np.empty(1024, np.uint8)
+        self.Smeta = np.zeros(3, np.int64)  # shard count, heap used, heap live
+        # ledger (128-bit sums)
+        self.l_ahi = np.zeros(c, np.int64)
+        self.l_alo = np.zeros(c, np.uint64)
+        self.l_nhi = np.zeros(c, np.int64)
+        self.l_nlo = np.zeros(c, np.uint64)
+        self.hcL = np.zeros((c, 32), np.uint8)
+        self.hpL = np.zeros(c, np.uint8)
+        # dirty rows: flag per id, list, count
+        self.D = {comp: (np.zeros(c, np.uint8), np.zeros(c, np.int32), np.zeros(1, np.int64)) for comp in COMPONENTS}
+        self.acc = np.zeros((4, 8), np.uint64)
+        self.scratch = np.empty(4096, np.uint8)
+
+    _PER = {
+        "nodes": ("n_cap", "n_stake", "n_status", "n_roff", "n_rlen", "hcN", "hpN"),
+        "objects": ("o_ver", "o_size", "o_ds", "o_ts", "o_del", "o_coff", "o_clen", "o_first"),
+        "shards": ("s_obj", "s_idx", "s_node", "s_pres", "s_bytes", "s_hoff", "s_hlen", "s_next"),
+        "ledger": ("l_ahi", "l_alo", "l_nhi", "l_nlo", "hcL", "hpL"),
+    }
+    _FILL = {"o_first": -1, "s_next": -1}
+
+    def _resize(self, comp: str, n: int) -> None:
+        for name in self._PER[comp]:
+            setattr(self, name, _grown(getattr(self, name), n, self._FILL.get(name, 0)))
+        f, lst, m = self.D[comp]
+        self.D[comp] = (_grown(f, n), _grown(lst, n), m)
+
+    def caps(self) -> np.ndarray:
+        return np.array([min(self.ktN.cap, len(self.n_cap)), min(self.ktO.cap, len(self.o_ver)), len(self.s_obj),
+                         min(self.ktP.cap, len(self.l_ahi)), self.ktT.cap, self.ktR.cap,
+                         len(self.D["nodes"][1]), len(self.D["objects"][1]), len(self.D["shards"][1]),
+                         len(self.D["ledger"][1])], np.int64)
+
+    def grow(self, flags: int, nbytes: int) -> None:
+        if flags & K.G_NODES or flags & 512:
+            self.ktN.grow(nbytes)
+            if self.ktN.cap > len(self.n_cap):
+                self._resize("nodes", self.ktN.cap)
+        if flags & K.G_OBJECTS or flags & 512:
+            self.ktO.grow(nbytes)
+            if self.ktO.cap > len(self.o_ver):
+                self._resize("objects", self.ktO.cap)
+        if flags & K.G_PARTIES or flags & 512:
+            self.ktP.grow(nbytes)
+            if self.ktP.cap > len(self.l_ahi):
+                self._resize("ledger", self.ktP.cap)
+        if flags & K.G_TX:
+            self.ktT.grow(nbytes)
+        if flags & K.G_REWARDS:
+            self.ktR.grow(nbytes)
+        if flags & K.G_SHARDS or flags & 512:
+            cnt = int(self.Smeta[0])
+            if cnt + 1 > len(self.s_obj):
+                self._resize("shards", 2 * len(self.s_obj))
+            if 2 * (cnt + 1) > len(self.s_slots):
+                self.s_slots = np.full(2 * len(self.s_slots), -1, np.int32)
+                K.shard_rehash(self.s_obj, self.s_idx, cnt, self.s_slots)
+        for heap, meta in (("rheap", self.Nmeta), ("cheap", self.Ometa), ("sheap", self.Smeta)):
+            arr = getattr(self, heap)
+            if int(meta[1]) + nbytes > len(arr):
+                self._compact(heap)
+                arr = getattr(self, heap)
+                if int(meta[1]) + nbytes > len(arr):
+                    setattr(self, heap, _grown(arr, max(2 * len(arr), int(meta[1]) + nbytes)))
+
+    def _compact(self, heap: str) -> None:
+        """Rewrite a string heap with its live strings only, when at least half of it is garbage."""
+        if heap == "rheap":
+            meta, off, ln, rows = self.Nmeta, self.n_roff, self.n_rlen, np.arange(self.ktN.count)
+        elif heap == "cheap":
+            meta, off, ln, rows = self.Ometa, self.o_coff, self.o_clen, np.arange(self.ktO.count)
+        else:
+            meta, off, ln = self.Smeta, self.s_hoff, self.s_hlen
+            rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
+        used, live = int(meta[1]), int(meta[2])
+        if used < 2 * live + (1 << 16):
+            return
+        old = getattr(self, heap)
+        new = np.empty(max(1024, 2 * live + (1 << 16)), np.uint8)
+        meta[1] = K.compact(old, off, ln, rows, new)
+        meta[2] = meta[1]
+        setattr(self, heap, new)
+
+    def args(self):
+        return (self.ktN.t(), self.ktO.t(), self.ktP.t(), self.ktT.t(), self.ktR.t(),
+                (self.n_cap, self.n_stake, self.n_status, self.n_roff, self.n_rlen, self.rheap),
+                (self.o_ver, self.o_size, self.o_ds, self.o_ts, self.o_del, self.o_coff, self.o_clen, self.o_first,
+                 self.cheap),
+                (self.s_slots, self.s_obj, self.s_idx, self.s_node, self.s_pres, self.s_bytes, self.s_hoff,
+                 self.s_hlen, self.s_next, self.sheap),
+                (self.l_ahi, self.l_alo, self.l_nhi, self.l_nlo),
+                self.Nmeta, self.Ometa, self.Smeta,
+                self.D["nodes"], self.D["objects"], self.D["shards"], self.D["ledger"], self.acc)
+
+    def flush(self) -> None:
+        (ktN, ktO, ktP, _, _, N, O, S, L, _, _, _, Dn, Do, Ds, Dl, acc) = self.args()
+        K.flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, self.hcN, self.hpN, self.hcL, self.hpL, acc)
+
+    def root_hex(self) -> list[str]:
+        return ["".join("%08x" % int(x) for x in self.acc[c]) for c in range(4)]
+
+    def nbytes(self) -> int:
+        total = sum(getattr(self, n).nbytes for names in self._PER.values() for n in names)
+        total += sum(kt.nbytes() for kt in (self.ktN, self.ktO, self.ktP, self.ktT, self.ktR))
+        total += self.rheap.nbytes + self.cheap.nbytes + self.sheap.nbytes + self.s_slots.nbytes
+        return total + sum(a.nbytes + b.nbytes for a, b, _ in self.D.values())
+
+    # ------------------------------------------------------------------ export
+
+    def table(self, component: str) -> pa.Table:
+        schema = COMPONENT_SCHEMAS[component]
+        if component == "nodes":
+            n = self.ktN.count
+            offs, data = K.gather(self.rheap, self.n_roff, self.n_rlen, np.arange(n))
+            cols = [self.ktN.strings(), _strings(offs, data), pa.array(self.n_cap[:n]), pa.array(self.n_stake[:n]),
+                    _STATUS_NAMES.take(pa.array(self.n_status[:n].astype(np.int64)))]
+            key = [("node_id", "ascending")]
+        elif component == "objects":
+            n = self.ktO.count
+            offs, data = K.gather(self.cheap, self.o_coff, self.o_clen.astype(np.int64), np.arange(n))
+            cols = [self.ktO.strings(), pa.array(self.o_ver[:n]), _strings(offs, data), pa.array(self.o_size[:n]),
+                    pa.array(self.o_ds[:n]), pa.array(self.o_ts[:n]), pa.array(self.o_del[:n].astype(bool))]
+            key = [("object_id", "ascending")]
+        elif component == "shards":
+            rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
+            offs, data = K.gather(self.sheap, self.s_hoff, self.s_hlen.astype(np.int64), rows)
+            cols = [self.ktO.strings(self.s_obj[rows]), pa.array(self.s_idx[rows]),
+                    self.ktN.strings(self.s_node[rows]), _strings(offs, data), pa.array(self.s_bytes[rows])]
+            key = [("object_id", "ascending"), ("shard_index", "ascending")]
+        elif component == "ledger":
+            n = self.ktP.count
+            cols = [self.ktP.strings(), _int128_array(self.l_ahi[:n], self.l_alo[:n]),
+                    _int128_array(self.l_nhi[:n], self.l_nlo[:n])]
+            key = [("party_id", "ascending")]
+        else:
+            raise ValueError(f"unknown component {component!r}")
+        tbl = pa.Table.from_arrays([c.cast(f.type) for c, f in zip(cols, schema)], schema=schema)
+        return tbl.take(pc.sort_indices(tbl, sort_keys=key)) if tbl.num_rows else tbl
+
+    def ids(self, which: str) -> pa.Array:
+        return (self.ktT if which == "tx_ids" else self.ktR).strings()
+
+
+def _strings(offs: np.ndarray, data: np.ndarray) -> pa.Array:
+    n = len(offs) - 1
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data)).cast(pa.string())
+
+
+def _int128_array(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
+    fits = ((hi == 0) & (lo < np.uint64(1 << 63))) | ((hi == -1) & (lo >= np.uint64(1 << 63)))
+    if fits.all():
+        return pa.array(lo.view(np.int64))
+    vals = [(int(h) << 64) + int(x) for h, x in zip(hi.tolist(), lo.tolist())]
+    return pa.array(vals, pa.int64())  # raises: a sum beyond int64 cannot be exported (as the reference)
+
+
+def _text(arr: pa.Array, i: int) -> str:
+    return arr.slice(i, 1).cast(pa.binary())[0].as_py().decode("utf-8", "replace")
+
+
+def _threads_allowed() -> bool:
+    mode = os.environ.get("QFS_REPLAY_THREADS", "auto").strip().lower()
+    if mode in ("0", "1", "off", "no", "false"):
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) >= 2
+
+
+class ColumnarEngine:
+    """A replay in progress (same options and methods as ``engine.ReplayEngine``; ``fast_path``
+    is accepted and ignored: canonical payloads always take the compiled path).
+
+    ``start_state``: a ``snapshot.StartState`` (verified state at a checkpoint): rows up to its
+    seq are only hash-chain verified; the state starts as that state and applies the events after
+    it. ``SnapshotMismatch`` is raised when the log's event at that seq is not the one the state
+    was taken after.
+    """
+
+    def __init__(
+        self,
+        *,
+        checkpoint_seqs: Iterable[int] = (),
+        expected_checkpoints: pa.Table | Iterable[Mapping[str, Any]] | None = None,
+        snapshot_at: Mapping[int, Iterable[str]] | None = None,
+        snapshot_first_mismatch: bool = True,
+        on_checkpoint: Callable[[Roots, "ColumnarEngine"], None] | None = None,
+        through_seq: int | None = None,
+        through_ts: dt.datetime | int | None = None,
+        before_ts: dt.datetime | int | None = None,
+        fast_path: bool | str = "auto",
+        batch_rows: int = 262_144,
+        start_state: Any = None,
+    ) -> None:
+        self._t0 = time.perf_counter()
+        self.state = _State()
+        self._expected: dict[int, dict[str, str]] = {}
+        self._expected_rows = None
+        if expected_checkpoints is not None:
+            rows = (expected_checkpoints.to_pylist() if isinstance(expected_checkpoints, (pa.Table, pa.RecordBatch))
+                    else list(expected_checkpoints))
+            self._expected_rows = rows
+            self._expected = {int(r["seq"]): expected_roots(r) for r in rows}
+        self._snapshot_at = {int(s): tuple(c) for s, c in (snapshot_at or {}).items()}
+        for comps in self._snapshot_at.values():
+            for c in comps:
+                if c not in COMPONENTS:
+                    raise ValueError(f"unknown component {c!r}")
+        self._snapshot_first_mismatch = snapshot_first_mismatch
+        self._mismatch_seen = False
+        self._on_checkpoint = on_checkpoint
+        self._start = start_state
+        self._skip_through = -1 if start_state is None else int(start_state.seq)
+        cps = set(int(s) for s in checkpoint_seqs) | set(self._expected) | set(self._snapshot_at)
+        self._cps = sorted(s for s in cps if s > self._skip_through)
+        self._cp_ptr = 0
+        self.checkpoint_roots: dict[int, Roots] = {}
+        self.snapshots: dict[int, dict[str, pa.Table]] = {}
+        self._through_seq = through_seq
+        self._through_ts = _to_us(through_ts, "through_ts")
+        self._before_ts = _to_us(before_ts, "before_ts")
+        self._done = False
+        self._limit_reached = False
+        if fast_path not in (True, False, "auto"):
+            raise ValueError("fast_path must be True, False or 'auto'")
+        self._batch_rows = max(1, int(batch_rows))
+        self._cursor = ChainCursor()
+        self.events_replayed = 0
+        self.events_chain_only = 0
+        self.last_seq: int | None = None
+        self._last_ts_us: int | None = None
+        self.first_break: ChainBreak | None = None
+        self.chain_breaks = 0
+        self.invalid_events: list[InvalidEvent] = []
+        self.payload_fallbacks = 0
+        self.phase_seconds = {"input": 0.0, "chain": 0.0, "parse": 0.0, "apply": 0.0, "roots": 0.0}
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads = _threads_allowed()
+        self._finished: ReplayResult | None = None
+        self.start_checked = start_state is None
+        if start_state is not None:
+            start_state.load_into(self)
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, batch: pa.RecordBatch | pa.Table) -> bool:
+        """Add a batch of log rows. Returns False once a limit was reached (stop reading)."""
+        if self._finished is not None:
+            raise RuntimeError("replay already finished")
+        if self._done:
+            return False
+        t = time.thread_time()
+        normalised = normalise(batch)
+        self.phase_seconds["input"] += time.thread_time() - t
+        with _no_gc():
+            for rb in normalised:
+                for off in range(0, rb.num_rows, self._batch_rows):
+                    self._process(rb.slice(off, self._batch_rows))
+                    if self._done:
+                        return False
+        return not self._done
+
+    def _process(self, rb: pa.RecordBatch) -> None:
+        seq = rb.column(0).to_numpy()
+        ts = rb.column(1).cast(pa.int64()).to_numpy()
+        n = len(seq)
+        stop = n
+        if self._through_seq is not None:
+            beyond = np.flatnonzero(seq > self._through_seq)
+            if len(beyond):
+                stop = min(stop, int(beyond[0]))
+        if self._through_ts is not None:
+            beyond = np.flatnonzero(ts > self._through_ts)
+            if len(beyond):
+                stop = min(stop, int(beyond[0]))
+        if self._before_ts is not None:
+            beyond = np.flatnonzero(ts >= self._before_ts)
+            if len(beyond):
+                stop = min(stop, int(beyond[0]))
+        if stop < n:
+            self._done = True
+            self._limit_reached = True
+            rb = rb.slice(0, stop)
+            seq, ts, n = seq[:stop], ts[:stop], stop
+        if n == 0:
+            return
+        et, pl, ph, eh = (rb.column(i) for i in range(2, 6))
+
+        # 1. the chain, in a second thread for a big batch
+        ph_ = time.thread_time()
+        job = self._chain_job(seq, ts, et, pl, ph, eh)
+        if self._threads and n >= _THREAD_MIN_ROWS:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="qfs-replay-chain")
+            chain = self._pool.submit(job)
+        else:
+            chain = None
+            job()
+        self.phase_seconds["chain"] += time.thread_time() - ph_
+
+        # 2. rows before the start state: chain only
+        first = 0
+        if self._skip_through >= 0 and int(seq[0]) <= self._skip_through:
+            first = int(np.searchsorted(np.maximum.accumulate(seq), self._skip_through, side="right"))
+            self.events_chain_only += first
+            if chain is not None:
+                chain.result()
+            self._check_start(seq, eh, first)
+        if first < n:
+            self._apply_rows(seq, ts, et, pl, first, n)
+        if chain is not None:
+            chain.result()
+
+    def _check_start(self, seq: np.ndarray, eh: pa.Array, first: int) -> None:
+        """At the start state's seq: the stored event_hash must be the one the state was taken after."""
+        if self.start_checked or first == 0:
+            return
+        last = first - 1
+        if int(seq[last]) == self._skip_through or first < len(seq):
+            got = eh.slice(last, 1).cast(pa.binary())[0].as_py().decode("utf-8", "replace")
+            if int(seq[last]) != self._skip_through or got != self._start.event_hash:
+                raise SnapshotMismatch(
+                    f"the log's event at seq {self._skip_through} is not the one the saved state was taken after")
+            self.start_checked = True
+
+    def _chain_job(self, seq, ts, et, pl, ph, eh) -> Callable[[], None]:
+        def run() -> None:
+            t = time.thread_time()
+            n = len(seq)
+            et_o, et_d = _np_bytes(et)
+            pl_o, pl_d = _np_bytes(pl)
+            ph_o, ph_d = _np_bytes(ph)
+            out = np.empty((n, 32), np.uint8)
+            K.chain_digests(seq, et_o, et_d, pl_o, pl_d, ph_o, ph_d, out)
+            verdict = verify_batch(self._cursor, seq, ts, et, pl, ph, eh, computed=out.tobytes())
+            if len(verdict.bad_rows):
+                self.chain_breaks += len(verdict.bad_rows)
+                if self.first_break is None:
+                    i = int(verdict.bad_rows[0])
+                    self.first_break = ChainBreak(int(seq[i]), verdict.reason(i, seq, ts))
+            self.phase_seconds["chain"] += time.thread_time() - t
+        return run
+
+    # ------------------------------------------------------------------ parse + apply
+
+    def _apply_rows(self, seq, ts, et, pl, a0: int, n: int) -> None:
+        t = time.thread_time()
+        codes = pc.fill_null(pc.index_in(et, value_set=_EVENT_TYPE_SET), P.BAD_EVENT).to_numpy().astype(np.int64)
+        if a0:
+            codes[:a0] = P.BAD_EVENT + 1  # before the start state: not applied, not reported
+        pl_o, pl_d = _np_bytes(pl)
+        fs = np.full((n, K.MAX_FIELDS), -1, np.int64)
+        fe = np.full((n, K.MAX_FIELDS), -1, np.int64)
+        fv = np.zeros((n, K.MAX_FIELDS), np.int64)
+        ok = np.zeros(n, np.uint8)
+        K.parse_payloads(codes, pl_o, pl_d, SPEC_N, SPEC_KIND, SPEC_KOFF, SPEC_KLEN, SPEC_KEYS, fs, fe, fv, ok)
+        errors: dict[int, str] = {}
+        for i in np.flatnonzero(codes == P.BAD_EVENT).tolist():
+            errors[i] = f"unknown event_type {_text(et, i)!r}"
+        slow = np.flatnonzero((codes < P.BAD_EVENT) & (ok == 0))
+        data = pl_d
+        if len(slow):
+            data = self._slow_parse(slow, codes, pl, pl_d, fs, fe, fv, errors)
+        maxlen = int(np.where(fs >= 0, fe - fs, 0).sum(axis=1).max()) if n else 0
+        self.phase_seconds["parse"] += time.thread_time() - t
+
+        t = time.thread_time()
+        roots_before = self.phase_seconds["roots"]
+        inv = np.zeros(n, np.int8)
+        inv_arg = np.zeros(n, np.int64)
+        start = a0
+        for pos, cp in self._checkpoint_positions(seq):
+            if pos > start:
+                self._apply(start, pos, codes, fs, fe, fv, data, inv, inv_arg, maxlen)
+                self._advance(seq, ts, start, pos)
+                start = pos
+            self._checkpoint(cp)
+        if start < n:
+            self._apply(start, n, codes, fs, fe, fv, data, inv, inv_arg, maxlen)
+            self._advance(seq, ts, start, n)
+        self.phase_seconds["apply"] += time.thread_time() - t - (self.phase_seconds["roots"] - roots_before)
+
+        bad = np.flatnonzero(inv)
+        if len(bad) or errors:
+            rows = sorted(set(bad.tolist()) | set(errors))
+            for i in rows:
+                reason = errors.get(i) or self._reason(int(inv[i]), i, fs, fe, fv, inv_arg, data)
+                self.invalid_events.append(InvalidEvent(int(seq[i]), _text(et, i), reason))
+
+    def _slow_parse(self, slow, codes, pl, pl_d, fs, fe, fv, errors) -> np.ndarray:
+        """The reference parser for the payloads the compiled pass left; their strings go to a side
+        buffer after the payload bytes. Returns the combined buffer."""
+        self.payload_fallbacks += len(slow)
+        side = bytearray()
+        base = len(pl_d)
+        raw = pl.take(pa.array(slow)).cast(pa.binary()).to_pylist()
+        for i, b in zip(slow.tolist(), raw):
+            et = P.EVENT_TYPES[codes[i]]
+            try:
+                text = b.decode("utf-8")
+            except UnicodeDecodeError:
+                errors[i] = "payload is not valid UTF-8"
+                codes[i] = P.BAD_EVENT
+                continue
+            parsed = P.parse_payload(et, text)
+            if isinstance(parsed, str):
+                errors[i] = parsed
+                codes[i] = P.BAD_EVENT
+                continue
+            for value, pos, kind in zip(parsed, _REF_TO_POS[et], _REF_KINDS[et]):
+                if kind in ("str", "str?"):
+                    if value is None:
+                        fs[i, pos] = fe[i, pos] = -1
+                    else:
+                        enc = value.encode("utf-8")
+                        fs[i, pos] = base + len(side)
+                        side += enc
+                        fe[i, pos] = base + len(side)
+                else:
+                    fv[i, pos] = value
+        if not side:
+            return pl_d
+        return np.concatenate([pl_d, np.frombuffer(bytes(side), np.uint8)])
+
+    def _apply(self, a, b, codes, fs, fe, fv, data, inv, inv_arg, maxlen) -> None:
+        st = self.state
+        while a < b:
+            a, short = K.apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg, *st.args(), st.caps(), st.scratch)
+            if a < b:
+                st.grow(int(short), maxlen + 1)
+
+    def _reason(self, code: int, i: int, fs, fe, fv, inv_arg, data) -> str:
+        def s(f: int) -> str:
+            return bytes(data[fs[i, f]:fe[i, f]]).decode("utf-8")
+
+        if code == K.R_SP_UNKNOWN_OBJ:
+            return f"shard_placed for unknown object {s(1)!r}"
+        if code == K.R_SP_DELETED:
+            return f"shard_placed for deleted object {s(1)!r}"
+        if code == K.R_SP_UNKNOWN_NODE:
+            return f"shard_placed onto unknown node {s(0)!r}"
+        if code == K.R_DUP_TX:
+            return f"duplicate tx_id {s(4)!r}"
+        if code == K.R_RP_UNKNOWN_NODE:
+            return f"reward_paid to unknown node {s(3)!r}"
+        if code == K.R_DUP_REWARD:
+            return f"duplicate reward_id {s(4)!r}"
+        if code == K.R_OW_VERSION:
+            return (f"object_written version {int(fv[i, 5])} not greater than stored version {int(inv_arg[i])} "
+                    f"of {s(2)!r}")
+        if code == K.R_OD_UNKNOWN:
+            return f"object_deleted for unknown object {s(0)!r}"
+        if code == K.R_OD_VERSION:
+            return (f"object_deleted version {int(fv[i, 1])} not greater than stored version {int(inv_arg[i])} "
+                    f"of {s(0)!r}")
+        if code == K.R_SM_UNKNOWN_OBJ:
+            return f"shard_moved for unknown object {s(1)!r}"
+        if code == K.R_SM_DELETED:
+            return f"shard_moved for deleted object {s(1)!r}"
+        if code == K.R_SM_UNKNOWN_SHARD:
+            return f"shard_moved of unknown shard ({s(1)!r}, {int(fv[i, 2])})"
+        if code == K.R_SM_FROM:
+            node = self.state.ktN.strings(np.array([inv_arg[i]]))[0].as_py()
+            return f"shard_moved from_node_id {s(0)!r} is not the shard's node {node!r}"
+        if code == K.R_SM_TO_UNKNOWN:
+            return f"shard_moved to unknown node {s(3)!r}"
+        if code == K.R_NS_UNKNOWN:
+            return f"node_status_changed for unknown node {s(0)!r}"
+        if code == K.R_NS_STATUS:
+            return f"node_status_changed to unknown status {s(1)!r}"
+        if code == K.R_NR_EXISTS:
+            return f"node_registered for existing node {s(1)!r}"
+        raise AssertionError(code)
+
+    def _checkpoint_positions(self, seq: np.ndarray) -> list[tuple[int, int]]:
+        """(batch position, checkpoint seq): take the checkpoint before the row at that position."""
+        out: list[tuple[int, int]] = []
+        cps = self._cps
+        if self._cp_ptr >= len(cps):
+            return out
+        cm = np.maximum.accumulate(seq)
+        top = int(cm[-1])
+        while self._cp_ptr < len(cps) and cps[self._cp_ptr] <= top:
+            cp = cps[self._cp_ptr]
+            j = int(np.searchsorted(cm, cp, side="left"))
+            out.append((j + 1 if int(seq[j]) == cp else j, cp))
+            self._cp_ptr += 1
+        return out
+
+    def _advance(self, seq: np.ndarray, ts: np.ndarray, a: int, b: int) -> None:
+        self.events_replayed += b - a
+        self.last_seq = int(seq[b - 1])
+        self._last_ts_us = int(ts[b - 1])
+
+    # ------------------------------------------------------------------ roots and state
+
+    def roots(self, seq: int | None = None) -> Roots:
+        """The roots of the events replayed so far."""
+        t = time.thread_time()
+        self.state.flush()
+        self.state._compact("cheap")
+        self.state._compact("sheap")
+        self.phase_seconds["roots"] += time.thread_time() - t
+        hexes = self.state.root_hex()
+        ts = None if self._last_ts_us is None else ts_to_datetime(self._last_ts_us)
+        return Roots(self.last_seq if seq is None else seq, self.last_seq, ts, self.events_replayed,
+                     *hexes, state_root(*hexes))
+
+    def _checkpoint(self, cp: int) -> None:
+        roots = self.roots(cp)
+        self.checkpoint_roots[cp] = roots
+        snap = set(self._snapshot_at.get(cp, ()))
+        exp = self._expected.get(cp)
+        if exp is not None and self._snapshot_first_mismatch and not self._mismatch_seen:
+            mism = diff_roots(exp, roots.as_dict())
+            if mism:
+                self._mismatch_seen = True
+                snap.update(c for c in mism if c in COMPONENTS)
+        if snap:
+            self.snapshots[cp] = {c: self.table(c) for c in COMPONENTS if c in snap}
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(roots, self)
+
+    def table(self, component: str) -> pa.Table:
+        """The component's current rows as an Arrow table (contract fields, sorted by key)."""
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}")
+        return self.state.table(component)
+
+    def rows(self, component: str):
+        """The contract's rows (dicts) of a component, sorted by key."""
+        yield from self.table(component).to_pylist()
+
+    def seen_ids(self, which: str) -> pa.Array:
+        """The applied tx_ids or reward_ids (for a saved state)."""
+        return self.state.ids(which)
+
+    @property
+    def chain_cursor(self) -> ChainCursor:
+        return self._cursor
+
+    # ------------------------------------------------------------------ finish
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def finish(self) -> ReplayResult:
+        if self._finished is not None:
+            return self._finished
+        self.close()
+        if not self.start_checked and self._start is not None:
+            raise SnapshotMismatch(f"the log ends before the saved state's seq {self._skip_through}")
+        final = self.roots()
+        unreached = self._cps[self._cp_ptr:]
+        elapsed = time.perf_counter() - self._t0
+        comparison = None
+        if self._expected_rows is not None:
+            rows = self._expected_rows
+            if self._start is not None:  # checkpoints at or before the start state were checked by it
+                rows = [r for r in rows if int(r["seq"]) > self._skip_through]
+            comparison = compare_checkpoints(self.checkpoint_roots, rows)
+        self._finished = ReplayResult(
+            events_replayed=self.events_replayed,
+            chain_intact=self.first_break is None,
+            first_broken_seq=None if self.first_break is None else self.first_break.seq,
+            chain_break=self.first_break,
+            chain_breaks=self.chain_breaks,
+            invalid_events=self.invalid_events,
+            checkpoint_roots=dict(self.checkpoint_roots),
+            unreached_checkpoints=list(unreached),
+            final_roots=final,
+            last_seq=self.last_seq,
+            last_ts=final.ts,
+            elapsed_seconds=elapsed,
+            events_per_second=(self.events_replayed + self.events_chain_only) / elapsed if elapsed > 0 else 0.0,
+            limit_reached=self._limit_reached,
+            snapshots=self.snapshots,
+            checkpoint_comparison=comparison,
+            payload_fallbacks=self.payload_fallbacks,
+            phase_seconds={k: round(v, 3) for k, v in self.phase_seconds.items()},
+        )
+        return self._finished
+
+
+def replay(
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    *,
+    checkpoint_seqs: Iterable[int] = (),
+    expected_checkpoints: pa.Table | Iterable[Mapping[str, Any]] | None = None,
+    snapshot_at: Mapping[int, Iterable[str]] | None = None,
+    snapshot_first_mismatch: bool = True,
+    on_checkpoint: Callable[[Roots, ColumnarEngine], None] | None = None,
+    through_seq: int | None = None,
+    through_ts: dt.datetime | int | None = None,
+    before_ts: dt.datetime | int | None = None,
+    fast_path: bool | str = "auto",
+    batch_rows: int = 262_144,
+    start_state: Any = None,
+    engine_out: list | None = None,
+) -> ReplayResult:
+    """Replay a whole log (an iterable of EQM batches in seq order); see ``ColumnarEngine``.
+
+    ``engine_out``: a list that receives the engine (to read its final state after the call)."""
+    engine = ColumnarEngine(
+        checkpoint_seqs=checkpoint_seqs, expected_checkpoints=expected_checkpoints, snapshot_at=snapshot_at,
+        snapshot_first_mismatch=snapshot_first_mismatch, on_checkpoint=on_checkpoint, through_seq=through_seq,
+        through_ts=through_ts, before_ts=before_ts, fast_path=fast_path, batch_rows=batch_rows,
+        start_state=start_state,
+    )
+    if engine_out is not None:
+        engine_out.append(engine)
+    it = iter(batches)
+    try:
+        try:
+            for batch in it:
+                if not engine.feed(batch):
+                    break
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        return engine.finish()
+    finally:
+        engine.close()
