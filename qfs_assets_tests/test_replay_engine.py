@@ -1,4 +1,10 @@
-"""Tests of the replay engine (qfs_assets.replay): chain verification, effects, invalid events, roots."""
+"""Tests of the replay engines (qfs_assets.replay): chain verification, effects, invalid events, roots.
+
+Every test runs twice: on the per-event reference engine (``replay.engine``) and on the columnar
+engine the drill uses (``replay.columnar``), through the autouse ``engine`` fixture that binds
+this module's ``replay`` / ``ReplayEngine``. Tests of the reference engine's own machinery (its
+helper process, its DuckDB parser) are marked ``reference_only``.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,29 @@ from qfs_assets.replay import (
     replay,
     row_text,
 )
+
+from qfs_assets.replay import columnar as _columnar  # noqa: E402
+
+ENGINE = "reference"
+_REFERENCE = (replay, ReplayEngine)
+
+
+@pytest.fixture(autouse=True, params=["reference", "columnar"])
+def engine(request, monkeypatch):
+    """Run the test on each engine (see the module doc)."""
+    global ENGINE
+    if request.param == "columnar":
+        if request.node.get_closest_marker("reference_only"):
+            pytest.skip("tests the reference engine's own machinery")
+        monkeypatch.setitem(globals(), "replay", _columnar.replay)
+        monkeypatch.setitem(globals(), "ReplayEngine", _columnar.ColumnarEngine)
+    else:
+        monkeypatch.setitem(globals(), "replay", _REFERENCE[0])
+        monkeypatch.setitem(globals(), "ReplayEngine", _REFERENCE[1])
+    monkeypatch.setitem(globals(), "ENGINE", request.param)
+    _base_result.cache_clear()
+    yield request.param
+
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 COMPONENTS = ("nodes", "objects", "shards", "ledger")
@@ -284,7 +313,7 @@ def test_clean_replay_matches_roots_from_scratch(fast):
     assert engine.table("objects").schema.field("data_shards").type == pa.int16()
     assert engine.table("shards").schema.field("shard_index").type == pa.int32()
     assert res.events_per_second > 0 and res.elapsed_seconds > 0
-    assert res.payload_fallbacks == (0 if fast else len(CLEAN))
+    assert res.payload_fallbacks == (0 if fast or ENGINE == "columnar" else len(CLEAN))  # columnar: always compiled
 
 
 def test_empty_log():
@@ -334,7 +363,7 @@ def test_fast_and_reference_parsers_agree_and_canonical_payloads_take_the_fast_p
     auto = replay([to_table(rows)])
     assert fast.final_roots == slow.final_roots == auto.final_roots
     assert fast.payload_fallbacks == 0
-    assert slow.payload_fallbacks == len(rows)
+    assert slow.payload_fallbacks == (0 if ENGINE == "columnar" else len(rows))
 
 
 # ------------------------------------------------------------------------------------- roots
@@ -595,7 +624,7 @@ def test_fee_object_id_may_be_absent_null_or_string_and_extra_fields_are_ignored
         res = engine.finish()
         assert res.invalid_events == []
         assert list(engine.rows("ledger")) == [{"party_id": "a", "atr_paid": 15, "nod_earned": 0}]
-        assert res.payload_fallbacks == (3 if fast else 5)
+        assert res.payload_fallbacks == (3 if fast or ENGINE == "columnar" else 5)
 
 
 # ------------------------------------------------------------------------------------- limits
@@ -813,6 +842,7 @@ def _payload_values(draw, event_type):
     return out
 
 
+@pytest.mark.reference_only
 @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_fast_parser_agrees_with_reference_parser_on_fuzzed_payloads(data):
@@ -895,6 +925,7 @@ def _broken_variants(rows):
     return [rows, edited, gap, swapped, bad_hash]
 
 
+@pytest.mark.reference_only
 @pytest.mark.parametrize("seed", range(2))
 def test_hash_helper_process_and_pipelined_steps_give_the_same_result(monkeypatch, seed):
     """Big steps hash in the helper process and parse one step ahead: force that on small logs."""
@@ -922,6 +953,7 @@ def test_hash_helper_process_and_pipelined_steps_give_the_same_result(monkeypatc
                                                           **kw))
 
 
+@pytest.mark.reference_only
 def test_hash_helper_failure_falls_back_in_process(monkeypatch):
     import qfs_assets.replay.engine as E
     import qfs_assets.replay.hashworker as H
@@ -947,6 +979,7 @@ def test_hash_helper_failure_falls_back_in_process(monkeypatch):
     assert _result_key(res) == _result_key(expected)
 
 
+@pytest.mark.reference_only
 def test_state_read_between_feeds_includes_the_step_prepared_ahead(monkeypatch):
     import qfs_assets.replay.engine as E
 
@@ -966,6 +999,7 @@ def test_state_read_between_feeds_includes_the_step_prepared_ahead(monkeypatch):
     assert seen[1] == seen[10**9]
 
 
+@pytest.mark.reference_only
 def test_helper_mode_switch(monkeypatch):
     import qfs_assets.replay.engine as E
 

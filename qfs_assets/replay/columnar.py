@@ -427,7 +427,7 @@ class ColumnarEngine:
         self._start = start_state
         self._skip_through = -1 if start_state is None else int(start_state.seq)
         cps = set(int(s) for s in checkpoint_seqs) | set(self._expected) | set(self._snapshot_at)
-        self._cps = sorted(s for s in cps if s > self._skip_through)
+        self._cps = sorted(s for s in cps if start_state is None or s > self._skip_through)
         self._cp_ptr = 0
         self.checkpoint_roots: dict[int, Roots] = {}
         self.snapshots: dict[int, dict[str, pa.Table]] = {}

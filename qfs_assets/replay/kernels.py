@@ -74,6 +74,12 @@ def _load_libcrypto() -> bool:
 
 
 HAVE_OPENSSL = _load_libcrypto()
+if not HAVE_OPENSSL:
+    # numba's cache key does not see which SHA-256 a kernel was compiled with: keep the portable
+    # build's cache apart from the usual one
+    import tempfile
+
+    nb.config.CACHE_DIR = os.path.join(tempfile.gettempdir(), "qfs-replay-portable-sha")
 
 if HAVE_OPENSSL:
     _sha_init = types.ExternalFunction("SHA256_Init", types.int32(types.voidptr))
@@ -371,7 +377,7 @@ def _hash_bytes(data, s, e):
     return h
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def kt_find(kt, data, s, e):
     """Id of key data[s:e] in key table kt, or -1. kt = (slots, koff, kheap, meta[count, mask])."""
     slots, koff, kheap, meta = kt
@@ -394,7 +400,7 @@ def kt_find(kt, data, s, e):
         pos = (pos + np.uint64(1)) & mask
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def kt_insert(kt, data, s, e):
     """Insert key data[s:e] (known absent); returns its id. Capacity is checked by the caller."""
     slots, koff, kheap, meta = kt
@@ -699,7 +705,7 @@ def _sub_shard(sid, ktN, ktO, S, acc, buf, ctx, dig):
     return buf
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _add128(hi, lo, i, amt):
     old = lo[i]
     new = old + np.uint64(amt)
