@@ -272,13 +272,22 @@ def _print_outcome(o: Outcome) -> None:
 
 
 def cmd_run(args) -> int:
-    outcome = execute(
-        args.activity,
-        args.partition,
-        export_root=args.export_root or os.environ.get("QFS_EXPORT_ROOT"),
-        sor_url=args.sor_url or os.environ.get("QFS_SOR_URL"),
-        evidence_root=args.evidence_root or os.environ.get("QFS_EVIDENCE_ROOT"),
-    )
+    saved = os.environ.get("QFS_REPLAY_START_FROM")
+    if getattr(args, "start_from", None):
+        os.environ["QFS_REPLAY_START_FROM"] = args.start_from  # read by the replay drill's config
+    try:
+        outcome = execute(
+            args.activity,
+            args.partition,
+            export_root=args.export_root or os.environ.get("QFS_EXPORT_ROOT"),
+            sor_url=args.sor_url or os.environ.get("QFS_SOR_URL"),
+            evidence_root=args.evidence_root or os.environ.get("QFS_EVIDENCE_ROOT"),
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("QFS_REPLAY_START_FROM", None)
+        else:
+            os.environ["QFS_REPLAY_START_FROM"] = saved
     _print_outcome(outcome)
     return outcome.exit_code
 
@@ -539,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--export-root", help="storage export folder (env QFS_EXPORT_ROOT)")
     r.add_argument("--sor-url", help="system of record SQLAlchemy URL (env QFS_SOR_URL)")
     r.add_argument("--evidence-root", help="evidence store folder (env QFS_EVIDENCE_ROOT)")
+    r.add_argument("--start-from", choices=["genesis", "snapshot"],
+                   help="storage_replay_drill only: replay from genesis (default) or from the state an earlier "
+                        "quarter's drill saved and verified (env QFS_REPLAY_START_FROM)")
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("demo", help="build the demo deployment and judge its whole window")
     d.add_argument("--evidence-root", help="evidence store folder (default evidence_store, env QFS_EVIDENCE_ROOT)")

@@ -321,7 +321,7 @@ class _State:
 
     # ------------------------------------------------------------------ export
 
-    def table(self, component: str) -> pa.Table:
+    def table(self, component: str, sort: bool = True, rows: np.ndarray | None = None) -> pa.Table:
         schema = COMPONENT_SCHEMAS[component]
         if component == "nodes":
             n = self.ktN.count
@@ -336,7 +336,8 @@ class _State:
                     pa.array(self.o_ds[:n]), pa.array(self.o_ts[:n]), pa.array(self.o_del[:n].astype(bool))]
             key = [("object_id", "ascending")]
         elif component == "shards":
-            rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
+            if rows is None:
+                rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
             offs, data = K.gather(self.sheap, self.s_hoff, self.s_hlen.astype(np.int64), rows)
             cols = [self.ktO.strings(self.s_obj[rows]), pa.array(self.s_idx[rows]),
                     self.ktN.strings(self.s_node[rows]), _strings(offs, data), pa.array(self.s_bytes[rows])]
@@ -349,10 +350,140 @@ class _State:
         else:
             raise ValueError(f"unknown component {component!r}")
         tbl = pa.Table.from_arrays([c.cast(f.type) for c, f in zip(cols, schema)], schema=schema)
-        return tbl.take(pc.sort_indices(tbl, sort_keys=key)) if tbl.num_rows else tbl
+        return tbl.take(pc.sort_indices(tbl, sort_keys=key)) if tbl.num_rows and sort else tbl
 
     def ids(self, which: str) -> pa.Array:
         return (self.ktT if which == "tx_ids" else self.ktR).strings()
+
+    def chunks(self, component: str, size: int = 1 << 20):
+        """The component's rows as Arrow tables of up to ``size`` rows, in no particular order."""
+        if component != "shards":
+            yield self.table(component, sort=False)
+            return
+        rows_all = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
+        for lo in range(0, len(rows_all), size):
+            yield self.table("shards", sort=False, rows=rows_all[lo:lo + size])
+
+    # ------------------------------------------------------------------ load (snapshot.StartState)
+
+    def _reserve_kt(self, kt: _KeyTable, n: int, nbytes: int) -> None:
+        cnt = kt.count
+        if cnt + n > kt.cap:
+            kt.koff = _grown(kt.koff, cnt + n + 1)
+        if 2 * (cnt + n) > len(kt.slots):
+            kt.slots = np.full(_pow2(2 * (cnt + n)), -1, np.int32)
+            K.kt_rehash(kt.koff, kt.kheap, cnt, kt.slots)
+            kt.meta[1] = len(kt.slots) - 1
+        used = int(kt.koff[cnt])
+        if used + nbytes > len(kt.kheap):
+            kt.kheap = _grown(kt.kheap, used + nbytes)
+
+    def _insert_keys(self, kt: _KeyTable, col: pa.Array) -> np.ndarray:
+        offs, data = _np_bytes(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        self._reserve_kt(kt, len(offs) - 1, int(offs[-1] - offs[0]))
+        ids = np.empty(len(offs) - 1, np.int64)
+        if K.kt_insert_many(kt.t(), data, offs, ids):
+            raise _snapshot().SnapshotInvalid("a key appears twice in the saved state")
+        return ids
+
+    def _append_strings(self, heap: str, meta: np.ndarray, col: pa.Array):
+        offs, data = _np_bytes(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        used = int(meta[1])
+        total = int(offs[-1] - offs[0])
+        arr = getattr(self, heap)
+        if used + total > len(arr):
+            arr = _grown(arr, used + total + 1024)
+            setattr(self, heap, arr)
+        arr[used:used + total] = data[offs[0]:offs[-1]]
+        meta[1] = used + total
+        meta[2] += total
+        return used + (offs[:-1] - offs[0]), np.diff(offs)
+
+    def _dirty_all(self, comp: str, ids: np.ndarray) -> None:
+        f, lst, m = self.D[comp]
+        f[ids] = 1
+        k = int(m[0])
+        lst[k:k + len(ids)] = ids
+        m[0] = k + len(ids)
+
+    def load(self, comp: str, t: pa.Table) -> None:
+        """Add saved rows of a component (into an engine that has not replayed anything)."""
+        snap = _snapshot()
+        n = t.num_rows
+        if n == 0:
+            return
+        if comp == "nodes":
+            ids = self._insert_keys(self.ktN, t.column("node_id"))
+            if self.ktN.cap > len(self.n_cap):
+                self._resize("nodes", self.ktN.cap)
+            self.n_cap[ids] = t.column("capacity_bytes").to_numpy()
+            self.n_stake[ids] = t.column("stake_nod").to_numpy()
+            codes = pc.index_in(t.column("status"), value_set=_STATUS_NAMES)
+            if codes.null_count:
+                raise snap.SnapshotInvalid("a saved node has a status outside the contract's")
+            self.n_status[ids] = codes.to_numpy()
+            off, ln = self._append_strings("rheap", self.Nmeta, t.column("region"))
+            self.n_roff[ids], self.n_rlen[ids] = off, ln
+        elif comp == "objects":
+            ids = self._insert_keys(self.ktO, t.column("object_id"))
+            if self.ktO.cap > len(self.o_ver):
+                self._resize("objects", self.ktO.cap)
+            self.o_ver[ids] = t.column("version").to_numpy()
+            self.o_size[ids] = t.column("size_bytes").to_numpy()
+            self.o_ds[ids] = t.column("data_shards").to_numpy()
+            self.o_ts[ids] = t.column("total_shards").to_numpy()
+            self.o_del[ids] = t.column("deleted").to_numpy(zero_copy_only=False)
+            self.o_first[ids] = -1
+            off, ln = self._append_strings("cheap", self.Ometa, t.column("content_hash"))
+            self.o_coff[ids], self.o_clen[ids] = off, ln
+        elif comp == "shards":
+            obj = np.empty(n, np.int64)
+            node = np.empty(n, np.int64)
+            for col, kt, out in (("object_id", self.ktO, obj), ("node_id", self.ktN, node)):
+                offs, data = _np_bytes(t.column(col).combine_chunks())
+                K.kt_find_many(kt.t(), data, offs, out)
+            if (obj < 0).any() or (node < 0).any():
+                raise snap.SnapshotInvalid("a saved shard names an object or node the saved state lacks")
+            if self.o_del[obj].any():
+                raise snap.SnapshotInvalid("a saved shard belongs to a deleted object")
+            lo = int(self.Smeta[0])
+            hi = lo + n
+            if hi > len(self.s_obj):
+                self._resize("shards", hi)
+            if 2 * hi > len(self.s_slots):
+                self.s_slots = np.full(_pow2(2 * hi), -1, np.int32)
+                K.shard_rehash(self.s_obj, self.s_idx, lo, self.s_slots)
+            self.s_obj[lo:hi] = obj
+            self.s_idx[lo:hi] = t.column("shard_index").to_numpy()
+            self.s_node[lo:hi] = node
+            self.s_pres[lo:hi] = 1
+            self.s_bytes[lo:hi] = t.column("shard_bytes").to_numpy()
+            off, ln = self._append_strings("sheap", self.Smeta, t.column("shard_hash"))
+            self.s_hoff[lo:hi], self.s_hlen[lo:hi] = off, ln
+            self.Smeta[0] = hi
+            if K.link_shards(self.s_obj, self.s_idx, lo, hi, self.o_first, self.s_next, self.s_slots):
+                raise snap.SnapshotInvalid("a shard key appears twice in the saved state")
+            ids = np.arange(lo, hi)
+        elif comp == "ledger":
+            ids = self._insert_keys(self.ktP, t.column("party_id"))
+            if self.ktP.cap > len(self.l_ahi):
+                self._resize("ledger", self.ktP.cap)
+            for col, hi_, lo_ in (("atr_paid", self.l_ahi, self.l_alo), ("nod_earned", self.l_nhi, self.l_nlo)):
+                v = t.column(col).to_numpy()
+                lo_[ids] = v.view(np.uint64)
+                hi_[ids] = np.where(v < 0, -1, 0)
+        else:
+            raise ValueError(comp)
+        self._dirty_all(comp, ids)
+
+    def load_ids(self, kt: _KeyTable, col: pa.Array) -> None:
+        self._insert_keys(kt, col)
+
+
+def _snapshot():
+    from . import snapshot
+
+    return snapshot
 
 
 def _strings(offs: np.ndarray, data: np.ndarray) -> pa.Array:
@@ -452,6 +583,8 @@ class ColumnarEngine:
         self._pool: ThreadPoolExecutor | None = None
         self._threads = _threads_allowed()
         self._finished: ReplayResult | None = None
+        self._cur_eh: pa.Array | None = None
+        self._last_eh_row: tuple | None = None
         self.start_checked = start_state is None
         if start_state is not None:
             start_state.load_into(self)
@@ -500,6 +633,7 @@ class ColumnarEngine:
         if n == 0:
             return
         et, pl, ph, eh = (rb.column(i) for i in range(2, 6))
+        self._cur_eh = eh
 
         # 1. the chain, in a second thread for a big batch
         ph_ = time.thread_time()
@@ -532,6 +666,9 @@ class ColumnarEngine:
             return
         last = first - 1
         if int(seq[last]) == self._skip_through or first < len(seq):
+            if self.first_break is not None:
+                raise SnapshotMismatch(f"the hash chain is broken at seq {self.first_break.seq}, at or before the "
+                                       f"saved state's seq {self._skip_through}")
             got = eh.slice(last, 1).cast(pa.binary())[0].as_py().decode("utf-8", "replace")
             if int(seq[last]) != self._skip_through or got != self._start.event_hash:
                 raise SnapshotMismatch(
@@ -702,7 +839,15 @@ class ColumnarEngine:
             self._cp_ptr += 1
         return out
 
+    def last_event_hash(self) -> str | None:
+        """The stored event_hash of the last applied event (for a saved state)."""
+        if self._last_eh_row is None:
+            return None
+        arr, row = self._last_eh_row
+        return arr.slice(row, 1).cast(pa.binary())[0].as_py().decode("utf-8", "replace")
+
     def _advance(self, seq: np.ndarray, ts: np.ndarray, a: int, b: int) -> None:
+        self._last_eh_row = (self._cur_eh, b - 1)
         self.events_replayed += b - a
         self.last_seq = int(seq[b - 1])
         self._last_ts_us = int(ts[b - 1])

@@ -1059,3 +1059,53 @@ def compact(heap, off, ln, live_rows, new_heap):
         off[r] = p
         p += m
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a saved state
+
+
+@nb.njit(cache=True, nogil=True)
+def kt_insert_many(kt, data, offs, ids):
+    """Insert keys data[offs[j]:offs[j+1]] (absent ones; capacity reserved by the caller); ids[j]
+    receives each key's id. Returns how many were already present (a duplicate key)."""
+    dup = 0
+    for j in range(len(offs) - 1):
+        i = kt_find(kt, data, offs[j], offs[j + 1])
+        if i >= 0:
+            dup += 1
+        else:
+            i = kt_insert(kt, data, offs[j], offs[j + 1])
+        ids[j] = i
+    return dup
+
+
+@nb.njit(cache=True, nogil=True)
+def kt_find_many(kt, data, offs, ids):
+    for j in range(len(offs) - 1):
+        ids[j] = kt_find(kt, data, offs[j], offs[j + 1])
+
+
+@nb.njit(cache=True, nogil=True)
+def link_shards(s_obj, s_idx, lo, hi, o_first, s_next, slots):
+    """Link shards lo..hi-1 into their objects' lists and the shard key table; returns how many
+    (object, shard_index) keys were already present (a duplicate key)."""
+    mask = np.uint64(len(slots) - 1)
+    dup = 0
+    for sid in range(lo, hi):
+        ob = s_obj[sid]
+        pos = _shard_hash(ob, s_idx[sid]) & mask
+        seen = False
+        while slots[pos] >= 0:
+            t = slots[pos]
+            if s_obj[t] == ob and s_idx[t] == s_idx[sid]:
+                seen = True
+                break
+            pos = (pos + np.uint64(1)) & mask
+        if seen:
+            dup += 1
+            continue
+        slots[pos] = sid
+        s_next[sid] = o_first[ob]
+        o_first[ob] = sid
+    return dup

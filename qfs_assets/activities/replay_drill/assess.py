@@ -1,13 +1,15 @@
 """Quarterly replay drill (evidence-v1 ``storage_replay_drill``), free of Dagster.
 
-A fresh :class:`~qfs_assets.replay.ReplayEngine` replays the EQM log from genesis (seq 0)
-through the last event of the quarter, streamed one date partition at a time, and its state
-roots are compared with every published checkpoint whose ``ts`` is inside the quarter.
+A fresh columnar replay engine (``qfs_assets.replay.columnar``) replays the EQM log from genesis
+(seq 0) through the last event of the quarter, streamed one date partition at a time, and its
+state roots are compared with every published checkpoint whose ``ts`` is inside the quarter.
+``start_from="snapshot"`` (an operator option; the default stays genesis) starts instead from
+the state a previous drill saved and verified (``qfs_assets.replay.incremental``).
 
 Choices where the contract is silent:
-- Every ``eqm`` partition dated before the quarter's end is read; days without a partition are
-  allowed (a day without events), since a missing day that did hold events shows as a seq gap
-  and breaks the chain. No ``eqm`` partition at all up to the quarter's end is bad input.
+- Coverage (contract v1.1): every day from the log's first ``eqm`` partition to the quarter's
+  last day must have a partition (a day without events holds an empty file); the first missing
+  day is bad input naming table ``eqm`` and that day. No partition at all is bad input too.
 - The replay stops at the first event whose ``ts`` is at or after the quarter's end.
 - A quarter with no checkpoint fails ``deterministic_match`` (the contract requires
   ``checkpoints_compared > 0``) with a reason in the criterion's detail table, not a crash.
@@ -30,8 +32,9 @@ import pyarrow.compute as pc
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
 from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets.readers.eqm import eqm_dates, read_checkpoints, stream_eqm
-from qfs_assets.replay import ReplayInputError, replay
 from qfs_assets.activities.replay_drill.params import DrillParams
+from qfs_assets.replay import ReplayInputError
+from qfs_assets.replay.incremental import drill_replay
 from qfs_assets.windows import quarter_window
 
 ACTIVITY = "storage_replay_drill"
@@ -56,8 +59,22 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: DrillParams | None = None) -> ActivityResult:
-    """Replay from genesis through the quarter and compare with its checkpoints; BadInput on bad input."""
+def first_missing_day(days: list[dt.date], last_day: dt.date) -> dt.date | None:
+    """The first day from ``days[0]`` to ``last_day`` without a partition (None when complete)."""
+    have = set(days)
+    d = days[0]
+    while d <= last_day:
+        if d not in have:
+            return d
+        d += dt.timedelta(days=1)
+    return None
+
+
+def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: DrillParams | None = None,
+                        state_root=None) -> ActivityResult:
+    """Replay through the quarter and compare with its checkpoints; BadInput on bad input.
+
+    ``state_root``: where verified states are saved and read (the evidence root); None: neither."""
     p = params or DrillParams()
     reader = ExportReader(reader.root)
     start, end = quarter_window(quarter_start)
@@ -65,15 +82,22 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
     days = eqm_dates(reader, through=last_day)
     if not days:
         raise BadInput("eqm", f"no partition up to the quarter's end {last_day.isoformat()}", file=reader.table_dir("eqm"))
+    missing = first_missing_day(days, last_day)
+    if missing is not None:
+        raise BadInput("eqm", f"missing partition date={missing.isoformat()}: the log must cover every day from its "
+                              f"first partition {days[0].isoformat()} to the quarter's end {last_day.isoformat()}",
+                       file=reader.table_dir("eqm") / f"date={missing.isoformat()}")
     checkpoints = read_checkpoints(reader)
     ts = checkpoints.column("ts")
     in_quarter = checkpoints.filter(pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type))))
 
     try:
-        result = replay(stream_eqm(reader, through=last_day, batch_rows=p.batch_rows), before_ts=end,
-                        expected_checkpoints=in_quarter, snapshot_first_mismatch=True, batch_rows=p.batch_rows)
+        run = drill_replay(lambda: stream_eqm(reader, through=last_day, batch_rows=p.batch_rows), quarter=quarter_start,
+                           end=end, checkpoints=checkpoints, in_quarter=in_quarter, start_from=p.start_from,
+                           state_root=state_root, batch_rows=p.batch_rows)
     except ReplayInputError as exc:
         raise BadInput("eqm", str(exc)) from None
+    result = run.result
 
     cmp = result.checkpoint_comparison
     compared, matched = cmp.compared, cmp.matched
@@ -87,9 +111,9 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
         "first_mismatch_seq": cmp.first_mismatch_seq,
         "mismatched_components": cmp.mismatched_components,
         "final_state_root": result.final_state_root,
+        "last_event_ts": result.last_ts,
         # supplementary
         "last_seq": result.last_seq,
-        "last_event_ts": result.last_ts,
         "chain_breaks": result.chain_breaks,
         "chain_break_reason": result.chain_break.reason if result.chain_break else None,
         "checkpoints_published_total": checkpoints.num_rows,
@@ -113,7 +137,7 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
         "checkpoints_compared": pa.array([compared], pa.int64()),
         "checkpoints_unmatched": pa.array([compared - matched], pa.int64()),
     })
-    notes = []
+    notes = list(run.notes)
     if compared == 0:
         notes.append("no checkpoint was published with a ts inside the quarter: deterministic_match cannot pass")
     return ActivityResult(
@@ -128,6 +152,7 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
             "eqm_first_partition": days[0].isoformat(),
             "eqm_last_partition": days[-1].isoformat(),
             "checkpoints_in_quarter": in_quarter.num_rows,
+            "replay_start": run.started_from,
             "tables": [r.as_evidence() for r in reader.reads if r.table == "checkpoints"],
         },
         parameters=p.as_evidence(),
@@ -136,6 +161,7 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
         tables=tables,
         extra={
             "notes": notes,
+            "replay_state_saved": run.saved_state,
             "timings": {
                 "elapsed_seconds": round(result.elapsed_seconds, 3),
                 "events_per_second": round(result.events_per_second or 0.0, 1),

@@ -1,6 +1,7 @@
 """Quarterly replay drill: replay the EQM log from genesis and compare with the checkpoints."""
 
 import datetime as dt
+import os
 
 import dagster as dg
 
@@ -33,10 +34,14 @@ published_checkpoints = input_asset(
 )
 def storage_replay_drill(context: dg.AssetExecutionContext, config: DrillConfig, export: ExportResource,
                          evidence: EvidenceResource) -> dg.MaterializeResult:
-    params = params_from_config(DrillParams, config)
+    # QFS_REPLAY_START_FROM (set by `qfs-assure run ... --start-from`) changes the default start
+    env_start = os.environ.get("QFS_REPLAY_START_FROM")
+    overrides = {"start_from": env_start} if env_start and config.start_from == "genesis" else {}
+    params = params_from_config(DrillParams, config, **overrides)
     quarter = dt.date.fromisoformat(context.partition_key)
-    judged = judge_activity(context, evidence.store(), lambda: assess_replay_drill(export.reader(), quarter, params),
-                            params)
+    store = evidence.store()
+    judged = judge_activity(context, store, lambda: assess_replay_drill(export.reader(), quarter, params,
+                                                                        state_root=store.root), params)
     timings = judged.result.extra["timings"]
     extra = {"events_per_second": dg.MetadataValue.float(float(timings["events_per_second"])),
              "peak_rss_bytes": dg.MetadataValue.int(int(timings["peak_rss_bytes"]))}
