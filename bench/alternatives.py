@@ -212,11 +212,17 @@ def duckdb_economics(a: dict) -> dict:
 # -- replay -------------------------------------------------------------------------------------
 
 def engine_replay(a: dict) -> dict:
-    """The replay engine alone over the log (Parquet read with pyarrow), checkpoints compared."""
+    """A replay engine alone over the log (Parquet read with pyarrow), checkpoints compared:
+    ``engine`` "columnar" (the drill's, default) or "reference" (engine.py, the per-event engine
+    the drill used before)."""
     import pyarrow.parquet as pq
 
     from bench_replay import stream
-    from qfs_assets.replay import replay
+
+    if a.get("engine", "columnar") == "reference":
+        from qfs_assets.replay.engine import replay
+    else:
+        from qfs_assets.replay.columnar import replay
 
     cps = pq.read_table(Path(a["export"]) / "checkpoints" / "part-0.parquet")
     res = replay(stream(Path(a["export"])), expected_checkpoints=cps)

@@ -31,13 +31,12 @@ from qfs_assets.contract.schema import EQM
 from qfs_assets.replay import (
     COMPONENT_FIELDS,
     EVENT_FIELDS,
-    ReplayEngine,
     ReplayInputError,
     compare_checkpoints,
     parse_payload,
-    replay,
     row_text,
 )
+from qfs_assets.replay.engine import ReplayEngine, replay  # the reference; the fixture binds each engine
 
 from qfs_assets.replay import columnar as _columnar  # noqa: E402
 

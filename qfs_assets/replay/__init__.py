@@ -1,6 +1,9 @@
 """Replay of the EQM event log: hash-chain verification, state rebuild, state roots.
 
-Plain Python (no Dagster). See ``engine`` for the semantics and every documented choice.
+No Dagster. ``replay`` / ``ReplayEngine`` are the columnar engine (``columnar``, compiled kernels
+in ``kernels``), which the drill uses; ``engine`` is the per-event reference engine with the same
+semantics (documented there, every choice), kept as the tests' oracle and the benchmark's
+"today's engine" (``engine.replay`` / ``engine.ReplayEngine``).
 
     from qfs_assets.replay import replay, compare_checkpoints
     result = replay(batches, before_ts=quarter_end, expected_checkpoints=checkpoints_table)
@@ -9,16 +12,9 @@ Plain Python (no Dagster). See ``engine`` for the semantics and every documented
 """
 
 from .compare import CheckpointCheck, CheckpointComparison, compare_checkpoints
-from .engine import (
-    EQM_COLUMNS,
-    ChainBreak,
-    InvalidEvent,
-    ReplayEngine,
-    ReplayInputError,
-    ReplayResult,
-    Roots,
-    replay,
-)
+from .columnar import ColumnarEngine as ReplayEngine
+from .columnar import replay
+from .result import EQM_COLUMNS, ChainBreak, InvalidEvent, ReplayInputError, ReplayResult, Roots
 from .payloads import EVENT_FIELDS, EVENT_TYPES, parse_payload
 from .rows import COMPONENT_FIELDS, COMPONENT_SCHEMAS, row_text
 

@@ -971,7 +971,7 @@ def replay(
     )
     if engine_out is not None:
         engine_out.append(engine)
-    it = iter(batches)
+    it = _Prefetch(batches) if engine._threads else iter(batches)
     try:
         try:
             for batch in it:
@@ -984,3 +984,67 @@ def replay(
         return engine.finish()
     finally:
         engine.close()
+
+
+class _Prefetch:
+    """Iterates ``batches`` one item ahead in a thread (reading Parquet through DuckDB or Arrow
+    releases the GIL, so the next day is read while this one is replayed). The source is created,
+    iterated and closed in that thread only; its exceptions are raised here, in order."""
+
+    _END = object()
+
+    def __init__(self, batches: Iterable) -> None:
+        import queue
+        import threading
+
+        self._q: "queue.Queue" = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(batches,), name="qfs-replay-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, batches) -> None:
+        it = None
+        try:
+            it = iter(batches)
+            for item in it:
+                if not self._put((item, None)):
+                    break
+            else:
+                self._put((self._END, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._put((self._END, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item, exc = self._q.get()
+        if exc is not None:
+            self.close()
+            raise exc
+        if item is self._END:
+            self.close()
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()

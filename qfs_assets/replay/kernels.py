@@ -418,6 +418,36 @@ def kt_insert(kt, data, s, e):
     return idx
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def kt_get_or_add(kt, data, s, e):
+    """(id, True) after inserting key data[s:e], or (its id, False) when present: one probe."""
+    slots, koff, kheap, meta = kt
+    mask = np.uint64(meta[1])
+    pos = _hash_bytes(data, s, e) & mask
+    n = e - s
+    while True:
+        idx = slots[pos]
+        if idx < 0:
+            break
+        a = koff[idx]
+        if koff[idx + 1] - a == n:
+            same = True
+            for k in range(n):
+                if kheap[a + k] != data[s + k]:
+                    same = False
+                    break
+            if same:
+                return np.int64(idx), False
+        pos = (pos + np.uint64(1)) & mask
+    idx = meta[0]
+    a = koff[idx]
+    kheap[a:a + n] = data[s:e]
+    koff[idx + 1] = a + n
+    slots[pos] = idx
+    meta[0] = idx + 1
+    return np.int64(idx), True
+
+
 @nb.njit(cache=True, nogil=True)
 def kt_rehash(koff, kheap, count, slots):
     """Fill a new (all -1) slots array with ids 0..count-1."""
@@ -814,14 +844,12 @@ def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
             s_hoff[sid] = h0
             s_hlen[sid] = hl
         elif c == C_FC:
-            t = kt_find(ktT, data, fs[i, 4], fe[i, 4])
-            if t >= 0:
+            t, fresh = kt_get_or_add(ktT, data, fs[i, 4], fe[i, 4])
+            if not fresh:
                 inv[i] = R_DUP_TX
                 continue
-            kt_insert(ktT, data, fs[i, 4], fe[i, 4])
-            pt = kt_find(ktP, data, fs[i, 0], fe[i, 0])
-            if pt < 0:
-                pt = kt_insert(ktP, data, fs[i, 0], fe[i, 0])
+            pt, fresh = kt_get_or_add(ktP, data, fs[i, 0], fe[i, 0])
+            if fresh:
                 l_ahi[pt] = 0
                 l_alo[pt] = 0
                 l_nhi[pt] = 0
@@ -833,14 +861,12 @@ def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
             if nd < 0:
                 inv[i] = R_RP_UNKNOWN_NODE
                 continue
-            t = kt_find(ktR, data, fs[i, 4], fe[i, 4])
-            if t >= 0:
+            t, fresh = kt_get_or_add(ktR, data, fs[i, 4], fe[i, 4])
+            if not fresh:
                 inv[i] = R_DUP_REWARD
                 continue
-            kt_insert(ktR, data, fs[i, 4], fe[i, 4])
-            pt = kt_find(ktP, data, fs[i, 3], fe[i, 3])
-            if pt < 0:
-                pt = kt_insert(ktP, data, fs[i, 3], fe[i, 3])
+            pt, fresh = kt_get_or_add(ktP, data, fs[i, 3], fe[i, 3])
+            if fresh:
                 l_ahi[pt] = 0
                 l_alo[pt] = 0
                 l_nhi[pt] = 0
@@ -848,10 +874,9 @@ def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
             _mark(dlf, dll, dlm, pt)
             _add128(l_nhi, l_nlo, pt, fv[i, 0])
         elif c == C_OW:
-            ob = kt_find(ktO, data, fs[i, 2], fe[i, 2])
+            ob, fresh = kt_get_or_add(ktO, data, fs[i, 2], fe[i, 2])
             ver = fv[i, 5]
-            if ob < 0:
-                ob = kt_insert(ktO, data, fs[i, 2], fe[i, 2])
+            if fresh:
                 o_first[ob] = -1
                 _mark(dof, dol, dom, ob)
             else:
