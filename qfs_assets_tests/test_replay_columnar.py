@@ -139,6 +139,14 @@ def test_awkward_strings_and_big_numbers():
                ("object_deleted", '{"object_id":"on","version":01}'),
                ("object_deleted", '{"object_id":"on","version":1e3}'),
                delete("on", 2**63 - 1), write("on", 2**63 - 1)]
+    hexes = [hashlib.sha256(b"x").hexdigest(), hashlib.sha256(b"x").hexdigest().upper(), "0" * 64, "g" * 64,
+             "a" * 63, "f" * 65]
+    for k, h in enumerate(hexes):  # shard hashes stored as 32 bytes (lowercase hex) or as text (the rest)
+        events += [("shard_placed", {"object_id": "on", "shard_index": k, "node_id": "n", "shard_hash": h,
+                                     "shard_bytes": k}),
+                   ("shard_placed", {"object_id": "on", "shard_index": k, "node_id": "n", "shard_hash": hexes[k - 1],
+                                     "shard_bytes": k})]
+    events += [write("on", 2**63 - 1), delete("on", 2**63 - 1)]
     rows = build_log(events)
     both(lambda: batches_of(rows, 5), checkpoint_seqs=range(len(rows)))
     big = build_log([fee("t1", "a", 2**63 - 1), fee("t2", "a", 2**63 - 1), reg("n"), reward("r1", "n", -(2**63)),

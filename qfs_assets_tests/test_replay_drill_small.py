@@ -284,3 +284,48 @@ def test_cli_start_from_snapshot(tmp_path, monkeypatch):
     doc = json.loads((ev / "storage_replay_drill" / "storage_replay_drill_20260401.json").read_text())
     assert doc["inputs"]["replay_start"]["from"] == "snapshot"
     assert doc["replay_state_saved"]["quarter"] == "2026-04-01"
+
+
+# ------------------------------------------------------------------------------- the log's own bad input
+
+
+def _day_file(root, day="2026-02-10"):
+    return root / "eqm" / f"date={day}" / "part-0.parquet"
+
+
+@pytest.mark.parametrize("problem", ["duplicate", "null", "lossy_ts", "missing_column", "unreadable"])
+def test_bad_eqm_files_are_bad_input_naming_file_and_column(tmp_path, problem):
+    make_export(tmp_path, dt.date(2026, 1, 1), dt.date(2026, 3, 31))
+    path = _day_file(tmp_path)
+    t = pq.read_table(path)
+    if problem == "duplicate":
+        pq.write_table(pa.concat_tables([t, t.slice(1, 1)]), path)
+        want, column = "duplicate key seq=", "seq"
+    elif problem == "null":
+        vals = t.column("payload").to_pylist()
+        vals[2] = None
+        pq.write_table(t.set_column(3, "payload", pa.array(vals, pa.string())), path)
+        want, column = "null in required column: 1 row(s)", "payload"
+    elif problem == "lossy_ts":
+        ns = pa.array([x * 1000 + 1 for x in t.column("ts").cast(pa.int64()).to_pylist()],
+                      pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+        pq.write_table(t.set_column(1, "ts", ns), path)
+        want, column = "cannot be cast losslessly", "ts"
+    elif problem == "missing_column":
+        pq.write_table(t.drop_columns(["prev_hash"]), path)
+        want, column = "missing required column", "prev_hash"
+    else:
+        path.write_bytes(b"not parquet")
+        want, column = "unreadable Parquet file", None
+    with pytest.raises(BadInput) as e:
+        assess_replay_drill(ExportReader(tmp_path), Q1)
+    assert e.value.table == "eqm" and want in e.value.problem and e.value.column == column
+    assert e.value.file and e.value.file.endswith("date=2026-02-10/part-0.parquet")
+
+
+def test_rows_out_of_seq_order_in_a_day_are_sorted(tmp_path):
+    make_export(tmp_path, dt.date(2026, 1, 1), dt.date(2026, 3, 31))
+    path = _day_file(tmp_path)
+    t = pq.read_table(path)
+    pq.write_table(t.take(pa.array(list(range(t.num_rows))[::-1])), path)
+    assert passed(assess_replay_drill(ExportReader(tmp_path), Q1))

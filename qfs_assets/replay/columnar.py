@@ -150,18 +150,6 @@ class _KeyTable:
     def t(self):
         return (self.slots, self.koff, self.kheap, self.meta)
 
-    def grow(self, min_bytes: int) -> None:
-        cnt = self.count
-        if cnt + 1 > self.cap:
-            self.koff = _grown(self.koff, 2 * self.cap + 1)
-        if 2 * (cnt + 1) > len(self.slots):
-            self.slots = np.full(2 * len(self.slots), -1, np.int32)
-            K.kt_rehash(self.koff, self.kheap, cnt, self.slots)
-            self.meta[1] = len(self.slots) - 1
-        used = int(self.koff[cnt])
-        if used + min_bytes > len(self.kheap):
-            self.kheap = _grown(self.kheap, max(2 * len(self.kheap), used + min_bytes))
-
     def strings(self, ids: np.ndarray | None = None) -> pa.Array:
         """The keys (all, or of ``ids``) as an Arrow string array."""
         cnt = self.count
@@ -209,7 +197,8 @@ class _State:
         self.s_pres = np.zeros(c, np.uint8)
         self.s_bytes = np.zeros(c, np.int64)
         self.s_hoff = np.zeros(c, np.int64)
-        self.s_hlen = np.zeros(c, np.int32)
+        self.s_hlen = np.zeros(c, np.int32)  # -1: a 64-hex-digit hash, stored as 32 bytes in s_hbin
+        self.s_hbin = np.zeros((c, 32), np.uint8)
         self.s_next = np.full(c, -1, np.int32)
         self.sheap = np.empty(1024, np.uint8)
         self.Smeta = np.zeros(3, np.int64)  # shard count, heap used, heap live
@@ -228,7 +217,7 @@ class _State:
     _PER = {
         "nodes": ("n_cap", "n_stake", "n_status", "n_roff", "n_rlen", "hcN", "hpN"),
         "objects": ("o_ver", "o_size", "o_ds", "o_ts", "o_del", "o_coff", "o_clen", "o_first"),
-        "shards": ("s_obj", "s_idx", "s_node", "s_pres", "s_bytes", "s_hoff", "s_hlen", "s_next"),
+        "shards": ("s_obj", "s_idx", "s_node", "s_pres", "s_bytes", "s_hoff", "s_hlen", "s_next", "s_hbin"),
         "ledger": ("l_ahi", "l_alo", "l_nhi", "l_nlo", "hcL", "hpL"),
     }
     _FILL = {"o_first": -1, "s_next": -1}
@@ -239,43 +228,34 @@ class _State:
         f, lst, m = self.D[comp]
         self.D[comp] = (_grown(f, n), _grown(lst, n), m)
 
-    def caps(self) -> np.ndarray:
-        return np.array([min(self.ktN.cap, len(self.n_cap)), min(self.ktO.cap, len(self.o_ver)), len(self.s_obj),
-                         min(self.ktP.cap, len(self.l_ahi)), self.ktT.cap, self.ktR.cap,
-                         len(self.D["nodes"][1]), len(self.D["objects"][1]), len(self.D["shards"][1]),
-                         len(self.D["ledger"][1])], np.int64)
-
-    def grow(self, flags: int, nbytes: int) -> None:
-        if flags & K.G_NODES or flags & 512:
-            self.ktN.grow(nbytes)
-            if self.ktN.cap > len(self.n_cap):
-                self._resize("nodes", self.ktN.cap)
-        if flags & K.G_OBJECTS or flags & 512:
-            self.ktO.grow(nbytes)
-            if self.ktO.cap > len(self.o_ver):
-                self._resize("objects", self.ktO.cap)
-        if flags & K.G_PARTIES or flags & 512:
-            self.ktP.grow(nbytes)
-            if self.ktP.cap > len(self.l_ahi):
-                self._resize("ledger", self.ktP.cap)
-        if flags & K.G_TX:
-            self.ktT.grow(nbytes)
-        if flags & K.G_REWARDS:
-            self.ktR.grow(nbytes)
-        if flags & K.G_SHARDS or flags & 512:
-            cnt = int(self.Smeta[0])
-            if cnt + 1 > len(self.s_obj):
-                self._resize("shards", 2 * len(self.s_obj))
-            if 2 * (cnt + 1) > len(self.s_slots):
-                self.s_slots = np.full(2 * len(self.s_slots), -1, np.int32)
-                K.shard_rehash(self.s_obj, self.s_idx, cnt, self.s_slots)
-        for heap, meta in (("rheap", self.Nmeta), ("cheap", self.Ometa), ("sheap", self.Smeta)):
+    def reserve(self, codes: np.ndarray, fs: np.ndarray, fe: np.ndarray) -> None:
+        """Room for every insert the rows could make (each valid event inserts at most one key per
+        table and one string per heap): grown by half again (at least) when short."""
+        need = np.empty(14, np.int64)
+        K.insert_needs(codes, fs, fe, need)
+        (nr, nr_b, reg_b, ow, ow_b, ch_b, sp, sh_b, pt, pt_b, fc, fc_b, rp, rp_b) = need.tolist()
+        self._reserve_kt(self.ktN, nr, nr_b, grow=True)
+        self._reserve_kt(self.ktO, ow, ow_b, grow=True)
+        self._reserve_kt(self.ktP, pt, pt_b, grow=True)
+        self._reserve_kt(self.ktT, fc, fc_b, grow=True)
+        self._reserve_kt(self.ktR, rp, rp_b, grow=True)
+        for comp, kt, arr in (("nodes", self.ktN, self.n_cap), ("objects", self.ktO, self.o_ver),
+                              ("ledger", self.ktP, self.l_ahi)):
+            if kt.cap > len(arr):
+                self._resize(comp, kt.cap)
+        cnt = int(self.Smeta[0])
+        if cnt + sp > len(self.s_obj):
+            self._resize("shards", max(cnt + sp, len(self.s_obj) * 3 // 2))
+        if 2 * (cnt + sp) > len(self.s_slots):
+            self.s_slots = np.full(_pow2(2 * (cnt + sp)), -1, np.int32)
+            K.shard_rehash(self.s_obj, self.s_idx, cnt, self.s_slots)
+        for heap, meta, need in (("rheap", self.Nmeta, reg_b), ("cheap", self.Ometa, ch_b), ("sheap", self.Smeta, sh_b)):
             arr = getattr(self, heap)
-            if int(meta[1]) + nbytes > len(arr):
+            if int(meta[1]) + need > len(arr):
                 self._compact(heap)
                 arr = getattr(self, heap)
-                if int(meta[1]) + nbytes > len(arr):
-                    setattr(self, heap, _grown(arr, max(2 * len(arr), int(meta[1]) + nbytes)))
+                if int(meta[1]) + need > len(arr):
+                    setattr(self, heap, _grown(arr, max(int(meta[1]) + need, len(arr) * 3 // 2)))
 
     def _compact(self, heap: str) -> None:
         """Rewrite a string heap with its live strings only, when at least half of it is garbage."""
@@ -285,7 +265,8 @@ class _State:
             meta, off, ln, rows = self.Ometa, self.o_coff, self.o_clen, np.arange(self.ktO.count)
         else:
             meta, off, ln = self.Smeta, self.s_hoff, self.s_hlen
-            rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
+            n = int(self.Smeta[0])
+            rows = np.flatnonzero((self.s_pres[:n] != 0) & (self.s_hlen[:n] > 0))
         used, live = int(meta[1]), int(meta[2])
         if used < 2 * live + (1 << 16):
             return
@@ -301,14 +282,26 @@ class _State:
                 (self.o_ver, self.o_size, self.o_ds, self.o_ts, self.o_del, self.o_coff, self.o_clen, self.o_first,
                  self.cheap),
                 (self.s_slots, self.s_obj, self.s_idx, self.s_node, self.s_pres, self.s_bytes, self.s_hoff,
-                 self.s_hlen, self.s_next, self.sheap),
+                 self.s_hlen, self.s_next, self.sheap, self.s_hbin),
                 (self.l_ahi, self.l_alo, self.l_nhi, self.l_nlo),
                 self.Nmeta, self.Ometa, self.Smeta,
                 self.D["nodes"], self.D["objects"], self.D["shards"], self.D["ledger"], self.acc)
 
-    def flush(self) -> None:
+    def flush(self, pool: ThreadPoolExecutor | None = None) -> None:
+        """Hash the dirty rows into the roots; in two threads (halves of each dirty list) with ``pool``."""
         (ktN, ktO, ktP, _, _, N, O, S, L, _, _, _, Dn, Do, Ds, Dl, acc) = self.args()
-        K.flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, self.hcN, self.hpN, self.hcL, self.hpL, acc)
+        args = (ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, self.hcN, self.hpN, self.hcL, self.hpL)
+        dirty = sum(int(d[2][0]) for d in self.D.values())
+        if pool is not None and dirty >= 2 * _THREAD_MIN_ROWS:
+            other = np.zeros_like(acc)
+            fut = pool.submit(K.flush, *args, other, 1, 2)
+            K.flush(*args, acc, 0, 2)
+            fut.result()
+            K.acc_merge(acc, other)
+        else:
+            K.flush(*args, acc, 0, 1)
+        for _, _, m in self.D.values():
+            m[0] = 0
 
     def root_hex(self) -> list[str]:
         return ["".join("%08x" % int(x) for x in self.acc[c]) for c in range(4)]
@@ -338,7 +331,7 @@ class _State:
         elif component == "shards":
             if rows is None:
                 rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
-            offs, data = K.gather(self.sheap, self.s_hoff, self.s_hlen.astype(np.int64), rows)
+            offs, data = K.gather_shard_hashes(self.sheap, self.s_hoff, self.s_hlen, self.s_hbin, rows)
             cols = [self.ktO.strings(self.s_obj[rows]), pa.array(self.s_idx[rows]),
                     self.ktN.strings(self.s_node[rows]), _strings(offs, data), pa.array(self.s_bytes[rows])]
             key = [("object_id", "ascending"), ("shard_index", "ascending")]
@@ -366,17 +359,17 @@ class _State:
 
     # ------------------------------------------------------------------ load (snapshot.StartState)
 
-    def _reserve_kt(self, kt: _KeyTable, n: int, nbytes: int) -> None:
+    def _reserve_kt(self, kt: _KeyTable, n: int, nbytes: int, grow: bool = False) -> None:
         cnt = kt.count
         if cnt + n > kt.cap:
-            kt.koff = _grown(kt.koff, cnt + n + 1)
+            kt.koff = _grown(kt.koff, max(cnt + n, kt.cap * 3 // 2 if grow else 0) + 1)
         if 2 * (cnt + n) > len(kt.slots):
             kt.slots = np.full(_pow2(2 * (cnt + n)), -1, np.int32)
             K.kt_rehash(kt.koff, kt.kheap, cnt, kt.slots)
             kt.meta[1] = len(kt.slots) - 1
         used = int(kt.koff[cnt])
         if used + nbytes > len(kt.kheap):
-            kt.kheap = _grown(kt.kheap, used + nbytes)
+            kt.kheap = _grown(kt.kheap, max(used + nbytes, len(kt.kheap) * 3 // 2 if grow else 0))
 
     def _insert_keys(self, kt: _KeyTable, col: pa.Array) -> np.ndarray:
         offs, data = _np_bytes(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
@@ -458,8 +451,11 @@ class _State:
             self.s_node[lo:hi] = node
             self.s_pres[lo:hi] = 1
             self.s_bytes[lo:hi] = t.column("shard_bytes").to_numpy()
-            off, ln = self._append_strings("sheap", self.Smeta, t.column("shard_hash"))
-            self.s_hoff[lo:hi], self.s_hlen[lo:hi] = off, ln
+            offs, data = _np_bytes(t.column("shard_hash").combine_chunks())
+            used = int(self.Smeta[1])
+            if used + int(offs[-1] - offs[0]) > len(self.sheap):
+                self.sheap = _grown(self.sheap, used + int(offs[-1] - offs[0]) + 1024)
+            K.put_shard_hashes(lo, offs, data, self.s_hoff, self.s_hlen, self.s_hbin, self.sheap, self.Smeta)
             self.Smeta[0] = hi
             if K.link_shards(self.s_obj, self.s_idx, lo, hi, self.o_first, self.s_next, self.s_slots):
                 raise snap.SnapshotInvalid("a shard key appears twice in the saved state")
@@ -581,6 +577,8 @@ class ColumnarEngine:
         self.payload_fallbacks = 0
         self.phase_seconds = {"input": 0.0, "chain": 0.0, "parse": 0.0, "apply": 0.0, "roots": 0.0}
         self._pool: ThreadPoolExecutor | None = None
+        self._flush_pool: ThreadPoolExecutor | None = None
+        self._bufs: tuple | None = None
         self._threads = _threads_allowed()
         self._finished: ReplayResult | None = None
         self._cur_eh: pa.Array | None = None
@@ -701,10 +699,15 @@ class ColumnarEngine:
         if a0:
             codes[:a0] = P.BAD_EVENT + 1  # before the start state: not applied, not reported
         pl_o, pl_d = _np_bytes(pl)
-        fs = np.full((n, K.MAX_FIELDS), -1, np.int64)
-        fe = np.full((n, K.MAX_FIELDS), -1, np.int64)
-        fv = np.zeros((n, K.MAX_FIELDS), np.int64)
-        ok = np.zeros(n, np.uint8)
+        if self._bufs is None or len(self._bufs[0]) < n:  # reused batch to batch (no page faults)
+            m = max(n, min(self._batch_rows, 1 << 20))
+            self._bufs = (np.empty((m, K.MAX_FIELDS), np.int64), np.empty((m, K.MAX_FIELDS), np.int64),
+                          np.zeros((m, K.MAX_FIELDS), np.int64), np.empty(m, np.uint8), np.empty(m, np.int8),
+                          np.empty(m, np.int64))
+        fs, fe, fv, ok, inv, inv_arg = (b[:n] for b in self._bufs)
+        fs.fill(-1)
+        fe.fill(-1)
+        inv.fill(0)
         K.parse_payloads(codes, pl_o, pl_d, SPEC_N, SPEC_KIND, SPEC_KOFF, SPEC_KLEN, SPEC_KEYS, fs, fe, fv, ok)
         errors: dict[int, str] = {}
         for i in np.flatnonzero(codes == P.BAD_EVENT).tolist():
@@ -713,22 +716,20 @@ class ColumnarEngine:
         data = pl_d
         if len(slow):
             data = self._slow_parse(slow, codes, pl, pl_d, fs, fe, fv, errors)
-        maxlen = int(np.where(fs >= 0, fe - fs, 0).sum(axis=1).max()) if n else 0
+        self.state.reserve(codes[a0:], fs[a0:], fe[a0:])
         self.phase_seconds["parse"] += time.thread_time() - t
 
         t = time.thread_time()
         roots_before = self.phase_seconds["roots"]
-        inv = np.zeros(n, np.int8)
-        inv_arg = np.zeros(n, np.int64)
         start = a0
         for pos, cp in self._checkpoint_positions(seq):
             if pos > start:
-                self._apply(start, pos, codes, fs, fe, fv, data, inv, inv_arg, maxlen)
+                self._apply(start, pos, codes, fs, fe, fv, data, inv, inv_arg)
                 self._advance(seq, ts, start, pos)
                 start = pos
             self._checkpoint(cp)
         if start < n:
-            self._apply(start, n, codes, fs, fe, fv, data, inv, inv_arg, maxlen)
+            self._apply(start, n, codes, fs, fe, fv, data, inv, inv_arg)
             self._advance(seq, ts, start, n)
         self.phase_seconds["apply"] += time.thread_time() - t - (self.phase_seconds["roots"] - roots_before)
 
@@ -774,12 +775,9 @@ class ColumnarEngine:
             return pl_d
         return np.concatenate([pl_d, np.frombuffer(bytes(side), np.uint8)])
 
-    def _apply(self, a, b, codes, fs, fe, fv, data, inv, inv_arg, maxlen) -> None:
+    def _apply(self, a, b, codes, fs, fe, fv, data, inv, inv_arg) -> None:
         st = self.state
-        while a < b:
-            a, short = K.apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg, *st.args(), st.caps(), st.scratch)
-            if a < b:
-                st.grow(int(short), maxlen + 1)
+        K.apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg, *st.args(), st.scratch)
 
     def _reason(self, code: int, i: int, fs, fe, fv, inv_arg, data) -> str:
         def s(f: int) -> str:
@@ -857,7 +855,9 @@ class ColumnarEngine:
     def roots(self, seq: int | None = None) -> Roots:
         """The roots of the events replayed so far."""
         t = time.thread_time()
-        self.state.flush()
+        if self._threads and self._flush_pool is None:
+            self._flush_pool = ThreadPoolExecutor(1, thread_name_prefix="qfs-replay-roots")
+        self.state.flush(self._flush_pool)
         self.state._compact("cheap")
         self.state._compact("sheap")
         self.phase_seconds["roots"] += time.thread_time() - t
@@ -902,9 +902,11 @@ class ColumnarEngine:
     # ------------------------------------------------------------------ finish
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for name in ("_pool", "_flush_pool"):
+            pool = getattr(self, name)
+            if pool is not None:
+                pool.shutdown(wait=True)
+                setattr(self, name, None)
 
     def finish(self) -> ReplayResult:
         if self._finished is not None:

@@ -461,11 +461,13 @@ def kt_rehash(koff, kheap, count, slots):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _shard_hash(obj, idx):
-    h = (np.uint64(obj) << np.uint64(32)) ^ (np.uint64(idx) & np.uint64(0xFFFFFFFF))
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    return h
+    """Slot hash of (object id, shard_index): a hash of the object plus the index, so that the
+    shards of one object sit side by side in the table (one cache line for the usual 6-16)."""
+    h = np.uint64(obj) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(32)
+    return h + (np.uint64(idx) & np.uint64(0xFFFFFFFF))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -644,7 +646,7 @@ def _object_text(buf, i, ktO, O):
 def _shard_text(buf, sid, ktN, ktO, S):
     _, nkoff, nkheap, _ = ktN
     _, okoff, okheap, _ = ktO
-    s_slots, s_obj, s_idx, s_node, s_pres, s_bytes, s_hoff, s_hlen, s_next, sheap = S
+    s_slots, s_obj, s_idx, s_node, s_pres, s_bytes, s_hoff, s_hlen, s_next, sheap, s_hbin = S
     nd = s_node[sid]
     ob = s_obj[sid]
     p = _lit(buf, 0, S_NODE)
@@ -654,10 +656,49 @@ def _shard_text(buf, sid, ktN, ktO, S):
     p = _lit(buf, p, S_BYTES)
     p = _write_int(buf, p, s_bytes[sid])
     p = _lit(buf, p, S_HASH)
-    p = _str(buf, p, sheap, s_hoff[sid], s_hoff[sid] + s_hlen[sid])
+    if s_hlen[sid] < 0:
+        buf[p] = 34
+        p = _unhex(s_hbin[sid], buf, p + 1)
+        buf[p] = 34
+        p += 1
+    else:
+        p = _str(buf, p, sheap, s_hoff[sid], s_hoff[sid] + s_hlen[sid])
     p = _lit(buf, p, S_IDX)
     p = _write_int(buf, p, np.int64(s_idx[sid]))
     return _lit(buf, p, CLOSE)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _is_hex64(data, s, e):
+    """Whether data[s:e] is 64 lowercase hex digits (a SHA-256 hex digest: stored in 32 bytes)."""
+    if e - s != 64:
+        return False
+    for k in range(s, e):
+        b = data[k]
+        if not ((48 <= b <= 57) or (97 <= b <= 102)):
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _pack_hex(data, s, out):
+    for k in range(32):
+        hi = data[s + 2 * k]
+        lo = data[s + 2 * k + 1]
+        hi = hi - 48 if hi <= 57 else hi - 87
+        lo = lo - 48 if lo <= 57 else lo - 87
+        out[k] = (hi << 4) | lo
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _unhex(src, buf, p):
+    for k in range(32):
+        hi = src[k] >> 4
+        lo = src[k] & 15
+        buf[p] = (48 + hi) if hi < 10 else (87 + hi)
+        buf[p + 1] = (48 + lo) if lo < 10 else (87 + lo)
+        p += 2
+    return p
 
 
 @nb.njit(cache=True, nogil=True)
@@ -747,16 +788,13 @@ def _add128(hi, lo, i, amt):
 @nb.njit(cache=True, nogil=True)
 def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
                  ktN, ktO, ktP, ktT, ktR, N, O, S, L, Nmeta, Ometa, Smeta,
-                 Dn, Do, Ds, Dl, acc, caps, scratch):
-    """Apply rows [a, b) in order. Returns (stop row, shortfall flags): stop < b when a capacity ran
-    short before row ``stop`` (nothing of that row applied): grow and call again from ``stop``.
-
-    ``caps``: id capacities (nodes, objects, shards, parties, tx, rewards, dirty lists n/o/s/l).
-    Nmeta/Ometa/Smeta: [count, heap used, heap live] of the string heaps (and shard count).
-    """
+                 Dn, Do, Ds, Dl, acc, scratch):
+    """Apply rows [a, b) in order. The caller has reserved room for every row's inserts
+    (``columnar._State.reserve``). Nmeta/Ometa/Smeta: [count, heap used, heap live] of the string
+    heaps (Smeta[0]: the shard count)."""
     n_cap, n_stake, n_status, n_roff, n_rlen, rheap = N
     o_ver, o_size, o_ds, o_ts, o_del, o_coff, o_clen, o_first, cheap = O
-    s_slots, s_obj, s_idx, s_node, s_pres, s_bytes, s_hoff, s_hlen, s_next, sheap = S
+    s_slots, s_obj, s_idx, s_node, s_pres, s_bytes, s_hoff, s_hlen, s_next, sheap, s_hbin = S
     l_ahi, l_alo, l_nhi, l_nlo = L
     dnf, dnl, dnm = Dn
     dof, dol, dom = Do
@@ -770,35 +808,6 @@ def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
         c = codes[i]
         if c < 0 or c > 7:
             continue
-        # room for the worst case of this event (every table + heap one more row of its size)
-        plen = 0
-        for f in range(MAX_FIELDS):
-            if fs[i, f] >= 0:
-                plen += fe[i, f] - fs[i, f]
-        short = 0
-        if not _kt_room(ktN, caps[0], plen):
-            short |= G_NODES
-        if not _kt_room(ktO, caps[1], plen):
-            short |= G_OBJECTS
-        if Smeta[0] + 1 > caps[2] or 2 * (Smeta[0] + 1) > len(s_slots):
-            short |= G_SHARDS
-        if not _kt_room(ktP, caps[3], plen):
-            short |= G_PARTIES
-        if not _kt_room(ktT, caps[4], plen):
-            short |= G_TX
-        if not _kt_room(ktR, caps[5], plen):
-            short |= G_REWARDS
-        if Nmeta[1] + plen > len(rheap):
-            short |= G_RHEAP
-        if Ometa[1] + plen > len(cheap):
-            short |= G_CHEAP
-        if Smeta[1] + plen > len(sheap):
-            short |= G_SHEAP
-        if dnm[0] + 1 > caps[6] or dom[0] + 1 > caps[7] or dsm[0] + 1 > caps[8] or dlm[0] + 1 > caps[9]:
-            short |= 512
-        if short:
-            return i, short
-
         if c == C_SP:
             ob = kt_find(ktO, data, fs[i, 1], fe[i, 1])
             if ob < 0:
@@ -831,18 +840,22 @@ def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
                 o_first[ob] = sid
             if _mark(dsf, dsl, dsm, sid) and s_pres[sid]:
                 buf = _sub_shard(sid, ktN, ktO, S, acc, buf, ctx, dig)
-            if s_pres[sid]:
+            if s_pres[sid] and s_hlen[sid] > 0:
                 Smeta[2] -= s_hlen[sid]
             s_pres[sid] = 1
             s_node[sid] = nd
             s_bytes[sid] = fv[i, 2]
-            hl = fe[i, 3] - fs[i, 3]
-            h0 = Smeta[1]
-            sheap[h0:h0 + hl] = data[fs[i, 3]:fe[i, 3]]
-            Smeta[1] = h0 + hl
-            Smeta[2] += hl
-            s_hoff[sid] = h0
-            s_hlen[sid] = hl
+            if _is_hex64(data, fs[i, 3], fe[i, 3]):
+                _pack_hex(data, fs[i, 3], s_hbin[sid])
+                s_hlen[sid] = -1
+            else:
+                hl = fe[i, 3] - fs[i, 3]
+                h0 = Smeta[1]
+                sheap[h0:h0 + hl] = data[fs[i, 3]:fe[i, 3]]
+                Smeta[1] = h0 + hl
+                Smeta[2] += hl
+                s_hoff[sid] = h0
+                s_hlen[sid] = hl
         elif c == C_FC:
             t, fresh = kt_get_or_add(ktT, data, fs[i, 4], fe[i, 4])
             if not fresh:
@@ -919,7 +932,8 @@ def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
                     if _mark(dsf, dsl, dsm, sid):
                         buf = _sub_shard(sid, ktN, ktO, S, acc, buf, ctx, dig)
                     s_pres[sid] = 0
-                    Smeta[2] -= s_hlen[sid]
+                    if s_hlen[sid] > 0:
+                        Smeta[2] -= s_hlen[sid]
                 sid = s_next[sid]
         elif c == C_SM:
             ob = kt_find(ktO, data, fs[i, 1], fe[i, 1])
@@ -993,12 +1007,24 @@ def apply_events(a, b, codes, fs, fe, fv, data, inv, inv_arg,
             Nmeta[2] += hl
             n_roff[nd] = h0
             n_rlen[nd] = hl
-    return b, 0
 
 
 @nb.njit(cache=True, nogil=True)
-def flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, hcN, hpN, hcL, hpL, acc):
-    """Bring the four accumulators up to date with every dirty row (see the module doc)."""
+def acc_merge(acc, other):
+    """acc += other, component by component, mod 2**256."""
+    for c in range(4):
+        carry = np.uint64(0)
+        for k in range(7, -1, -1):
+            v = acc[c, k] + other[c, k] + carry
+            acc[c, k] = v & np.uint64(0xFFFFFFFF)
+            carry = v >> np.uint64(32)
+
+
+@nb.njit(cache=True, nogil=True)
+def flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, hcN, hpN, hcL, hpL, acc, part, nparts):
+    """Add the hashes of part ``part`` of ``nparts`` of every dirty list to ``acc`` (see the module
+    doc); the parts touch disjoint rows, so they can run in parallel, each with its own ``acc``.
+    The caller empties the dirty lists (count = 0) once every part is done."""
     ctx = np.empty(256, np.uint8)
     dig = np.empty(32, np.uint8)
     buf = np.empty(1024, np.uint8)
@@ -1007,7 +1033,7 @@ def flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, hcN, hpN, hcL, hpL, acc):
     # nodes (cached hashes)
     dnf, dnl, dnm = Dn
     _, nkoff, _, _ = ktN
-    for j in range(dnm[0]):
+    for j in range(part * dnm[0] // nparts, (part + 1) * dnm[0] // nparts):
         i = dnl[j]
         dnf[i] = 0
         buf = _need(buf, 8 * (nkoff[i + 1] - nkoff[i] + N[4][i]) + 256)
@@ -1017,21 +1043,19 @@ def flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, hcN, hpN, hcL, hpL, acc):
         sha256_into(buf, 0, p, hcN[i], 0, ctx)
         hpN[i] = 1
         _acc_add(acc, 0, hcN[i], 1)
-    dnm[0] = 0
     # objects (old hash already subtracted at the first change)
     dof, dol, dom = Do
     _, okoff, _, _ = ktO
-    for j in range(dom[0]):
+    for j in range(part * dom[0] // nparts, (part + 1) * dom[0] // nparts):
         i = dol[j]
         dof[i] = 0
         buf = _need(buf, 8 * (okoff[i + 1] - okoff[i] + O[6][i]) + 256)
         p = _object_text(buf, i, ktO, O)
         sha256_into(buf, 0, p, dig, 0, ctx)
         _acc_add(acc, 1, dig, 1)
-    dom[0] = 0
     # shards
     dsf, dsl, dsm = Ds
-    for j in range(dsm[0]):
+    for j in range(part * dsm[0] // nparts, (part + 1) * dsm[0] // nparts):
         sid = dsl[j]
         dsf[sid] = 0
         if s_pres[sid]:
@@ -1041,11 +1065,10 @@ def flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, hcN, hpN, hcL, hpL, acc):
             p = _shard_text(buf, sid, ktN, ktO, S)
             sha256_into(buf, 0, p, dig, 0, ctx)
             _acc_add(acc, 2, dig, 1)
-    dsm[0] = 0
     # ledger (cached hashes)
     dlf, dll, dlm = Dl
     _, pkoff, _, _ = ktP
-    for j in range(dlm[0]):
+    for j in range(part * dlm[0] // nparts, (part + 1) * dlm[0] // nparts):
         i = dll[j]
         dlf[i] = 0
         buf = _need(buf, 8 * (pkoff[i + 1] - pkoff[i]) + 256)
@@ -1055,7 +1078,6 @@ def flush(ktN, ktO, ktP, N, O, S, L, Dn, Do, Ds, Dl, hcN, hpN, hcL, hpL, acc):
         sha256_into(buf, 0, p, hcL[i], 0, ctx)
         hpL[i] = 1
         _acc_add(acc, 3, hcL[i], 1)
-    dlm[0] = 0
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1134,3 +1156,72 @@ def link_shards(s_obj, s_idx, lo, hi, o_first, s_next, slots):
         s_next[sid] = o_first[ob]
         o_first[ob] = sid
     return dup
+
+
+@nb.njit(cache=True, nogil=True)
+def insert_needs(codes, fs, fe, out):
+    """Upper bounds of the inserts of rows (codes/fs/fe): out = [node keys, node key bytes, region
+    bytes, object keys, object key bytes, content hash bytes, shards, shard hash bytes, parties,
+    party key bytes, tx ids, tx bytes, reward ids, reward bytes]."""
+    out[:] = 0
+    for i in range(len(codes)):
+        c = codes[i]
+        if c == C_SP:
+            out[6] += 1
+            out[7] += fe[i, 3] - fs[i, 3]
+        elif c == C_FC:
+            out[8] += 1
+            out[9] += fe[i, 0] - fs[i, 0]
+            out[10] += 1
+            out[11] += fe[i, 4] - fs[i, 4]
+        elif c == C_RP:
+            out[8] += 1
+            out[9] += fe[i, 3] - fs[i, 3]
+            out[12] += 1
+            out[13] += fe[i, 4] - fs[i, 4]
+        elif c == C_OW:
+            out[3] += 1
+            out[4] += fe[i, 2] - fs[i, 2]
+            out[5] += fe[i, 0] - fs[i, 0]
+        elif c == C_NR:
+            out[0] += 1
+            out[1] += fe[i, 1] - fs[i, 1]
+            out[2] += fe[i, 2] - fs[i, 2]
+
+
+@nb.njit(cache=True, nogil=True)
+def gather_shard_hashes(sheap, s_hoff, s_hlen, s_hbin, rows):
+    """The shard_hash texts of shards ``rows`` (packed ones written back as hex)."""
+    n = len(rows)
+    offs = np.empty(n + 1, np.int64)
+    offs[0] = 0
+    for j in range(n):
+        r = rows[j]
+        offs[j + 1] = offs[j] + (64 if s_hlen[r] < 0 else s_hlen[r])
+    out = np.empty(offs[n], np.uint8)
+    for j in range(n):
+        r = rows[j]
+        if s_hlen[r] < 0:
+            _unhex(s_hbin[r], out, offs[j])
+        else:
+            out[offs[j]:offs[j + 1]] = sheap[s_hoff[r]:s_hoff[r] + s_hlen[r]]
+    return offs, out
+
+
+@nb.njit(cache=True, nogil=True)
+def put_shard_hashes(lo, offs, data, s_hoff, s_hlen, s_hbin, sheap, Smeta):
+    """Store shard hashes data[offs[j]:offs[j+1]] of shards lo+j (heap room reserved by the caller)."""
+    for j in range(len(offs) - 1):
+        sid = lo + j
+        a = offs[j]
+        e = offs[j + 1]
+        if _is_hex64(data, a, e):
+            _pack_hex(data, a, s_hbin[sid])
+            s_hlen[sid] = -1
+        else:
+            h0 = Smeta[1]
+            sheap[h0:h0 + e - a] = data[a:e]
+            Smeta[1] = h0 + e - a
+            Smeta[2] += e - a
+            s_hoff[sid] = h0
+            s_hlen[sid] = e - a
