@@ -13,7 +13,8 @@ import pytest
 
 from qfs_assets.contract.schema import TABLES
 from qfs_assets.defs.common import judge
-from qfs_assets.defs.replay_drill.drill import DrillParams, assess_replay_drill
+from qfs_assets.activities.replay_drill.assess import assess_replay_drill
+from qfs_assets.activities.replay_drill.params import DrillParams
 from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets.replay import engine as reference
 from qfs_assets.replay.snapshot import STATE_DIR, state_folder

@@ -16,7 +16,7 @@ SPECS = (
             ("events_replayed", "int64"), ("chain_intact", "bool"), ("first_broken_seq", "int64"),
             ("invalid_events", "int64"), ("checkpoints_compared", "int64"), ("checkpoints_matched", "int64"),
             ("first_mismatch_seq", "int64"), ("mismatched_components", "list<string>"),
-            ("final_state_root", "string"),
+            ("final_state_root", "string"), ("last_event_ts", "timestamp"),
         ),
     ),
 )
