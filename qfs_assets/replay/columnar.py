@@ -32,15 +32,16 @@ SHA-256 (the library Python's ``hashlib`` already uses) called directly from com
 * roots: dirty-row tracking between checkpoints as in the reference engine, the canonical row
   texts written by the kernels, 256-bit sums in limbs.
 
-Figures on the benchmark's 10M-event log (``bench/run.py --only replay``; docs/benchmarks.md has
-the latest table; this machine's 2 cores were shared, load average 6-15 during the run, so CPU
-seconds are the comparable figure): the columnar engine alone 27.8 s CPU and 1,755 MB peak RSS,
-the reference engine 48.6 s CPU (with its hash helper process) and 2,936 MB; the drill end to end
-(``qfs-assure run``: Dagster, validation, GX, evidence, saving the verified state) 36.4 s CPU and
-2,006 MB. Per 10M events the CPU goes to: chain SHA-256 ~4.5 s (second thread), payload parsing
-and room reservation ~6 s, apply ~6 s, row hashing at checkpoints ~4.5 s (two threads), reading
-and validating Parquet ~5 s. On an idle 2-core machine that is ~0.4-0.5M events/s end to end;
-the issue's 1M events/s would need about half that CPU again (see the report of issue 16).
+Figures on the benchmark's 10M-event log (``bench/run.py --only replay --runs 1``, 2026-12-06;
+docs/benchmarks.md has the table; the 2 cores were shared, load average 9.6-13.7 during the run,
+so CPU seconds are the comparable figure): the columnar engine alone 26.9 s CPU (372k events per
+CPU-second) and 1,757 MB peak RSS; today's reference engine 54.1 s CPU (185k) and 2,892 MB; the
+drill end to end (``qfs-assure run``: Dagster, validation, GX, evidence, saving the verified
+state) 35.2 s CPU (284k) and 1,979 MB. The engine's CPU per 10M events: chain SHA-256 4.3 s
+(second thread), parsing and room reservation 4.8 s, apply 5.5 s, row hashing at checkpoints
+~4 s (two threads), reading and validating the Parquet log ~5 s. Wall-clock rates on this loaded
+machine were 81k events/s end to end (95k for the engine alone, 66k for the reference); an idle
+2-core machine would give roughly 0.4M events/s end to end, not the 1M the issue asks for.
 
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
