@@ -40,7 +40,7 @@ EXPECTED_CONFIG = {
     "dual_write_diff": DUAL_WRITE,
     "dual_write_verification": DUAL_WRITE,
     "economics_sanity_check": {"atr_per_nod": "1/1", "buffer_bps": 500, "buffer_min_atr": 0},
-    "storage_replay_drill": {"batch_rows": 262144},
+    "storage_replay_drill": {"batch_rows": 262144, "start_from": "genesis"},
     "node_failure_response": {"aegis": NODE_HEALTH, "batch_rows": 65536},
 }
 

@@ -29,7 +29,7 @@ EVIDENCE_V1_DEFAULTS = {
     },
     "economics": {"atr_per_nod": "1/1", "buffer_bps": 500, "buffer_min_atr": 0},
     "dual_write": {"sample_bps": 100, "resolution_hours": 24, "method": "hash", "batch_rows": 131072},
-    "replay_drill": {"batch_rows": 262144},
+    "replay_drill": {"batch_rows": 262144, "start_from": "genesis"},
     "node_failure": {"batch_rows": 65536},
 }
 
