@@ -175,6 +175,13 @@ def update_replay(path: Path, meta: dict, r: dict, md_table: str) -> None:
     bullet = (f"- `{r['activity']}` ({r['data']}): target {target}: {status}; measured {p['median_wall_s']} s wall, "
               f"{p['median_cpu_s']} s CPU, {p['max_peak_rss_mb']} MB peak RSS (`{meta['command']}`, {meta['date']}, "
               f"load average {meta['load_start']} at the start, {meta['load_end']} at the end).")
+    if not any(ln.startswith("### storage_replay_drill") or ln.startswith("## storage_replay_drill") for ln in text):
+        # the page was written by a run without the replay: append the replay's own section
+        header = [ln for ln in md_table.splitlines() if ln.startswith("|")][:2]
+        text += ["", "## storage_replay_drill", "",
+                 f"Run separately with `{meta['command']}` ({meta['date']}, load average {meta['load_start']} "
+                 f"at the start and {meta['load_end']} at the end; {meta.get('replay_engine')}).", "",
+                 *header, row, "", bullet, "", "### storage_replay_drill", "x"]
     out, skip = [], False
     for ln in text:
         if ln.startswith("| storage_replay_drill |"):
