@@ -66,7 +66,13 @@ def both(batches_fn, with_state=True, **kw):
     assert result_key(new) == result_key(ref)
     if with_state:
         for c in COMPONENTS:
-            assert out[0].table(c).to_pylist() == ref_engine.table(c).to_pylist(), c
+            try:
+                want = ref_engine.table(c).to_pylist()
+            except (OverflowError, pa.ArrowInvalid):  # a ledger sum beyond int64 cannot be exported
+                with pytest.raises((OverflowError, pa.ArrowInvalid)):
+                    out[0].table(c)
+                continue
+            assert out[0].table(c).to_pylist() == want, c
     return ref, new
 
 
