@@ -250,4 +250,9 @@ def test_prometheus_scrapes_the_exporter_and_answers_the_evidence(evidence, tmp_
             _time.sleep(0.5)
         assert firing == expected
         assert expected  # the fixture fails some criteria on purpose
-        assert prom_query(prom, 'ALERTS{alertname="QfsAssureDualWriteDiffUnresolved", alertstate="firing"}')
+        # its rule group evaluates on its own cycle: wait for it too, as for the criteria above
+        deadline = _time.monotonic() + 30
+        while not (unresolved := prom_query(prom, 'ALERTS{alertname="QfsAssureDualWriteDiffUnresolved", '
+                                                  'alertstate="firing"}')) and _time.monotonic() < deadline:
+            _time.sleep(0.5)
+        assert unresolved
