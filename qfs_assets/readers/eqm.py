@@ -34,7 +34,11 @@ def read_eqm_day(reader: ExportReader, day: dt.date) -> pa.Table:
     for f in reader.files("eqm", [day]):
         reader.check_file_schema(spec, f, cols)
         try:
-            t = pq.read_table(f, columns=cols, partitioning=None)
+            if hasattr(f, "fs"):  # an object in storage (s3://): read through its file system
+                with f.open("rb") as fh:
+                    t = pq.read_table(fh, columns=cols)
+            else:
+                t = pq.read_table(f, columns=cols, partitioning=None)
         except Exception as exc:  # noqa: BLE001 - unreadable data past the footer
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BadInput("eqm", f"unreadable Parquet file ({reason})", file=f) from None

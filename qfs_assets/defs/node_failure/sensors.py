@@ -106,9 +106,13 @@ def save_cursor(instance: dg.DagsterInstance, cursor: str, working_directory: st
 
     The state is found by the sensor's selector (code location, repository, sensor name), as the
     daemon and the UI look it up. An existing state keeps its status (an operator's STOPPED stays
-    stopped); a new one is declared in code, like the daemon's own first state.
+    stopped); a new one is declared in code, like the daemon's own first state. An instance
+    without schedule storage (an ephemeral one: no daemon will ever read it) keeps nothing.
     """
     import os
+
+    if instance.schedule_storage is None:
+        return
 
     from dagster._core.definitions.run_request import InstigatorType
     from dagster._core.definitions.sensor_definition import SensorType

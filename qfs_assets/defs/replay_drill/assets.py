@@ -12,6 +12,7 @@ from qfs_assets.defs import partitions
 from qfs_assets.defs.common import (activity_job, check_specs, config_class, evidence_result, input_asset,
                                     judge_activity, params_from_config)
 from qfs_assets.defs.resources import EvidenceResource, ExportResource
+from qfs_assets.storage_uri import local_state_dir
 
 SPEC = registry.get(ACTIVITY)
 GROUP = SPEC.group
@@ -41,7 +42,7 @@ def storage_replay_drill(context: dg.AssetExecutionContext, config: DrillConfig,
     quarter = dt.date.fromisoformat(context.partition_key)
     store = evidence.store()
     judged = judge_activity(context, store, lambda: assess_replay_drill(export.reader(), quarter, params,
-                                                                        state_root=store.root), params)
+                                                                        state_root=local_state_dir(store.root)), params)
     timings = judged.result.extra["timings"]
     extra = {"events_per_second": dg.MetadataValue.float(float(timings["events_per_second"])),
              "peak_rss_bytes": dg.MetadataValue.int(int(timings["peak_rss_bytes"]))}
