@@ -77,7 +77,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from qfs_assets.contract.schema import OBJECTS, SOR_COLUMNS, SOR_TABLE, TS
+from qfs_assets.contract.schema import OBJECTS, SOR_COLUMNS, SOR_TABLE, TS, TS_MAX, TS_MIN, TS_RANGE_TEXT
 from qfs_assets.readers.base import BadInput
 from qfs_assets.redact import quote_userinfo, redact_url
 from qfs_assets.redact import scrub as _scrub
@@ -89,6 +89,7 @@ DEFAULT_BATCH_ROWS = 131_072
 PG_READ_METHODS = ("copy", "cursor")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _INT_COLUMNS = ("version", "size_bytes", "data_shards", "total_shards")
+_TS_LOW, _TS_HIGH = pa.scalar(TS_MIN, TS), pa.scalar(TS_MAX, TS)
 
 
 class SorError(BadInput):
@@ -535,6 +536,12 @@ class SystemOfRecord:
                 example = batch.column(0)[idx].as_py() if name != "object_id" else None
                 shown = f" (object_id {example!r})" if example is not None else ""
                 raise self.error(f"null in required column{shown}", column=name)
+        ts = batch.column(SOR_COLUMNS.index("updated_at"))
+        outside = pc.invert(pc.and_(pc.greater_equal(ts, _TS_LOW), pc.less(ts, _TS_HIGH)))
+        if pc.any(outside).as_py():
+            idx = int(pc.index(outside, True).as_py())
+            raise self.error(f"timestamp outside {TS_RANGE_TEXT} (object_id {batch.column(0)[idx].as_py()!r}, "
+                             f"{ts.slice(idx, 1).cast(pa.string())[0].as_py()})", column="updated_at")
         if not ordered:
             return batch
         bad = check_strictly_increasing(batch.column(0), last)
