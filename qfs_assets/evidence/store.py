@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from qfs_assets.evidence.atomic import write_bytes_atomic, write_parquet_atomic
 from qfs_assets.evidence.model import ActivityResult, Criterion
+from qfs_assets.safenames import check_name, inside, is_safe_name
 
 PARTITION_COLUMN = "partition_key"
 SCHEMA_VERSION = "evidence-v1"
@@ -98,11 +99,17 @@ class EvidenceStore:
         return partition.replace("-", "")
 
     def json_path(self, activity: str, partition: str, key: str | None = None) -> Path:
-        name = key if key is not None else f"{activity}_{self.stem(partition)}"
-        return self.root / activity / f"{name}.json"
+        """``<root>/<activity>/<key or activity_YYYYMMDD>.json``; every name checked (:mod:`qfs_assets.safenames`)."""
+        check_name(activity, "activity", activity if is_safe_name(activity) else "evidence")
+        name = key if key is not None else f"{activity}_{self.stem(check_name(partition, 'partition', activity))}"
+        check_name(name, "evidence key" if key is not None else "partition", activity)
+        return inside(self.root, self.root / activity / f"{name}.json", table=activity)
 
     def table_path(self, table: str, partition_key: str) -> Path:
-        return self.root / table / f"{PARTITION_COLUMN}={partition_key}" / "part-0.parquet"
+        """``<root>/<table>/partition_key=<key>/part-0.parquet``; names checked, the path kept inside the root."""
+        check_name(table, "table", table if is_safe_name(table) else "evidence")
+        check_name(partition_key, "partition key", table)
+        return inside(self.root, self.root / table / f"{PARTITION_COLUMN}={partition_key}" / "part-0.parquet", table=table)
 
     def read_json(self, activity: str, partition: str, key: str | None = None) -> dict | None:
         p = self.json_path(activity, partition, key)
