@@ -5,7 +5,11 @@
     qfs-assure gaps [--evidence-root P] [--export-root P] [--as-of T] [--grace-hours H]
 
 Exit codes: 0 every criterion passed; 1 a criterion failed (evidence written);
-2 bad input or usage (no evidence written); 3 an internal error (a bug: please report it).
+2 bad input or usage (no evidence written); 3 an internal error (a bug: please report it);
+4 the system of record did not answer (refused, timed out, stalled, cut: retry later; no evidence
+written); 5 the evidence root cannot be written (read-only, full, not a folder; no evidence written,
+earlier evidence untouched). 2, 4 and 5 print one line and alert (bad_input, source_unreachable,
+evidence_unwritable); 3 alerts run_failed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from qfs_assets import registry
 from qfs_assets.registry import Activity
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_SOURCE_UNREACHABLE, EXIT_EVIDENCE_UNWRITABLE = 4, 5
+#: a failed step's ``error_kind`` (defs.common.bad_input_guard) -> exit code; the alert kind is the error kind
+EXIT_BY_KIND = {"bad_input": EXIT_BAD_INPUT, "source_unreachable": EXIT_SOURCE_UNREACHABLE,
+                "evidence_unwritable": EXIT_EVIDENCE_UNWRITABLE}
+KIND_BY_EXIT = {code: kind for kind, code in EXIT_BY_KIND.items()}
 
 #: the settings every run reads, as flag -> environment variable (the resources read the variables)
 SETTINGS = {"export_root": "QFS_EXPORT_ROOT", "sor_url": "QFS_SOR_URL", "evidence_root": "QFS_EVIDENCE_ROOT"}
@@ -166,8 +175,11 @@ def _failure_message(result) -> tuple[int, str]:
             continue
         data = event.step_failure_data
         user = data.user_failure_data
-        if user is not None and user.metadata and "bad_input" in user.metadata:
-            return EXIT_BAD_INPUT, user.description or "bad input"
+        if user is not None and user.metadata:
+            kind = user.metadata.get("error_kind")
+            kind = getattr(kind, "value", kind) or ("bad_input" if "bad_input" in user.metadata else None)
+            if kind in EXIT_BY_KIND:
+                return EXIT_BY_KIND[kind], user.description or kind.replace("_", " ")
         err = data.error
         while err is not None and err.cause is not None and "BadInput" not in err.cls_name:
             err = err.cause
@@ -252,7 +264,7 @@ def _alert_failure(activity: str, partition: str, code: int, message: str, evide
         from qfs_assets.alerting.dispatch import dispatch
         from qfs_assets.alerting.model import alert_for_failure
 
-        kind = "bad_input" if code == EXIT_BAD_INPUT else "run_failed"
+        kind = KIND_BY_EXIT.get(code, "run_failed")
         root = evidence_root  # text: an s3:// root must not become a Path
         dispatch(alert_for_failure(kind, activity, partition, message), load_config(evidence_root=root))
     except Exception:  # noqa: BLE001 - alerting never changes the run's outcome

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import errno
 import json
 import math
 import os
@@ -41,6 +42,30 @@ from qfs_assets.safenames import check_name, inside, is_safe_name
 
 PARTITION_COLUMN = "partition_key"
 SCHEMA_VERSION = "evidence-v1"
+
+
+class EvidenceUnwritable(Exception):
+    """The evidence root cannot be written (read-only, full, not a folder, no permission).
+
+    An operational error, not bad input and not a bug: one line naming the root, the file and
+    the system's reason; CLI exit 5 and an ``evidence_unwritable`` alert. Earlier evidence is
+    untouched (nothing is renamed over it)."""
+
+    kind = "evidence_unwritable"
+
+    def __init__(self, root: str | os.PathLike, problem: str, path: str | os.PathLike | None = None):
+        self.root, self.problem, self.path = str(root), problem, (str(path) if path is not None else None)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f", file '{self.path}'" if self.path else ""
+        return f"evidence root '{self.root}' cannot be written{where}: {self.problem}"
+
+    @classmethod
+    def from_os_error(cls, root, exc: OSError, path=None) -> "EvidenceUnwritable":
+        name = errno.errorcode.get(exc.errno or 0, "")
+        reason = (exc.strerror or type(exc).__name__) + (f" ({name})" if name else "")
+        return cls(root, reason, path if path is not None else (exc.filename or None))
 
 
 def json_scalar(value: Any) -> Any:

@@ -27,7 +27,13 @@ from qfs_assets.sqltext import list_literal, quote_ident, quote_literal
 
 
 class BadInput(Exception):
-    """A user-data error: one line, names table, file and column. Never a traceback."""
+    """A user-data error: one line, names table, file and column. Never a traceback.
+
+    ``kind`` says what an operator does about it: ``bad_input`` (fix the data or the settings)
+    or, for subclasses, ``source_unreachable`` (a source did not answer: retry later).
+    """
+
+    kind = "bad_input"
 
     def __init__(self, table: str, problem: str, file: str | os.PathLike | None = None, column: str | None = None):
         self.table = table
