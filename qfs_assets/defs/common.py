@@ -236,7 +236,7 @@ def judge_and_publish(result: ActivityResult, store: EvidenceStore, context=None
     """Judge with GX, publish the evidence, tag the run with the verdict and alert if a criterion failed."""
     criteria = judge(result)
     result.extra.setdefault("judged_at", dt.datetime.now(dt.timezone.utc))
-    path = bad_input_guard(lambda: store.publish(result, criteria))  # a name that is no safe path: bad input
+    path = bad_input_guard(lambda: store.publish(result, criteria))  # unsafe name: bad input; unwritable root
     if context is not None:
         tag_run(context, criteria)
     if context is not None and not all(c.passed for c in criteria):
@@ -287,6 +287,7 @@ def judge_activity(context, store: EvidenceStore, assess: Callable[[], ActivityR
     With ``params`` (the run's parameters) the evidence records, beside ``parameters``, where
     each came from (``parameter_sources``: default, the deployment file, or this run's config).
     """
+    bad_input_guard(store.prepare)  # an evidence root that cannot be written stops the run before any work
     gx_suite.prefetch()  # GX's import overlaps the assessment's DuckDB scans
     result = bad_input_guard(assess)
     if params is not None:

@@ -25,12 +25,15 @@ tables beside the previous verdict (never a verdict without its tables).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import errno
 import json
 import math
 import os
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +65,16 @@ class EvidenceUnwritable(Exception):
         return f"evidence root '{self.root}' cannot be written{where}: {self.problem}"
 
     @classmethod
-    def from_os_error(cls, root, exc: OSError, path=None) -> "EvidenceUnwritable":
-        name = errno.errorcode.get(exc.errno or 0, "")
-        reason = (exc.strerror or type(exc).__name__) + (f" ({name})" if name else "")
-        return cls(root, reason, path if path is not None else (exc.filename or None))
+    def from_os_error(cls, root, exc: OSError, path=None, *, name_file: bool = True) -> "EvidenceUnwritable":
+        """From an ``OSError`` (Python's, or pyarrow's, whose errno is only in its text)."""
+        code = exc.errno
+        if code is None:
+            found = re.search(r"\[errno (\d+)\]", str(exc))
+            code = int(found.group(1)) if found else None
+        reason = exc.strerror or (os.strerror(code) if code else type(exc).__name__)
+        name = errno.errorcode.get(code or 0, "")
+        path = path if path is not None else (exc.filename or None)
+        return cls(root, reason + (f" ({name})" if name else ""), path if name_file else None)
 
 
 def json_scalar(value: Any) -> Any:
@@ -136,6 +145,27 @@ class EvidenceStore:
         check_name(partition_key, "partition key", table)
         return inside(self.root, self.root / table / f"{PARTITION_COLUMN}={partition_key}" / "part-0.parquet", table=table)
 
+    def prepare(self) -> None:
+        """Before a run computes anything: the root is a folder (created if absent) that takes a
+        file. Else :class:`EvidenceUnwritable` (read-only, full, not a folder, no permission)."""
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.root))
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{uuid.uuid4().hex}"
+            write_bytes_atomic(probe, b"probe\n")  # created, written, synced and renamed: what publishing does
+            probe.unlink()
+        except OSError as exc:
+            raise EvidenceUnwritable.from_os_error(self.root, exc, name_file=False) from None
+
+    @contextlib.contextmanager
+    def writing(self, path: Path | None = None):
+        """Turn an ``OSError`` of a write under the root into :class:`EvidenceUnwritable`."""
+        try:
+            yield
+        except OSError as exc:
+            raise EvidenceUnwritable.from_os_error(self.root, exc, path) from None
+
     def read_json(self, activity: str, partition: str, key: str | None = None) -> dict | None:
         p = self.json_path(activity, partition, key)
         if not p.exists():
@@ -147,11 +177,13 @@ class EvidenceStore:
         if PARTITION_COLUMN in data.column_names:
             data = data.drop_columns([PARTITION_COLUMN])
         path = self.table_path(table, partition_key)
-        write_parquet_atomic(path, data)
+        with self.writing(path):
+            write_parquet_atomic(path, data)
         return path
 
     def write_json(self, path: Path, doc: dict) -> None:
-        write_bytes_atomic(path, dumps(doc).encode("utf-8"))
+        with self.writing(path):
+            write_bytes_atomic(path, dumps(doc).encode("utf-8"))
 
     def document(self, result: ActivityResult, criteria: list[Criterion], tables: dict[str, str]) -> dict:
         doc = {

@@ -327,7 +327,8 @@ def reconciliation_sql_path(evidence_root: str | Path, partition: str) -> Path:
 def write_reconciliation_sql(evidence_root: str | Path, result: DualWriteResult) -> Path:
     """Write the plan's SQL beside the evidence JSON (atomically); returns its path."""
     path = reconciliation_sql_path(evidence_root, result.partition)
-    write_bytes_atomic(path, result.reconciliation_sql.encode("utf-8"))
+    with EvidenceStore(evidence_root).writing(path):
+        write_bytes_atomic(path, result.reconciliation_sql.encode("utf-8"))
     return path
 
 
