@@ -326,7 +326,10 @@ def is_unreachable(exc: BaseException) -> bool:
         return name == "OperationalError" and ("locked" in text or "busy" in text or "interrupted" in text)
     if module.startswith(("psycopg2", "adbc_driver")):
         # no SQLSTATE: the server reported nothing, the client lost it (refused, timed out, closed, cut
-        # mid-COPY: "no message from the libpq"); a FATAL at connection time is a wrong setting
+        # mid-COPY: "no message from the libpq"); a FATAL at connection time is a wrong setting, and so
+        # is a ProgrammingError ("invalid dsn: invalid connection option …")
+        if name not in ("OperationalError", "InterfaceError", "DatabaseError"):
+            return False
         return "FATAL:" not in text or any(t in text for t in _TRANSIENT_FATAL)
     return isinstance(orig, (ConnectionError, TimeoutError, socket.timeout))
 
