@@ -86,7 +86,7 @@ from sqlalchemy.pool import NullPool
 from qfs_assets.contract.schema import OBJECTS, SOR_COLUMNS, SOR_TABLE, TS, TS_MAX, TS_MIN, TS_RANGE_TEXT
 from qfs_assets.readers.base import BadInput
 from qfs_assets.redact import quote_userinfo, redact_url
-from qfs_assets.sqltext import quote_literal
+from qfs_assets.sqltext import SqlTextError, comment_text, quote_literal, validate_ident
 from qfs_assets.redact import scrub as _scrub
 
 #: The Arrow schema of a system-of-record batch: the contract's ``objects`` columns.
@@ -494,6 +494,12 @@ class SystemOfRecord:
         self.redacted = redact(self.url)
         self.table = table
         self.schema = schema
+        for name, what in ((table, "table"), (schema, "schema")):  # they are written into SQL and its files
+            if name is not None:
+                try:
+                    validate_ident(name, what)
+                except SqlTextError as exc:
+                    raise SorError(self.redacted, str(exc), table=comment_text(str(table))) from None
         self.method = method
         self.batch_rows = int(batch_rows)
         limits = SorTimeouts.from_env()  # QFS_SOR_*_TIMEOUT; explicit arguments win
