@@ -113,25 +113,28 @@ def test_detection_still_sees_the_hostile_failure(tmp_path):
 
 def test_the_sensor_requests_no_partition_for_a_hostile_node_and_alerts(tmp_path, monkeypatch):
     from qfs_assets.defs.node_failure.sensors import node_failure_sensor
-    from qfs_assets.defs.resources import ExportResource
+    from qfs_assets.defs.resources import EvidenceResource, ExportResource
 
     export = hostile_export(tmp_path / "export")
+    resources = {"export": ExportResource(export_root=str(export)),
+                 "evidence": EvidenceResource(evidence_root=str(tmp_path / "ev"))}
     hook = Hook()
     try:
         monkeypatch.setenv("QFS_ALERT_WEBHOOK_URLS", hook.url)
         monkeypatch.setenv("QFS_EVIDENCE_ROOT", str(tmp_path / "ev"))
         with dg.instance_for_test() as instance:
-            ctx = dg.build_sensor_context(instance=instance, resources={"export": ExportResource(export_root=str(export))})
-            tick = node_failure_sensor(ctx)
+            tick = node_failure_sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert [r.partition_key for r in tick.run_requests] == ["f-ok_20260303"]
             assert [list(r.partition_keys) for r in tick.dynamic_partitions_requests] == [["f-ok_20260303"]]
             again = node_failure_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
-                                                                resources={"export": ExportResource(export_root=str(export))}))
+                                                                resources=resources))
             assert again.run_requests == []
     finally:
         hook.close()
-    [(_, alert)] = hook.posts  # one alert, not repeated by the next tick
-    assert alert["kind"] == "bad_input" and alert["activity"] == "node_failure_response"
+    kinds = sorted(alert["kind"] for _, alert in hook.posts)  # each once, not repeated by the next tick
+    assert kinds == ["bad_input", "node_failure"], kinds
+    [alert] = [a for _, a in hook.posts if a["kind"] == "bad_input"]
+    assert alert["activity"] == "node_failure_response"
     assert "'../../escape'" in alert["message"] and "not a safe name" in alert["message"]
     assert _files_outside(tmp_path, tmp_path / "export", tmp_path / "ev") == []
 

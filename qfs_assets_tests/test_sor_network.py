@@ -46,13 +46,24 @@ def pg_table(pg_server):  # noqa: F811
     pg_server.drop(schema)
 
 
-def _read_bounded(sor: SystemOfRecord) -> BaseException | None:
+#: (method, ordered): the ordered COPY (CSV) and cursor paths, and the unordered ADBC (COPY BINARY)
+#: path of the dual-write diff's default hash method
+PATHS = [("copy", True), ("cursor", True), ("copy", False)]
+PATH_IDS = ["copy", "cursor", "adbc"]
+
+
+def _read_bounded(sor: SystemOfRecord, ordered: bool = True) -> BaseException | None:
     """Read the whole table on a daemon thread; fail the test if it has not ended after LIVENESS s."""
     box: list[BaseException | None] = []
 
     def run():
         try:
-            sor.read_all()
+            if ordered:
+                sor.read_all()
+            else:
+                for part in sor.iter_batch_parts(2):
+                    for _ in part:
+                        pass
             box.append(None)
         except BaseException as exc:  # noqa: BLE001
             box.append(exc)
@@ -68,13 +79,13 @@ def _search_path(schema: str) -> str:
     return f"options=-csearch_path%3D{schema}"
 
 
-@pytest.mark.parametrize("method", ["copy", "cursor"])
-def test_a_stream_stalled_mid_read_fails_at_the_read_timeout_with_one_line(pg_table, method):
+@pytest.mark.parametrize("method,ordered", PATHS, ids=PATH_IDS)
+def test_a_stream_stalled_mid_read_fails_at_the_read_timeout_with_one_line(pg_table, method, ordered):
     proxy = TcpProxy(mode="stall", after_bytes=AFTER)
     try:
         sor = SystemOfRecord(proxy.url(password="Pw-stall-1"), schema=pg_table, method=method, batch_rows=1000,
                              read_timeout=2)
-        exc = _read_bounded(sor)
+        exc = _read_bounded(sor, ordered)
         assert proxy.triggered.is_set()
     finally:
         proxy.close()
@@ -96,11 +107,11 @@ def test_a_connection_that_never_answers_fails_at_the_connect_timeout(pg_table):
     assert "\n" not in str(exc) and "timeout" in str(exc)
 
 
-@pytest.mark.parametrize("method", ["copy", "cursor"])
-def test_a_connection_cut_mid_read_is_source_unreachable_in_one_line(pg_table, method):
+@pytest.mark.parametrize("method,ordered", PATHS, ids=PATH_IDS)
+def test_a_connection_cut_mid_read_is_source_unreachable_in_one_line(pg_table, method, ordered):
     proxy = TcpProxy(mode="cut", after_bytes=AFTER)
     try:
-        exc = _read_bounded(SystemOfRecord(proxy.url(), schema=pg_table, method=method, batch_rows=1000))
+        exc = _read_bounded(SystemOfRecord(proxy.url(), schema=pg_table, method=method, batch_rows=1000), ordered)
     finally:
         proxy.close()
     assert isinstance(exc, SorError) and exc.kind == "source_unreachable", repr(exc)

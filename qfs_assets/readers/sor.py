@@ -331,7 +331,9 @@ def is_unreachable(exc: BaseException) -> bool:
         if name not in ("OperationalError", "InterfaceError", "DatabaseError"):
             return False
         return "FATAL:" not in text or any(t in text for t in _TRANSIENT_FATAL)
-    return isinstance(orig, (ConnectionError, TimeoutError, socket.timeout))
+    # an I/O error reading the stream: ADBC's Arrow stream reports a lost connection as a plain
+    # OSError ("[libpq] PQgetCopyData() failed: server closed the connection unexpectedly")
+    return isinstance(orig, OSError)
 
 
 # -- URLs -----------------------------------------------------------------------------------
