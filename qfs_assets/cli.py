@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from qfs_assets import registry
+from qfs_assets import processes, registry
 from qfs_assets.registry import Activity
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -64,11 +64,40 @@ def _instance():
         home = Path(os.environ["DAGSTER_HOME"])
         if not home.is_dir():
             raise UsageError(f"DAGSTER_HOME {home} is not a directory")
-        return DagsterInstance.get(), os.environ["DAGSTER_HOME"]
+        instance = DagsterInstance.get()
+        fail_dead_runs(instance)
+        return instance, os.environ["DAGSTER_HOME"]
     if Path("dagster.yaml").is_file():
         os.environ["DAGSTER_HOME"] = str(Path.cwd())
-        return DagsterInstance.get(), str(Path.cwd())
+        instance = DagsterInstance.get()
+        fail_dead_runs(instance)
+        return instance, str(Path.cwd())
     return DagsterInstance.ephemeral(), None
+
+
+def fail_dead_runs(instance) -> list[str]:
+    """Mark failed the CLI runs of this host still STARTED whose process is gone (killed, out of
+    memory, power cut): Dagster's own run monitoring does not watch in-process runs. Returns
+    their run ids; never raises."""
+    from qfs_assets import processes
+
+    failed: list[str] = []
+    try:
+        from dagster import DagsterRunStatus, RunsFilter
+
+        runs = instance.get_runs(filters=RunsFilter(
+            statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED],
+            tags={"qfs/source": "cli", "qfs/host": processes.host()}))
+        for run in runs:
+            if processes.is_dead(run.tags):
+                instance.report_run_failed(run, message=(
+                    f"the process that ran it (pid {run.tags.get('qfs/pid')} on {run.tags.get('qfs/host')}) died "
+                    "before the run ended; marked failed by qfs-assure at its next start. Any evidence it was "
+                    "publishing was finished or undone by the evidence store's recovery."))
+                failed.append(run.run_id)
+    except Exception as exc:  # noqa: BLE001 - housekeeping never stops a command
+        logging.getLogger("qfs_assets").warning("could not check for runs of dead processes: %s", type(exc).__name__)
+    return failed
 
 
 def _partition_key(activity: Activity, raw: str, instance=None, export_root: str | None = None) -> str:
@@ -225,7 +254,7 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
             run_config=run_config(activity=activity.name),
             instance=instance,
             raise_on_error=False,
-            tags={"qfs/source": "cli"},
+            tags={"qfs/source": "cli", **processes.tags()},
         )
     seconds = time.perf_counter() - t0
     if not result.success:

@@ -6,7 +6,8 @@ no alert (the alert state lives under the evidence root). Now each is one line n
 and the system's reason, exit 5, an ``evidence_unwritable`` alert (delivered even though the
 alert ledger cannot be written), and earlier evidence byte-identical.
 
-The read-only and full cases use a real read-only bind mount and a real full tmpfs, inside a
+The read-only and full cases use a real read-only bind mount and a real full tmpfs (full at the
+start, and filling up while the evidence is being published), inside a
 private mount namespace of a child process (``unshare``: root on Linux, as in CI), so nothing
 outside the test's own folder is touched.
 """
@@ -122,6 +123,13 @@ except OSError:
 run("full", failing, full)
 results["full_intact"] = snapshot(full) == before
 results["full_tmp_left"] = [str(p) for p in full.rglob("*.tmp")]
+
+# room for the start-up check, not for the whole publication: the disk fills while publishing
+with open(full / "filler", "r+b") as fh:
+    fh.truncate(os.path.getsize(full / "filler") - 8192)
+run("full_mid", failing, full)
+results["full_mid_intact"] = snapshot(full) == before
+results["full_mid_left"] = [str(p) for p in full.rglob("*") if p.name.endswith((".tmp", ".staged", ".pending", ".commit"))]
 print(json.dumps(results))
 '''
 
@@ -145,12 +153,13 @@ def test_read_only_and_full_evidence_roots_are_exit_5_one_line_alerted_and_leave
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["ro_before"]["code"] == res["full_before"]["code"] == cli.EXIT_PASSED
-    for name, reason in (("ro", "(EROFS)"), ("full", "(ENOSPC)")):
+    for name, reason in (("ro", "(EROFS)"), ("full", "(ENOSPC)"), ("full_mid", "(ENOSPC)")):
         assert res[name]["code"] == cli.EXIT_EVIDENCE_UNWRITABLE, (name, res[name])
         [line] = our_lines(res[name]["err"])
         assert line.startswith("qfs-assure: evidence root ") and "cannot be written" in line and reason in line, line
         assert "Traceback" not in res[name]["err"]
-    assert res["ro_intact"] and res["full_intact"], res
-    assert res["full_tmp_left"] == []
+    assert res["ro_intact"] and res["full_intact"] and res["full_mid_intact"], res
+    assert res["full_tmp_left"] == [] and res["full_mid_left"] == []
+    assert "cannot be written, file '" in res["full_mid"]["err"]  # it failed while publishing, not at the check
     kinds = [alert["kind"] for _, alert in hook.posts]
-    assert kinds == ["evidence_unwritable", "evidence_unwritable"], kinds
+    assert kinds == ["evidence_unwritable"] * 3, kinds

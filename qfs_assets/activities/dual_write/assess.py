@@ -336,14 +336,18 @@ def reconciliation_script(plan: pa.Table, *, partition: str, snapshot_date: str,
     return "\n".join(lines) + "\n"
 
 
+SQL_SUFFIX = ".reconciliation.sql"
+
+
 def reconciliation_sql_path(evidence_root: str | Path, partition: str) -> Path:
     """``<root>/dual_write_verification/dual_write_verification_YYYYMMDD.reconciliation.sql``."""
     store = EvidenceStore(evidence_root)
-    return store.json_path(ACTIVITY, partition).with_suffix(".reconciliation.sql")
+    return store.sidecar_path(store.json_path(ACTIVITY, partition), SQL_SUFFIX)
 
 
 def write_reconciliation_sql(evidence_root: str | Path, result: DualWriteResult) -> Path:
-    """Write the plan's SQL beside the evidence JSON (atomically); returns its path."""
+    """Write the plan's SQL alone (the activity publishes it with its evidence, before the verdict,
+    as a sidecar of the result); returns its path."""
     path = reconciliation_sql_path(evidence_root, result.partition)
     with EvidenceStore(evidence_root).writing(path):
         write_bytes_atomic(path, result.reconciliation_sql.encode("utf-8"))
@@ -462,5 +466,6 @@ def assess_dual_write(
             "diff": {"method": daily.diff.method, "seconds": round(daily.diff.seconds, 3)},
         },
         reconciliation_sql=sql,
+        sidecars={SQL_SUFFIX: sql},
         daily=daily,
     )
