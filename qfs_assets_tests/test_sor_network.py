@@ -48,11 +48,11 @@ def pg_table(pg_server):  # noqa: F811
 
 #: (method, ordered): the ordered COPY (CSV) and cursor paths, and the unordered ADBC (COPY BINARY)
 #: path of the dual-write diff's default hash method
-PATHS = [("copy", True), ("cursor", True), ("copy", False)]
-PATH_IDS = ["copy", "cursor", "adbc"]
+PATHS = [("copy", True), ("cursor", True), ("copy", False), ("copy", "split")]
+PATH_IDS = ["copy", "cursor", "adbc", "adbc-page-ranges"]
 
 
-def _read_bounded(sor: SystemOfRecord, ordered: bool = True) -> BaseException | None:
+def _read_bounded(sor: SystemOfRecord, ordered: bool | str = True) -> BaseException | None:
     """Read the whole table on a daemon thread; fail the test if it has not ended after LIVENESS s."""
     box: list[BaseException | None] = []
 
@@ -61,6 +61,8 @@ def _read_bounded(sor: SystemOfRecord, ordered: bool = True) -> BaseException | 
             if ordered:
                 sor.read_all()
             else:
+                if ordered == "split":  # page ranges read side by side on several connections, even for a small table
+                    sor._MIN_SPLIT_BLOCKS = 1
                 for part in sor.iter_batch_parts(2):
                     for _ in part:
                         pass
