@@ -163,3 +163,42 @@ def test_read_only_and_full_evidence_roots_are_exit_5_one_line_alerted_and_leave
     assert "cannot be written, file '" in res["full_mid"]["err"]  # it failed while publishing, not at the check
     kinds = [alert["kind"] for _, alert in hook.posts]
     assert kinds == ["evidence_unwritable"] * 3, kinds
+
+
+def test_daemon_runs_alert_the_same_kinds(tmp_path, monkeypatch):
+    """Runs launched by the daemon are alerted by ``alert_on_run_failure``: an unwritable evidence
+    root is ``evidence_unwritable``, an unreachable system of record ``source_unreachable``."""
+    import dagster as dg
+
+    from qfs_assets.definitions import defs
+    from qfs_assets.defs.alerting.sensors import alert_on_run_failure
+    from qfs_assets_tests.exportkit import obj, write
+
+    export = build_healthy(tmp_path / "export")
+    write(export, "objects", [obj("o1")], "2026-03-31")
+    ev_file = tmp_path / "ev_is_a_file"
+    ev_file.write_text("x")
+    hook = Hook()
+    try:
+        monkeypatch.setenv("QFS_ALERT_WEBHOOK_URLS", hook.url)
+        monkeypatch.setenv("QFS_ALERT_STATE_DIR", str(tmp_path / "alert_state"))
+        instance = dg.DagsterInstance.ephemeral()
+        cases = [("node_health_assessment_job", DAY, {"QFS_EVIDENCE_ROOT": str(ev_file)}),
+                 ("dual_write_diff_job", "2026-03-31", {"QFS_EVIDENCE_ROOT": str(tmp_path / "ev"),
+                                                        "QFS_SOR_URL": "postgresql://postgres:pw@127.0.0.1:1/test"})]
+        for job_name, partition, env in cases:
+            for k, v in {"QFS_EXPORT_ROOT": str(export), **env}.items():
+                monkeypatch.setenv(k, v)
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                partition_key=partition, instance=instance, raise_on_error=False,
+                run_config=cli.run_config(activity=job_name.removesuffix("_job")))
+            assert not result.success
+            context = dg.build_run_status_sensor_context(
+                sensor_name="alert_on_run_failure", dagster_event=result.get_run_failure_event(),
+                dagster_instance=instance, dagster_run=result.dagster_run).for_run_failure()
+            alert_on_run_failure(context)
+    finally:
+        hook.close()
+    kinds = [(a["kind"], a["activity"]) for _, a in hook.posts]
+    assert kinds == [("evidence_unwritable", "node_health_assessment"), ("source_unreachable", "dual_write_diff")]
+    assert all("pw@" not in a["message"] for _, a in hook.posts)
