@@ -129,7 +129,7 @@ def main(config_path: str) -> None:
     events = [ln.split("\t") for ln in log.read_text().splitlines()]
     report["events"] = [{"n": int(n), "what": what, "path": path} for n, what, path in events]
 
-    for n in range(1, len(events) + 1):
+    for n in cfg.get("points") or range(1, len(events) + 1):
         shutil.rmtree(ev)
         shutil.copytree(pristine, ev)
         killed, code = run_child(cfg["new_args"], {"QFS_CRASH_AFTER": str(n)})

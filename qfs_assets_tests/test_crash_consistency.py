@@ -60,7 +60,7 @@ def _state(tmp_path: Path, name: str, sample_failure: bool):
     return root, b.path
 
 
-def crash_report(tmp_path: Path, legacy: bool = False) -> dict:
+def crash_report(tmp_path: Path, legacy: bool = False, points: list[int] | None = None) -> dict:
     """Run the crash driver (:mod:`qfs_assets_tests.crashkit`) over an old and a new state."""
     export_old, sor_old = _state(tmp_path, "zqold", sample_failure=False)
     export_new, sor_new = _state(tmp_path, "zqnew", sample_failure=True)
@@ -74,7 +74,8 @@ def crash_report(tmp_path: Path, legacy: bool = False) -> dict:
 
     cfg = {"evidence_root": str(ev), "pristine": str(tmp_path / "pristine"), "work": str(work),
            "dagster_home": str(home), "old_args": args(export_old, sor_old), "new_args": args(export_new, sor_new),
-           "files": FILES, "indistinct": INDISTINCT, "marker_old": "zqold", "marker_new": "zqnew", "legacy": legacy}
+           "files": FILES, "indistinct": INDISTINCT, "marker_old": "zqold", "marker_new": "zqnew", "legacy": legacy,
+           "points": points}
     (work / "cfg.json").write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QFS_", "DAGSTER_HOME"))}
     env.update(DAGSTER_HOME=str(home), QFS_GX_WORKER="0", PYTHONPATH=str(REPO))
@@ -115,9 +116,12 @@ def test_every_kill_point_leaves_each_partition_all_old_or_all_new(tmp_path):
 def test_the_check_catches_the_protocol_before_the_fix(tmp_path):
     """The same kills over the publication that issue 19 reported (each file renamed on its own,
     the ``.sql`` after the verdict): some kill points leave the partition mixed."""
-    report = crash_report(tmp_path, legacy=True)
+    # the legacy events: start-up probe, ledger, the four tables renamed one by one, the verdict, the .sql:
+    # kill after the first table, after the last table and after the verdict
+    report = crash_report(tmp_path, legacy=True, points=[3, 6, 7])
+    assert [e["what"] for e in report["events"]] == ["atomic write"] * 8
     mixed = [p for p in report["points"] if p["state"] == "mixed"]
-    assert len(mixed) >= 5, [p["state"] for p in report["points"]]
+    assert len(mixed) == 3, [(p["n"], p["state"], p["versions"]) for p in report["points"]]
     # e.g. new Parquet beside the old verdict, and a new verdict beside the old .sql
     assert any(p["versions"]["verdict"] == "old" and "new" in p["versions"].values() for p in mixed)
     assert any(p["versions"]["verdict"] == "new" and p["versions"]["sql"] == "old" for p in mixed)
