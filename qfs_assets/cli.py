@@ -5,7 +5,11 @@
     qfs-assure gaps [--evidence-root P] [--export-root P] [--as-of T] [--grace-hours H]
 
 Exit codes: 0 every criterion passed; 1 a criterion failed (evidence written);
-2 bad input or usage (no evidence written); 3 an internal error (a bug: please report it).
+2 bad input or usage (no evidence written); 3 an internal error (a bug: please report it);
+4 the system of record did not answer (refused, timed out, stalled, cut: retry later; no evidence
+written); 5 the evidence root cannot be written (read-only, full, not a folder; no evidence written,
+earlier evidence untouched). 2, 4 and 5 print one line and alert (bad_input, source_unreachable,
+evidence_unwritable); 3 alerts run_failed.
 """
 
 from __future__ import annotations
@@ -23,10 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from qfs_assets import registry
+from qfs_assets import processes, registry
 from qfs_assets.registry import Activity
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_SOURCE_UNREACHABLE, EXIT_EVIDENCE_UNWRITABLE = 4, 5
+#: a failed step's ``error_kind`` (defs.common.bad_input_guard) -> exit code; the alert kind is the error kind
+EXIT_BY_KIND = {"bad_input": EXIT_BAD_INPUT, "source_unreachable": EXIT_SOURCE_UNREACHABLE,
+                "evidence_unwritable": EXIT_EVIDENCE_UNWRITABLE}
+KIND_BY_EXIT = {code: kind for kind, code in EXIT_BY_KIND.items()}
 
 #: the settings every run reads, as flag -> environment variable (the resources read the variables)
 SETTINGS = {"export_root": "QFS_EXPORT_ROOT", "sor_url": "QFS_SOR_URL", "evidence_root": "QFS_EVIDENCE_ROOT"}
@@ -55,11 +64,40 @@ def _instance():
         home = Path(os.environ["DAGSTER_HOME"])
         if not home.is_dir():
             raise UsageError(f"DAGSTER_HOME {home} is not a directory")
-        return DagsterInstance.get(), os.environ["DAGSTER_HOME"]
+        instance = DagsterInstance.get()
+        fail_dead_runs(instance)
+        return instance, os.environ["DAGSTER_HOME"]
     if Path("dagster.yaml").is_file():
         os.environ["DAGSTER_HOME"] = str(Path.cwd())
-        return DagsterInstance.get(), str(Path.cwd())
+        instance = DagsterInstance.get()
+        fail_dead_runs(instance)
+        return instance, str(Path.cwd())
     return DagsterInstance.ephemeral(), None
+
+
+def fail_dead_runs(instance) -> list[str]:
+    """Mark failed the CLI runs of this host still STARTED whose process is gone (killed, out of
+    memory, power cut): Dagster's own run monitoring does not watch in-process runs. Returns
+    their run ids; never raises."""
+    from qfs_assets import processes
+
+    failed: list[str] = []
+    try:
+        from dagster import DagsterRunStatus, RunsFilter
+
+        runs = instance.get_runs(filters=RunsFilter(
+            statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED],
+            tags={"qfs/source": "cli", "qfs/host": processes.host()}))
+        for run in runs:
+            if processes.is_dead(run.tags):
+                instance.report_run_failed(run, message=(
+                    f"the process that ran it (pid {run.tags.get('qfs/pid')} on {run.tags.get('qfs/host')}) died "
+                    "before the run ended; marked failed by qfs-assure at its next start. Any evidence it was "
+                    "publishing was finished or undone by the evidence store's recovery."))
+                failed.append(run.run_id)
+    except Exception as exc:  # noqa: BLE001 - housekeeping never stops a command
+        logging.getLogger("qfs_assets").warning("could not check for runs of dead processes: %s", type(exc).__name__)
+    return failed
 
 
 def _partition_key(activity: Activity, raw: str, instance=None, export_root: str | None = None) -> str:
@@ -166,8 +204,11 @@ def _failure_message(result) -> tuple[int, str]:
             continue
         data = event.step_failure_data
         user = data.user_failure_data
-        if user is not None and user.metadata and "bad_input" in user.metadata:
-            return EXIT_BAD_INPUT, user.description or "bad input"
+        if user is not None and user.metadata:
+            kind = user.metadata.get("error_kind")
+            kind = getattr(kind, "value", kind) or ("bad_input" if "bad_input" in user.metadata else None)
+            if kind in EXIT_BY_KIND:
+                return EXIT_BY_KIND[kind], user.description or kind.replace("_", " ")
         err = data.error
         while err is not None and err.cause is not None and "BadInput" not in err.cls_name:
             err = err.cause
@@ -213,7 +254,7 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
             run_config=run_config(activity=activity.name),
             instance=instance,
             raise_on_error=False,
-            tags={"qfs/source": "cli"},
+            tags={"qfs/source": "cli", **processes.tags()},
         )
     seconds = time.perf_counter() - t0
     if not result.success:
@@ -252,7 +293,7 @@ def _alert_failure(activity: str, partition: str, code: int, message: str, evide
         from qfs_assets.alerting.dispatch import dispatch
         from qfs_assets.alerting.model import alert_for_failure
 
-        kind = "bad_input" if code == EXIT_BAD_INPUT else "run_failed"
+        kind = KIND_BY_EXIT.get(code, "run_failed")
         root = evidence_root  # text: an s3:// root must not become a Path
         dispatch(alert_for_failure(kind, activity, partition, message), load_config(evidence_root=root))
     except Exception:  # noqa: BLE001 - alerting never changes the run's outcome

@@ -795,6 +795,35 @@ def test_a_slow_webhook_never_keeps_the_process_alive(tmp_path, per_attempt):
     assert json.loads(line)["report"]["deliveries"][0]["status"] == "failed"
 
 
+def test_the_cli_exits_promptly_although_its_webhook_answers_one_byte_every_3_s(tmp_path):
+    """Issue 19 finding 4, end to end: ``qfs-assure run`` printed its verdict but never exited while
+    its webhook trickled one byte every 3 s. The process must end within the dispatch deadline
+    (the subprocess timeout below is a liveness bound, not a performance figure)."""
+    import sys
+
+    from qfs_assets_tests.test_cli_and_defs import DAY, build_healthy
+
+    export = build_healthy(tmp_path / "export")
+    (export / "proofs" / f"date={DAY}" / "part-0.parquet").write_bytes(b"broken")  # bad input: an alert is sent
+    (tmp_path / "home").mkdir()
+    server = Trickle(b"HTTP/1.1 200 OK\r\n", interval=3.0)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "qfs_assets.cli", "run", "node_health_assessment", "--partition", DAY,
+             "--export-root", str(export), "--evidence-root", str(tmp_path / "ev")],
+            capture_output=True, text=True, timeout=240, cwd=tmp_path,
+            env=_clean_env(tmp_path, QFS_ALERT_WEBHOOK_URLS=server.url(), QFS_ALERT_TIMEOUT_SECONDS="60",
+                           QFS_ALERT_MAX_SECONDS="5", PYTHONPATH=str(REPO)))
+    finally:
+        server.close()
+    assert proc.returncode == 2, proc.stderr
+    assert "qfs-assure: bad input: table 'proofs'" in proc.stderr
+    assert server.connections >= 1  # the webhook was called, and trickled
+    [line] = (tmp_path / "ev" / "_alerts" / "outbox.jsonl").read_text().splitlines()
+    [delivery] = json.loads(line)["report"]["deliveries"]
+    assert delivery["status"] == "failed", delivery
+
+
 # ---- wrong settings stop the CLI and the code location at start -------------------------------------
 REPO = Path(__file__).resolve().parents[1]
 _BAD_PORT = {"QFS_ALERT_SMTP_HOST": "smtp.example.org", "QFS_ALERT_SMTP_FROM": "a@example.org",

@@ -150,7 +150,7 @@ def test_the_system_of_record_password_never_reaches_run_storage(tmp_path):
     with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
         o = cli.execute("dual_write_diff", DAY, export_root=str(export), evidence_root=str(tmp_path / "ev"),
                         sor_url="postgresql://alice:S3cretPW@127.0.0.1:1/test", instance=instance)
-        assert o.exit_code == cli.EXIT_BAD_INPUT and "S3cretPW" not in o.message and "***" in o.message
+        assert o.exit_code == cli.EXIT_SOURCE_UNREACHABLE and "S3cretPW" not in o.message and "***" in o.message
         run = instance.get_runs()[0]
         assert "S3cretPW" not in json.dumps(run.run_config)
     for path in home.rglob("*"):

@@ -18,7 +18,8 @@ process from exiting). Concurrent dispatches of the same alert (an asset and a s
 processes) are serialised by a file lock (``filelock``) on the alert's key, so they do not both
 send.
 
-State, under ``config.state_dir`` (default ``<evidence root>/_alerts``):
+State, under ``config.state_dir`` (default ``<evidence root>/_alerts``; when it cannot be written,
+e.g. a read-only or full evidence root, the alert is sent anyway, without dedupe and outbox):
 
 ``sent.jsonl``
     the ledger: one line per delivered ``(dedupe_key, sink)``.
@@ -149,6 +150,22 @@ class Ledger:
         self.sent_path = self.state_dir / LEDGER_FILE
         self.outbox_path = self.state_dir / OUTBOX_FILE
 
+    def writable(self) -> bool:
+        """Whether the state directory takes the lock files, the ledger and the outbox."""
+        try:
+            (self.state_dir / LOCKS_DIR).mkdir(parents=True, exist_ok=True)
+            probe = self.state_dir / LOCKS_DIR / f".probe-{os.getpid()}-{threading.get_ident()}"
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                os.write(fd, b"x")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+            return True
+        except OSError:
+            return False
+
     def sent_sinks(self, dedupe_key: str) -> set[str]:
         return {r.get("sink") for r in _read_lines(self.sent_path) if r.get("dedupe_key") == dedupe_key}
 
@@ -236,7 +253,7 @@ def _deliver(sink: Sink, alert: Alert, config: AlertConfig, deadline: float,
 
 
 def _deliver_all(sinks: list[Sink], alert: Alert, config: AlertConfig, deadline: float,
-                 sleep: Callable[[float], None], ledger: Ledger) -> dict[str, SinkDelivery]:
+                 sleep: Callable[[float], None], ledger: Ledger | None) -> dict[str, SinkDelivery]:
     """Deliver to ``sinks`` concurrently on daemon threads; wait until ``deadline`` (plus a grace).
 
     Daemon threads, so a sink that is still busy at the deadline never keeps the process alive
@@ -263,6 +280,26 @@ def _deliver_all(sinks: list[Sink], alert: Alert, config: AlertConfig, deadline:
     return out
 
 
+def _deliver_new(alert: Alert, config: AlertConfig, deadline: float, sleep: Callable[[float], None], ledger: Ledger,
+                 report: DeliveryReport) -> list[SinkDelivery]:
+    """Deliver to the sinks the ledger does not record as having the alert (under its claim)."""
+    try:
+        already = ledger.sent_sinks(alert.dedupe_key)
+    except OSError as exc:
+        already = set()
+        report.error = f"ledger unreadable ({type(exc).__name__}); sent without dedupe"
+        log.error("alert %s: %s", alert.dedupe_key[:12], report.error)
+    todo = [s for s in config.sinks if s.sink_id not in already]
+    results: dict[str, SinkDelivery] = {
+        s.sink_id: SinkDelivery(s.sink_id, s.target, "duplicate") for s in config.sinks if s.sink_id in already}
+    if already and len(todo) < len(config.sinks):
+        log.info("alert %s already sent to %d sink(s); not sent again", alert.dedupe_key[:12],
+                 len(config.sinks) - len(todo))
+    if todo:
+        results.update(_deliver_all(todo, alert, config, deadline, sleep, ledger))
+    return [results[s.sink_id] for s in config.sinks]
+
+
 def dispatch(alert: Alert, config: AlertConfig | None = None, *,
              sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
     """Send ``alert`` to every configured sink not already holding it; return the report. Never raises."""
@@ -274,27 +311,22 @@ def dispatch(alert: Alert, config: AlertConfig | None = None, *,
             config = load_config()
         deadline = started + config.max_seconds
         ledger = Ledger(config.state_dir)
-        with ledger.claim(alert.dedupe_key, deadline) as claimed:
-            if not claimed:
-                log.warning("alert %s: another dispatch of the same alert is in progress; leaving it to it",
-                            alert.dedupe_key[:12])
-                report.deliveries = [SinkDelivery(s.sink_id, s.target, "in_progress") for s in config.sinks]
-            else:
-                try:
-                    already = ledger.sent_sinks(alert.dedupe_key)
-                except OSError as exc:
-                    already = set()
-                    report.error = f"ledger unreadable ({type(exc).__name__}); sent without dedupe"
-                    log.error("alert %s: %s", alert.dedupe_key[:12], report.error)
-                todo = [s for s in config.sinks if s.sink_id not in already]
-                results: dict[str, SinkDelivery] = {
-                    s.sink_id: SinkDelivery(s.sink_id, s.target, "duplicate") for s in config.sinks if s.sink_id in already}
-                if already and len(todo) < len(config.sinks):
-                    log.info("alert %s already sent to %d sink(s); not sent again", alert.dedupe_key[:12],
-                             len(config.sinks) - len(todo))
-                if todo:
-                    results.update(_deliver_all(todo, alert, config, deadline, sleep, ledger))
-                report.deliveries = [results[s.sink_id] for s in config.sinks]
+        if not ledger.writable():
+            # e.g. the evidence root is read-only or full (the very thing an evidence_unwritable alert
+            # reports): send anyway, without the dedupe ledger and the outbox
+            ledger = None
+            report.error = f"alert state {config.state_dir} cannot be written: sent without dedupe"
+            log.info("alert %s: %s", alert.dedupe_key[:12], report.error)
+            results = _deliver_all(config.sinks, alert, config, deadline, sleep, None)
+            report.deliveries = [results[s.sink_id] for s in config.sinks]
+        else:
+            with ledger.claim(alert.dedupe_key, deadline) as claimed:
+                if not claimed:
+                    log.warning("alert %s: another dispatch of the same alert is in progress; leaving it to it",
+                                alert.dedupe_key[:12])
+                    report.deliveries = [SinkDelivery(s.sink_id, s.target, "in_progress") for s in config.sinks]
+                else:
+                    report.deliveries = _deliver_new(alert, config, deadline, sleep, ledger, report)
     except Exception as exc:  # noqa: BLE001 - alerting never breaks the caller
         why = str(exc) if isinstance(exc, AlertConfigError) else type(exc).__name__  # its line holds no secret
         report.error = f"dispatch error: {why}"

@@ -4,8 +4,9 @@ Pure Python (no Dagster import). Two builders:
 
 * :func:`alert_from_evidence` turns an evidence-v1 document into a ``criteria_failed`` alert
   (``None`` when the document passed);
-* :func:`alert_for_failure` describes a failure that left no evidence: ``run_failed``,
-  ``bad_input`` or ``sensor_error``.
+* :func:`alert_for_failure` describes a failure that left no evidence: ``run_failed`` (a bug),
+  ``bad_input``, ``source_unreachable`` (the system of record did not answer),
+  ``evidence_unwritable`` (the evidence root cannot be written) or ``sensor_error``.
 
 The dedupe key is ``sha256(kind | activity | partition | sorted failed criterion names |
 fingerprint)``, where the fingerprint is the hash of the evidence's judged content (window,
@@ -32,7 +33,9 @@ from qfs_assets.registry import TRIAGE_RUNBOOK
 #: Operational events (issue "nothing fails silently"): see :mod:`qfs_assets.alerting.events`.
 EVENT_KINDS = ("storage_corruption", "storage_error_burst", "node_failure", "redundancy_lost", "diff_unresolved",
                "evidence_missing")
-KINDS = frozenset({"criteria_failed", "run_failed", "bad_input", "sensor_error", *EVENT_KINDS})
+#: the kinds of a failure that left no evidence, by the failed step's ``error_kind`` (else run_failed)
+FAILURE_KINDS = ("bad_input", "source_unreachable", "evidence_unwritable")
+KINDS = frozenset({"criteria_failed", "run_failed", "sensor_error", *FAILURE_KINDS, *EVENT_KINDS})
 
 #: The runbook of each kind that is not a failed criterion (alert triage for the rest).
 KIND_RUNBOOKS = {

@@ -6,11 +6,20 @@ export conforms to the contract by construction. The format, in prose: docs/form
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
+
+#: The instants a timestamp may hold: ``TS_MIN <= ts < TS_MAX`` (UTC). Anything else is bad input.
+#: A QFS network runs now, so nothing it records precedes the Unix epoch; the upper bound keeps a
+#: year of window arithmetic inside what the evidence can hold (ISO 8601 text in the JSON, Python
+#: datetimes in the analysts' tools: both end at year 9999, while Parquet's int64 reaches 294247).
+TS_MIN = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+TS_MAX = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
+TS_RANGE_TEXT = f"[{TS_MIN:%Y-%m-%d}, {TS_MAX:%Y-%m-%d}) UTC"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pydantic
 from qfs_assets import registry, settings
 from qfs_assets.evidence import gx_suite
 from qfs_assets.evidence.model import ActivityResult, Criterion
-from qfs_assets.evidence.store import EvidenceStore
+from qfs_assets.evidence.store import EvidenceStore, EvidenceUnwritable
 from qfs_assets.defs.resources import ExportResource
 from qfs_assets.params import Params
 from qfs_assets.readers.base import BadInput
@@ -44,11 +44,20 @@ TAG_FAILED_CRITERIA = "qfs/failed_criteria"
 
 # ---- guards -------------------------------------------------------------------------------------
 def bad_input_guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; a BadInput becomes a dg.Failure carrying the one-line message (no traceback)."""
+    """Run ``fn``; an error that is not a bug becomes a dg.Failure carrying its one line (no traceback).
+
+    The step's metadata ``error_kind`` says which (the CLI's exit code and the alert kind follow
+    it): ``bad_input`` (a BadInput; also flagged ``bad_input``), ``source_unreachable`` (the
+    system of record did not answer) or ``evidence_unwritable`` (the evidence root cannot be
+    written)."""
     try:
         return fn()
     except BadInput as exc:
-        raise dg.Failure(description=str(exc), metadata={"bad_input": True, "table": exc.table}, allow_retries=False) from None
+        kind = getattr(exc, "kind", "bad_input")
+        metadata = {"error_kind": kind, "table": exc.table, **({"bad_input": True} if kind == "bad_input" else {})}
+        raise dg.Failure(description=str(exc), metadata=metadata, allow_retries=False) from None
+    except EvidenceUnwritable as exc:
+        raise dg.Failure(description=str(exc), metadata={"error_kind": exc.kind}, allow_retries=False) from None
 
 
 def config_guard(fn: Callable[[], T]) -> T:
@@ -56,7 +65,8 @@ def config_guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except (ValueError, TypeError) as exc:
-        raise dg.Failure(description=f"bad configuration: {exc}", metadata={"bad_input": True}, allow_retries=False) from None
+        raise dg.Failure(description=f"bad configuration: {exc}", metadata={"bad_input": True, "error_kind": "bad_input"},
+                         allow_retries=False) from None
 
 
 # ---- run config derived from the parameters model -----------------------------------------------
@@ -226,7 +236,7 @@ def judge_and_publish(result: ActivityResult, store: EvidenceStore, context=None
     """Judge with GX, publish the evidence, tag the run with the verdict and alert if a criterion failed."""
     criteria = judge(result)
     result.extra.setdefault("judged_at", dt.datetime.now(dt.timezone.utc))
-    path = store.publish(result, criteria)
+    path = bad_input_guard(lambda: store.publish(result, criteria))  # unsafe name: bad input; unwritable root
     if context is not None:
         tag_run(context, criteria)
     if context is not None and not all(c.passed for c in criteria):
@@ -277,6 +287,7 @@ def judge_activity(context, store: EvidenceStore, assess: Callable[[], ActivityR
     With ``params`` (the run's parameters) the evidence records, beside ``parameters``, where
     each came from (``parameter_sources``: default, the deployment file, or this run's config).
     """
+    bad_input_guard(store.prepare)  # an evidence root that cannot be written stops the run before any work
     gx_suite.prefetch()  # GX's import overlaps the assessment's DuckDB scans
     result = bad_input_guard(assess)
     if params is not None:

@@ -1,6 +1,6 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
-The data is written to a temporary file beside the target (``.<name>.<uuid>.tmp``: readers
+The data is written to a temporary file beside the target (``.<name>.<pid>.<uuid>.tmp``: readers
 of the evidence folders skip these), flushed to disk, then renamed over the target (atomic on
 POSIX), and the folder is flushed so the rename survives a crash. When the write fails the
 temporary file is removed and the target is left as it was: good evidence is never lost or
@@ -30,8 +30,10 @@ def _is_object(path) -> bool:
 
 
 def temporary_sibling(path: Path) -> Path:
-    """The temporary name a write of ``path`` goes through."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    """The temporary name a write of ``path`` goes through: ``.<name>.<pid>.<uuid>.tmp``. The
+    process id lets :func:`qfs_assets.evidence.commit.sweep_temporary` remove the files of a
+    writer that died (a live writer's are left alone)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
 
 
 def _fsync_file(path: Path) -> None:
@@ -70,6 +72,9 @@ def _replacing(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
         raise
     _fsync_dir(target.parent)
+    from qfs_assets.evidence.commit import file_event
+
+    file_event("atomic write", target.name)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

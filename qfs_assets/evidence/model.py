@@ -107,3 +107,5 @@ class ActivityResult:
     tables: dict[str, pa.Table] = field(default_factory=dict)  # detail tables, by evidence table name
     extra: dict[str, Any] = field(default_factory=dict)  # extra JSON keys (e.g. timings, notes)
     evidence_key: str | None = None  # file stem override (node_failure_response/<node>_<YYYYMMDD>)
+    #: files published beside the verdict, by suffix (``{".reconciliation.sql": text}``), before it
+    sidecars: dict[str, str | bytes] = field(default_factory=dict)

@@ -22,12 +22,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qfs_assets import storage_uri
-from qfs_assets.contract.schema import TABLES, TableSpec
+from qfs_assets.contract.schema import TABLES, TS_MAX, TS_MIN, TS_RANGE_TEXT, TableSpec
 from qfs_assets.sqltext import list_literal, quote_ident, quote_literal
 
 
 class BadInput(Exception):
-    """A user-data error: one line, names table, file and column. Never a traceback."""
+    """A user-data error: one line, names table, file and column. Never a traceback.
+
+    ``kind`` says what an operator does about it: ``bad_input`` (fix the data or the settings)
+    or, for subclasses, ``source_unreachable`` (a source did not answer: retry later).
+    """
+
+    kind = "bad_input"
 
     def __init__(self, table: str, problem: str, file: str | os.PathLike | None = None, column: str | None = None):
         self.table = table
@@ -298,6 +304,10 @@ class ExportReader:
             if (cast_check is None or c in cast_check) and (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
                 checks.append((c, f"value cannot be cast losslessly to {col.type}",
                                f"{q} IS NOT NULL AND TRY_CAST({q} AS {duck_type(col.type)}) IS NULL"))
+            if pa.types.is_timestamp(col.type):  # an instant the evidence can hold (Python stops at 9999)
+                checks.append((c, f"timestamp outside {TS_RANGE_TEXT}",
+                               f"{q} IS NOT NULL AND NOT ({q} >= TIMESTAMPTZ '{TS_MIN.isoformat()}' "
+                               f"AND {q} < TIMESTAMPTZ '{TS_MAX.isoformat()}')"))
             if not col.nullable:
                 checks.append((c, "null in required column", f"{q} IS NULL", f"count(*) - count({q})"))
             allowed = spec.allowed_values.get(c)

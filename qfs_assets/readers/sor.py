@@ -63,12 +63,18 @@ microseconds); booleans as 0/1 or ``true``/``false``/``t``/``f``; integers store
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
+import math
 import os
 import re
+import socket
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,9 +83,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from qfs_assets.contract.schema import OBJECTS, SOR_COLUMNS, SOR_TABLE, TS
+from qfs_assets.contract.schema import OBJECTS, SOR_COLUMNS, SOR_TABLE, TS, TS_MAX, TS_MIN, TS_RANGE_TEXT
 from qfs_assets.readers.base import BadInput
 from qfs_assets.redact import quote_userinfo, redact_url
+from qfs_assets.sqltext import SqlTextError, comment_text, quote_literal, validate_ident
 from qfs_assets.redact import scrub as _scrub
 
 #: The Arrow schema of a system-of-record batch: the contract's ``objects`` columns.
@@ -89,6 +96,7 @@ DEFAULT_BATCH_ROWS = 131_072
 PG_READ_METHODS = ("copy", "cursor")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _INT_COLUMNS = ("version", "size_bytes", "data_shards", "total_shards")
+_TS_LOW, _TS_HIGH = pa.scalar(TS_MIN, TS), pa.scalar(TS_MAX, TS)
 
 
 class SorError(BadInput):
@@ -103,6 +111,229 @@ class SorError(BadInput):
         if self.column:
             parts.append(f"column '{self.column}'")
         return "system of record: " + ", ".join(parts) + f": {self.problem}"
+
+
+class SorUnreachable(SorError):
+    """The database did not answer: refused, timed out, stalled or cut. Retry later (CLI exit 4).
+
+    Kind ``source_unreachable``: the data may be fine, so it is not reported as bad input."""
+
+    kind = "source_unreachable"
+
+    def __str__(self) -> str:
+        return f"system of record unreachable: database '{self.database}', table '{self.table}': {self.problem}"
+
+
+# -- time limits ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SorTimeouts:
+    """How long the system of record may take, in seconds (defaults: 10 s, 180 s, 1 h).
+
+    ``connect``    establishing a connection (libpq ``connect_timeout``; a URL's own wins);
+    ``read``       waiting for the database without receiving anything, at any point of a read
+                   (first row included): a stalled stream or a hung server fails after this long
+                   instead of hanging the run. Must exceed the database's time to its first row
+                   (the sort: about 21 s for 10M rows here);
+    ``statement``  one statement on the server (PostgreSQL ``statement_timeout``): a full read
+                   of 10M rows takes about 40 s.
+    """
+
+    connect: float = 10
+    read: float = 180
+    statement: float = 3600
+
+    ENV = {"connect": "QFS_SOR_CONNECT_TIMEOUT", "read": "QFS_SOR_READ_TIMEOUT", "statement": "QFS_SOR_STATEMENT_TIMEOUT"}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SorTimeouts":
+        """The limits from ``QFS_SOR_*_TIMEOUT``; a wrong value is a ValueError of one line naming it."""
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for name, var in cls.ENV.items():
+            raw = (env.get(var) or "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{var}: {raw!r} is not a number of seconds") from None
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{var}: {raw} is not a positive number of seconds")
+            values[name] = value
+        return cls(**values)
+
+
+class _Watchdog:
+    """Gives up a connection that waits for the database longer than ``seconds`` without data.
+
+    Armed inside :meth:`waiting` (a call that waits for the database), re-armed by
+    :meth:`progress` (data arrived), paused inside :meth:`paused` (the consumer is busy, not the
+    database). When the limit passes it calls ``cut`` once (shut the socket down, or interrupt
+    SQLite), which makes the blocked driver call fail; ``fired`` then tells the caller why.
+    Neither TCP keepalives nor libpq's ``tcp_user_timeout`` notice a peer that keeps the
+    connection open and sends nothing, hence a timer of our own.
+    """
+
+    def __init__(self, seconds: float, cut: Callable[[], None]) -> None:
+        self.seconds = float(seconds)
+        self.fired = False
+        self._cut = cut
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._depth = 0
+        self._paused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sor-watchdog", daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        with self._lock:
+            self._depth += 1
+            if self._depth == 1:
+                self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._since = None
+
+    def progress(self) -> None:
+        with self._lock:
+            if self._since is not None:
+                self._since = time.monotonic()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            self._paused += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._paused -= 1
+                if self._since is not None:
+                    self._since = time.monotonic()
+
+    def _run(self) -> None:
+        tick = max(0.05, min(1.0, self.seconds / 8))
+        while not self._stop.wait(tick):
+            with self._lock:
+                late = self._since is not None and not self._paused and time.monotonic() - self._since > self.seconds
+            if late:
+                self.fired = True
+                try:
+                    self._cut()
+                except Exception:  # noqa: BLE001 - the blocked call fails either way or returns
+                    pass
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class _PipeWriter(io.RawIOBase):
+    """The raw end of the COPY pipe under a 1 MiB buffer: called once a megabyte (not once a row),
+    it reports progress to the watchdog and pauses it while the pipe is full."""
+
+    def __init__(self, fd: int, watch: _Watchdog) -> None:
+        self.fd, self.watch = fd, watch
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.watch.progress()
+        with self.watch.paused():
+            return os.write(self.fd, data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+def _shutdown_fd(fd: int) -> None:
+    """Shut a connection's socket down: a recv blocked on it returns at once (a close would not)."""
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    finally:
+        sock.close()
+
+
+def _cut_socket(dbapi_connection) -> None:
+    """Shut a libpq (psycopg2) connection's socket down."""
+    _shutdown_fd(dbapi_connection.fileno())
+
+
+_CONNECT_LOCK = threading.Lock()
+
+
+def _socket_fds() -> set[int]:
+    """This process's open socket descriptors (Linux ``/proc``; empty elsewhere)."""
+    out = set()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                out.add(int(name))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _peer_sockets(fds: set[int], port: int) -> list[int]:
+    """The descriptors among ``fds`` connected to ``port`` (TCP) or to a Unix socket (libpq's local form)."""
+    out = []
+    for fd in sorted(fds):
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if sock.family == socket.AF_UNIX or (sock.family in (socket.AF_INET, socket.AF_INET6)
+                                                 and sock.getpeername()[1] == port):
+                out.append(fd)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return out
+
+
+#: server messages at connection time that mean "not now" (retry), not "wrong settings"
+_TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery", "too many clients", "remaining connection slots",
+                    "terminating connection")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether a driver error means the database did not answer (network, timeout, shutdown),
+    rather than a wrong setting (authentication, a database or role that does not exist) or bad data."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)  # psycopg2, ADBC
+    if code and code != "00000":  # SQLSTATE: connection exception, operator intervention (shutdown, timeout), resources
+        return code.startswith(("08", "57", "53"))
+    name, module = type(orig).__name__, type(orig).__module__ or ""
+    text = str(orig)
+    if module.startswith("sqlite3"):
+        return name == "OperationalError" and ("locked" in text or "busy" in text or "interrupted" in text)
+    if module.startswith(("psycopg2", "adbc_driver")):
+        # no SQLSTATE: the server reported nothing, the client lost it (refused, timed out, closed, cut
+        # mid-COPY: "no message from the libpq"); a FATAL at connection time is a wrong setting, and so
+        # is a ProgrammingError ("invalid dsn: invalid connection option …")
+        if name not in ("OperationalError", "InterfaceError", "DatabaseError"):
+            return False
+        return "FATAL:" not in text or any(t in text for t in _TRANSIENT_FATAL)
+    # an I/O error reading the stream: ADBC's Arrow stream reports a lost connection as a plain
+    # OSError ("[libpq] PQgetCopyData() failed: server closed the connection unexpectedly")
+    return isinstance(orig, OSError)
 
 
 # -- URLs -----------------------------------------------------------------------------------
@@ -255,7 +486,9 @@ class SystemOfRecord:
         schema: str | None = None,
         method: str = "copy",
         batch_rows: int = DEFAULT_BATCH_ROWS,
-        connect_timeout: int = 10,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        statement_timeout: float | None = None,
     ) -> None:
         if method not in PG_READ_METHODS:
             raise ValueError(f"method must be one of {PG_READ_METHODS}, not {method!r}")
@@ -263,9 +496,17 @@ class SystemOfRecord:
         self.redacted = redact(self.url)
         self.table = table
         self.schema = schema
+        for name, what in ((table, "table"), (schema, "schema")):  # they are written into SQL and its files
+            if name is not None:
+                try:
+                    validate_ident(name, what)
+                except SqlTextError as exc:
+                    raise SorError(self.redacted, str(exc), table=comment_text(str(table))) from None
         self.method = method
         self.batch_rows = int(batch_rows)
-        self.connect_timeout = connect_timeout
+        limits = SorTimeouts.from_env()  # QFS_SOR_*_TIMEOUT; explicit arguments win
+        self.timeouts = SorTimeouts(connect=connect_timeout or limits.connect, read=read_timeout or limits.read,
+                                    statement=statement_timeout or limits.statement)
         self.rows_read: int | None = None
         self._engine = None
         self._checked = False
@@ -280,11 +521,23 @@ class SystemOfRecord:
         if self._engine is None:
             connect_args: dict[str, Any] = {}
             if self.dialect == "postgresql" and "connect_timeout" not in self.url.query:
-                connect_args["connect_timeout"] = self.connect_timeout
+                connect_args["connect_timeout"] = max(2, math.ceil(self.timeouts.connect))  # libpq: whole seconds, >= 2
+            if self.dialect == "sqlite":
+                connect_args["timeout"] = self.timeouts.connect  # waiting for a lock held by a writer
+                connect_args["check_same_thread"] = False  # the watchdog interrupts from its own thread
             try:
                 self._engine = sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
             except Exception as exc:  # unknown dialect, driver not installed
                 raise self.error(f"cannot use this database URL ({scrub(_first_line(exc), self.url.password)})") from None
+            if self.dialect == "postgresql":
+                ms = int(self.timeouts.statement * 1000)
+
+                @sa.event.listens_for(self._engine, "connect")
+                def _statement_timeout(dbapi_connection, _record) -> None:
+                    # a plain SET, committed (a rolled-back SET is undone); poolers may refuse startup options
+                    with dbapi_connection.cursor() as cur:
+                        cur.execute(f"SET statement_timeout = {ms}")
+                    dbapi_connection.commit()
         return self._engine
 
     def dispose(self) -> None:
@@ -301,8 +554,23 @@ class SystemOfRecord:
     def error(self, problem: str, column: str | None = None) -> SorError:
         return SorError(self.redacted, scrub(problem, self.url.password), table=self.table, column=column)
 
-    def _driver_error(self, exc: BaseException, what: str) -> SorError:
-        return self.error(f"{what} ({scrub(_first_line(exc), self.url.password)})")
+    def _driver_error(self, exc: BaseException, what: str, watch: "_Watchdog | None" = None) -> SorError:
+        """The one-line error of a driver exception: :class:`SorUnreachable` when the database did
+        not answer (the watchdog fired, or a network / timeout / shutdown error), else :class:`SorError`."""
+        if watch is not None and watch.fired:
+            return self.unreachable(f"no data from the database for {watch.seconds:g} s (read timeout, "
+                                    f"{SorTimeouts.ENV['read']}): connection given up")
+        reason = scrub(_first_line(exc), self.url.password)
+        if is_unreachable(exc):
+            code = getattr(getattr(exc, "orig", None) or exc, "pgcode", None)
+            if code == "57014":
+                return self.unreachable(f"{what}: statement ran longer than {self.timeouts.statement:g} s "
+                                        f"({SorTimeouts.ENV['statement']}) ({reason})")
+            return self.unreachable(f"{what} ({reason})")
+        return self.error(f"{what} ({reason})")
+
+    def unreachable(self, problem: str) -> SorUnreachable:
+        return SorUnreachable(self.redacted, scrub(problem, self.url.password), table=self.table)
 
     @property
     def qualified_table(self) -> str:
@@ -312,7 +580,8 @@ class SystemOfRecord:
         return f"{prep.quote_schema(self.schema)}.{name}" if self.schema else name
 
     def connect(self):
-        """A SQLAlchemy connection, or :class:`SorError` naming why the database is unreachable."""
+        """A SQLAlchemy connection (statement timeout set), or :class:`SorError` naming why not:
+        :class:`SorUnreachable` when the database did not answer within the connect timeout."""
         if self.dialect == "sqlite":
             db = self.url.database
             if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
@@ -322,7 +591,29 @@ class SystemOfRecord:
         except SorError:
             raise
         except Exception as exc:
-            raise self._driver_error(exc, "database unreachable") from None
+            what = "database unreachable" if is_unreachable(exc) else "cannot connect"
+            raise self._driver_error(exc, what) from None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[tuple[Any, _Watchdog]]:
+        """``(connection, watchdog)``: wrap every call that waits for the database in
+        ``watchdog.waiting()``. On an error the connection is discarded, not rolled back (a dead
+        socket's rollback would log a traceback), and the error is one line."""
+        conn = self.connect()
+        dbapi = conn.connection.driver_connection
+        cut = dbapi.interrupt if self.dialect == "sqlite" else (lambda: _cut_socket(dbapi))
+        watch = _Watchdog(self.timeouts.read, cut)
+        ok = False
+        try:
+            yield conn, watch
+            ok = True
+        finally:
+            watch.close()
+            if not ok:
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+            with contextlib.suppress(Exception):
+                conn.close()
 
     # -- checks ----------------------------------------------------------------------------
     def check(self) -> dict[str, str]:
@@ -330,13 +621,14 @@ class SystemOfRecord:
 
         Returns ``{column: database type}``. Raises :class:`SorError`.
         """
-        with self.connect() as conn:
+        with self.session() as (conn, watch):
             try:
-                cols = sa.inspect(conn).get_columns(self.table, schema=self.schema)
+                with watch.waiting():
+                    cols = sa.inspect(conn).get_columns(self.table, schema=self.schema)
             except sa.exc.NoSuchTableError:
                 cols = []
             except Exception as exc:
-                raise self._driver_error(exc, "cannot read the table definition") from None
+                raise self._driver_error(exc, "cannot read the table definition", watch) from None
         if not cols:
             where = f" in schema '{self.schema}'" if self.schema else ""
             raise self.error(f"table does not exist{where}")
@@ -356,11 +648,12 @@ class SystemOfRecord:
         """Rows in the table (a plain ``count(*)``)."""
         if not self._checked:
             self.check()
-        with self.connect() as conn:
+        with self.session() as (conn, watch):
             try:
-                return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.qualified_table}")).scalar_one())
+                with watch.waiting():
+                    return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.qualified_table}")).scalar_one())
             except Exception as exc:
-                raise self._driver_error(exc, "count failed") from None
+                raise self._driver_error(exc, "count failed", watch) from None
 
     def as_evidence(self) -> dict[str, Any]:
         return {
@@ -416,35 +709,38 @@ class SystemOfRecord:
         plan = self._page_ranges(parts) if self.dialect == "postgresql" and self.method == "copy" and parts > 1 else None
         if not plan:
             return [self.iter_batches(batch_rows, ordered=False)]
-        import adbc_driver_postgresql.dbapi as adbc
-
-        conns = []
+        conns: list[tuple[Any, _Watchdog]] = []
+        watch = None
         try:
             for i in range(len(plan)):
-                conns.append(adbc.connect(self._adbc_uri(), autocommit=True))
-            cur = conns[0].cursor()
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            cur.execute("SELECT pg_export_snapshot()")
-            snapshot = cur.fetchone()[0]
-            cur.close()
-            for c in conns[1:]:
-                cur = c.cursor()
+                conns.append(self._adbc_connect())
+            conn, watch = conns[0]
+            with watch.waiting():
+                cur = conn.cursor()
                 cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = cur.fetchone()[0]
                 cur.close()
+            for conn, watch in conns[1:]:
+                with watch.waiting():
+                    cur = conn.cursor()
+                    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    cur.execute(f"SET TRANSACTION SNAPSHOT {quote_literal(snapshot, 'postgresql')}")
+                    cur.close()
         except Exception as exc:  # noqa: BLE001
-            for c in conns:
-                try:
+            for c, w in conns:
+                w.close()
+                with contextlib.suppress(Exception):
                     c.close()
-                except Exception:  # noqa: BLE001
-                    pass
-            raise self._driver_error(exc, "read failed") from None
+            if isinstance(exc, SorError):
+                raise
+            raise self._driver_error(exc, "read failed", watch) from None
         cols = ", ".join(SOR_COLUMNS)
         counts = [None] * len(plan)
 
-        def part(i: int, conn, lo: int, hi: int | None) -> Iterator[pa.RecordBatch]:
-            where = f"ctid >= '({lo},0)'::tid" + (f" AND ctid < '({hi},0)'::tid" if hi is not None else "")
-            source = self._adbc_batches(conn, f"SELECT {cols} FROM {self.qualified_table} WHERE {where}")
+        def part(i: int, conn_watch, lo: int, hi: int | None) -> Iterator[pa.RecordBatch]:
+            where = f"ctid >= '({int(lo)},0)'::tid" + (f" AND ctid < '({int(hi)},0)'::tid" if hi is not None else "")
+            source = self._adbc_batches(*conn_watch, f"SELECT {cols} FROM {self.qualified_table} WHERE {where}")
             rows = 0
             try:
                 for batch in source:
@@ -468,7 +764,7 @@ class SystemOfRecord:
         except ImportError:
             return None
         try:
-            with self.connect() as conn:
+            with self.session() as (conn, watch), watch.waiting():
                 row = conn.execute(sa.text(
                     "SELECT c.relkind, pg_relation_size(c.oid) / current_setting('block_size')::int, "
                     "current_setting('server_version_num')::int FROM pg_class c WHERE c.oid = to_regclass(:t)"
@@ -484,34 +780,75 @@ class SystemOfRecord:
     def _adbc_uri(self) -> str:
         uri = self.url.set(drivername="postgresql")
         if "connect_timeout" not in uri.query:
-            uri = uri.update_query_dict({"connect_timeout": str(self.connect_timeout)})
+            uri = uri.update_query_dict({"connect_timeout": str(max(2, math.ceil(self.timeouts.connect)))})
         return uri.render_as_string(hide_password=False)
 
-    def _adbc_batches(self, conn, sql: str) -> Iterator[pa.RecordBatch]:
-        """Arrow batches of ``sql`` on an ADBC connection (closed at the end)."""
+    def _adbc_connect(self) -> tuple[Any, _Watchdog]:
+        """An ADBC connection (statement timeout set) and the watchdog that can cut its socket.
+
+        ADBC does not expose its libpq socket: it is the socket that appeared while connecting
+        (``/proc/self/fd``, under a lock, its peer on the database's port). Where that cannot be
+        found, a stall ends with a cancel request instead (best effort)."""
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with _CONNECT_LOCK:
+            before = _socket_fds()
+            try:
+                conn = adbc.connect(self._adbc_uri(), autocommit=True)
+            except Exception as exc:  # noqa: BLE001 - any driver error: one line, password scrubbed
+                what = "database unreachable" if is_unreachable(exc) else "cannot connect"
+                raise self._driver_error(exc, what) from None
+            fds = _peer_sockets(_socket_fds() - before, self.url.port or 5432)
+
+        def cut() -> None:
+            if fds:
+                for fd in fds:
+                    _shutdown_fd(fd)
+            else:
+                conn.adbc_cancel()
+
+        watch = _Watchdog(self.timeouts.read, cut)
+        try:
+            with watch.waiting():
+                cur = conn.cursor()
+                cur.execute(f"SET statement_timeout = {int(self.timeouts.statement * 1000)}")
+                cur.close()
+        except Exception as exc:  # noqa: BLE001
+            watch.close()
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise self._driver_error(exc, "cannot connect", watch) from None
+        return conn, watch
+
+    def _adbc_batches(self, conn, watch: _Watchdog, sql: str) -> Iterator[pa.RecordBatch]:
+        """Arrow batches of ``sql`` on an ADBC connection (closed at the end), every wait for the
+        database under the connection's watchdog."""
         finished = False
         cur = None
         try:
             cur = conn.cursor()
             try:
-                cur.execute(sql)
-                for batch in cur.fetch_record_batch():
+                with watch.waiting():
+                    cur.execute(sql)
+                    batches = iter(cur.fetch_record_batch())
+                while True:
+                    with watch.waiting():
+                        batch = next(batches, None)
+                    if batch is None:
+                        break
                     yield self._adbc_batch(batch)
             except SorError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                raise self._driver_error(exc, "read failed") from None
+                raise self._driver_error(exc, "read failed", watch) from None
             finished = True
         finally:
-            if not finished and cur is not None:  # consumer stopped early or failed: stop the server
-                try:
+            watch.close()
+            if not finished and cur is not None and not watch.fired:  # consumer stopped early: stop the server
+                with contextlib.suppress(Exception):
                     cur.adbc_cancel()
-                except Exception:  # noqa: BLE001
-                    pass
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001
-                pass
 
     def read_all(self) -> pa.Table:
         """The whole table (small tables and tests only)."""
@@ -535,6 +872,12 @@ class SystemOfRecord:
                 example = batch.column(0)[idx].as_py() if name != "object_id" else None
                 shown = f" (object_id {example!r})" if example is not None else ""
                 raise self.error(f"null in required column{shown}", column=name)
+        ts = batch.column(SOR_COLUMNS.index("updated_at"))
+        outside = pc.invert(pc.and_(pc.greater_equal(ts, _TS_LOW), pc.less(ts, _TS_HIGH)))
+        if pc.any(outside).as_py():
+            idx = int(pc.index(outside, True).as_py())
+            raise self.error(f"timestamp outside {TS_RANGE_TEXT} (object_id {batch.column(0)[idx].as_py()!r}, "
+                             f"{ts.slice(idx, 1).cast(pa.string())[0].as_py()})", column="updated_at")
         if not ordered:
             return batch
         bad = check_strictly_increasing(batch.column(0), last)
@@ -570,28 +913,32 @@ class SystemOfRecord:
 
     def _cursor_batches(self, batch_rows: int | None, pg: bool, ordered: bool = True) -> Iterator[pa.RecordBatch]:
         size = int(batch_rows or self.batch_rows)
-        with self.connect() as conn:
+        with self.session() as (conn, watch):
             try:
-                result = conn.execution_options(stream_results=True, yield_per=size).execute(sa.text(self._select_sql(pg, ordered)))
-                for part in result.partitions(size):
+                with watch.waiting():
+                    result = conn.execution_options(stream_results=True, yield_per=size).execute(
+                        sa.text(self._select_sql(pg, ordered)))
+                parts = result.partitions(size)
+                while True:
+                    with watch.waiting():  # the consumer's time between batches is not the database's
+                        part = next(parts, None)
+                    if part is None:
+                        break
                     yield self._to_batch(list(zip(*part)), convert=not pg)
             except SorError:
                 raise
             except sa.exc.SQLAlchemyError as exc:
-                raise self._driver_error(exc, "read failed") from None
+                raise self._driver_error(exc, "read failed", watch) from None
 
     def _pg_unordered_batches(self) -> Iterator[pa.RecordBatch]:
         """The table in storage order: Arrow batches from ADBC (COPY BINARY), else the CSV COPY."""
         try:
-            import adbc_driver_postgresql.dbapi as adbc
+            import adbc_driver_postgresql.dbapi  # noqa: F401
         except ImportError:
             yield from self._pg_copy_batches(ordered=False)
             return
-        try:
-            conn = adbc.connect(self._adbc_uri(), autocommit=True)
-        except Exception as exc:  # noqa: BLE001 - any driver error: one line, password scrubbed
-            raise self._driver_error(exc, "database unreachable") from None
-        yield from self._adbc_batches(conn, f"SELECT {', '.join(SOR_COLUMNS)} FROM {self.qualified_table}")
+        conn, watch = self._adbc_connect()
+        yield from self._adbc_batches(conn, watch, f"SELECT {', '.join(SOR_COLUMNS)} FROM {self.qualified_table}")
 
     def _adbc_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         arrays = []
@@ -607,62 +954,66 @@ class SystemOfRecord:
         return pa.RecordBatch.from_arrays(arrays, schema=SOR_SCHEMA)
 
     def _pg_copy_batches(self, ordered: bool = True) -> Iterator[pa.RecordBatch]:
-        """COPY ... TO STDOUT (CSV) into a pipe, parsed in blocks by pyarrow on this thread."""
+        """COPY ... TO STDOUT (CSV) into a pipe, parsed in blocks by pyarrow on this thread.
+
+        The COPY runs on a helper thread inside the watchdog's ``waiting``; each megabyte it
+        hands to the pipe counts as progress, and its time blocked on a full pipe (the consumer
+        busy) is paused, so only the database's silence can reach the read timeout."""
         sql = f"COPY ({self._select_sql(pg=True, ordered=ordered)}) TO STDOUT WITH (FORMAT csv)"
-        conn = self.connect()
-        dbapi = conn.connection.driver_connection
-        rfd, wfd = os.pipe()
-        failure: list[BaseException] = []
+        with self.session() as (conn, watch):
+            dbapi = conn.connection.driver_connection
+            rfd, wfd = os.pipe()
+            failure: list[BaseException] = []
 
-        def produce() -> None:
-            try:
-                with os.fdopen(wfd, "wb", buffering=1 << 20) as sink:
-                    with dbapi.cursor() as cur:
-                        cur.copy_expert(sql, sink, size=1 << 20)
-            except BaseException as exc:  # reported by the consumer
-                failure.append(exc)
-
-        worker = threading.Thread(target=produce, name="sor-copy", daemon=True)
-        block = max(1 << 20, self.batch_rows * 150)  # ~150 bytes a row: a block near batch_rows rows
-        # buffered: a read returns a whole block, not whatever the pipe holds (64 KiB batches)
-        source = os.fdopen(rfd, "rb", buffering=block)
-        worker.start()
-        names = list(SOR_COLUMNS)
-        types = {n: SOR_SCHEMA.field(n).type for n in names}
-        types.update({"version": pa.int64(), "size_bytes": pa.int64(), "data_shards": pa.int64(),
-                      "total_shards": pa.int64(), "updated_at": pa.int64()})
-        read_opts = pacsv.ReadOptions(column_names=names, block_size=block, use_threads=True)
-        parse_opts = pacsv.ParseOptions(newlines_in_values=True)
-        conv_opts = pacsv.ConvertOptions(
-            column_types=types, true_values=["t"], false_values=["f"], null_values=[""],
-            strings_can_be_null=True, quoted_strings_can_be_null=False,
-        )
-        finished = False
-        try:
-            try:
-                reader = pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
-                for batch in reader:
-                    yield self._pg_batch(batch)
-            except pa.ArrowInvalid as exc:
-                if failure:
-                    raise self._driver_error(failure[0], "read failed") from None
-                if "Empty CSV file" in str(exc):
-                    pass  # an empty table
-                else:
-                    raise self.error(f"unreadable COPY output ({str(exc).splitlines()[0]})") from None
-            worker.join()
-            if failure:
-                raise self._driver_error(failure[0], "read failed") from None
-            finished = True
-        finally:
-            if not finished:  # consumer stopped early or failed: stop the server and the thread
+            def produce() -> None:
                 try:
-                    dbapi.cancel()
-                except Exception:
-                    pass
-            source.close()
-            worker.join(timeout=30)
-            conn.close()
+                    with io.BufferedWriter(_PipeWriter(wfd, watch), buffer_size=1 << 20) as sink:
+                        with dbapi.cursor() as cur, watch.waiting():
+                            cur.copy_expert(sql, sink, size=1 << 20)
+                except BaseException as exc:  # reported by the consumer
+                    failure.append(exc)
+
+            worker = threading.Thread(target=produce, name="sor-copy", daemon=True)
+            block = max(1 << 20, self.batch_rows * 150)  # ~150 bytes a row: a block near batch_rows rows
+            # buffered: a read returns a whole block, not whatever the pipe holds (64 KiB batches)
+            source = os.fdopen(rfd, "rb", buffering=block)
+            worker.start()
+            names = list(SOR_COLUMNS)
+            types = {n: SOR_SCHEMA.field(n).type for n in names}
+            types.update({"version": pa.int64(), "size_bytes": pa.int64(), "data_shards": pa.int64(),
+                          "total_shards": pa.int64(), "updated_at": pa.int64()})
+            read_opts = pacsv.ReadOptions(column_names=names, block_size=block, use_threads=True)
+            parse_opts = pacsv.ParseOptions(newlines_in_values=True)
+            conv_opts = pacsv.ConvertOptions(
+                column_types=types, true_values=["t"], false_values=["f"], null_values=[""],
+                strings_can_be_null=True, quoted_strings_can_be_null=False,
+            )
+            finished = False
+            try:
+                try:
+                    reader = pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts,
+                                            convert_options=conv_opts)
+                    for batch in reader:
+                        yield self._pg_batch(batch)
+                except pa.ArrowInvalid as exc:
+                    worker.join(timeout=30)
+                    if failure:
+                        raise self._driver_error(failure[0], "read failed", watch) from None
+                    if "Empty CSV file" in str(exc):
+                        pass  # an empty table
+                    else:
+                        raise self.error(f"unreadable COPY output ({str(exc).splitlines()[0]})") from None
+                worker.join()
+                if failure:
+                    raise self._driver_error(failure[0], "read failed", watch) from None
+                finished = True
+            finally:
+                if not finished and not failure and not watch.fired:
+                    # the consumer stopped early or failed: stop the server (the connection works)
+                    with contextlib.suppress(Exception):
+                        dbapi.cancel()
+                source.close()
+                worker.join(timeout=30)
 
     def _pg_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         arrays = []

@@ -58,7 +58,7 @@ from qfs_assets.activities.dual_write.diff import (
 )
 from qfs_assets.activities.dual_write.ledger import DiffLedger, LedgerUpdate
 from qfs_assets.activities.dual_write.params import DualWriteParams
-from qfs_assets.sqltext import comment_text, quote_ident, sql_value
+from qfs_assets.sqltext import SqlTextError, comment_text, quote_ident, sql_value
 from qfs_assets.windows import ONE_DAY, day_end, month_window
 
 ACTIVITY = "dual_write_verification"
@@ -272,24 +272,32 @@ def check_sample(con: duckdb.DuckDBPyConnection, objects_view: str, shards_view:
 _ROW_FIELDS = ("version", "content_hash", "size_bytes", "data_shards", "total_shards", "updated_at", "deleted")
 
 
+def _repair_sql(d: dict, table_sql: str, dialect: str, insert: bool) -> str | None:
+    """The guarded INSERT or UPDATE of one SoR repair, every value through ``sqltext.sql_value``
+    (one line, nothing raw inside quotes); None when a value cannot be SQL text (a NUL)."""
+    try:
+        oid = sql_value(d["object_id"], dialect)
+        if insert:
+            cols = ", ".join(("object_id",) + _ROW_FIELDS)
+            vals = ", ".join([oid] + [sql_value(d[f"storage_{f}"], dialect) for f in _ROW_FIELDS])
+            return f"INSERT INTO {table_sql} ({cols}) VALUES ({vals}) ON CONFLICT (object_id) DO NOTHING;"
+        sets = ", ".join(f"{f} = {sql_value(d[f'storage_{f}'], dialect)}" for f in _ROW_FIELDS)
+        return f"UPDATE {table_sql} SET {sets} WHERE object_id = {oid} AND version = {int(d['sor_version'])};"
+    except SqlTextError:
+        return None
+
+
 def plan_reconciliation(detail: pa.Table, table_sql: str, dialect: str = "postgresql") -> pa.Table:
     """One row per inconsistency: the authoritative side, the action, and the SQL (SoR repairs)
-    in the system of record's ``dialect`` (SQLAlchemy's name)."""
+    in the system of record's ``dialect`` (SQLAlchemy's name). A repair whose values SQL text
+    cannot hold (an object id with a NUL character) keeps its action and has no statement."""
     rows = []
     for d in detail.to_pylist():
         cat, sv, mv = d["category"], d["sor_version"], d["storage_version"]
-        oid = sql_value(d["object_id"], dialect)
         if cat == "missing_in_sor" or (cat == "version_mismatch" and mv > sv) or cat == "content_mismatch":
-            if cat == "missing_in_sor":
-                action = "insert_into_system_of_record"
-                cols = ", ".join(("object_id",) + _ROW_FIELDS)
-                vals = ", ".join([oid] + [sql_value(d[f"storage_{f}"], dialect) for f in _ROW_FIELDS])
-                stmt = f"INSERT INTO {table_sql} ({cols}) VALUES ({vals}) ON CONFLICT (object_id) DO NOTHING;"
-            else:
-                action = "update_system_of_record"
-                sets = ", ".join(f"{f} = {sql_value(d[f'storage_{f}'], dialect)}" for f in _ROW_FIELDS)
-                stmt = f"UPDATE {table_sql} SET {sets} WHERE object_id = {oid} AND version = {int(sv)};"
-            rows.append((d["object_id"], cat, STORAGE, action, sv, mv, stmt))
+            insert = cat == "missing_in_sor"
+            action = "insert_into_system_of_record" if insert else "update_system_of_record"
+            rows.append((d["object_id"], cat, STORAGE, action, sv, mv, _repair_sql(d, table_sql, dialect, insert)))
         else:  # missing_in_storage, or the SoR holds the newer version
             rows.append((d["object_id"], cat, SOR, "rewrite_into_storage_engine", sv, mv, None))
     cols = list(zip(*rows)) if rows else [[] for _ in RECONCILIATION_SCHEMA]
@@ -298,36 +306,51 @@ def plan_reconciliation(detail: pa.Table, table_sql: str, dialect: str = "postgr
 
 def reconciliation_script(plan: pa.Table, *, partition: str, snapshot_date: str, as_of: dt.datetime,
                           database: str, table_sql: str) -> str:
-    """The SQL file for the system of record: guarded statements in one transaction, never applied."""
+    """The SQL file for the system of record: guarded statements in one transaction, never applied.
+
+    Comments carry no data: the header names the run (partition, snapshot day, as-of time: dates
+    the pipeline made), the database and table (settings, escaped by ``comment_text``) and counts;
+    the objects to rewrite through the StorageEngine and the repairs that cannot be written as SQL
+    are rows of the ``dual_write_reconciliation`` table, never comment lines."""
     statements = [s for s in plan.column("statement").to_pylist() if s]
-    storage = [(o, v) for o, a, v in zip(plan.column("object_id").to_pylist(), plan.column("action").to_pylist(),
-                                        plan.column("sor_version").to_pylist()) if a == "rewrite_into_storage_engine"]
+    actions = plan.column("action").to_pylist()
+    storage = sum(a == "rewrite_into_storage_engine" for a in actions)
+    unwritable = sum(a != "rewrite_into_storage_engine" and not s
+                     for a, s in zip(actions, plan.column("statement").to_pylist()))
     lines = [
         "-- QFS Assure: dual-write reconciliation plan for the system of record. NOT APPLIED.",
         f"-- activity {ACTIVITY}, partition {partition}, snapshot {snapshot_date}, as of {iso_utc(as_of)}",
         f"-- database {comment_text(database)}, table {comment_text(table_sql)}",
         f"-- {len(statements)} statement(s) for the system of record (authority: the StorageEngine),",
-        f"-- {len(storage)} object(s) to rewrite through the StorageEngine (authority: the system of record).",
+        f"-- {storage} object(s) to rewrite through the StorageEngine (authority: the system of record): rows of",
+        f"-- {TABLE_RECONCILIATION} with action = 'rewrite_into_storage_engine' (not listed here).",
         "-- Every statement is guarded (ON CONFLICT DO NOTHING, WHERE version = <version seen>), so a",
         "-- write made after the diff is never overwritten. Review, then run it in one transaction.",
     ]
+    if unwritable:
+        lines += [f"-- {unwritable} repair(s) of the system of record cannot be written as SQL (an object id that SQL",
+                  f"-- text cannot hold, e.g. a NUL character): rows of {TABLE_RECONCILIATION} with authority",
+                  "-- storage_engine and no statement. Repair them by hand."]
     if statements:
         lines += ["BEGIN;", *statements, "COMMIT;"]
-    for oid, version in storage:
-        lines.append(f"-- rewrite_into_storage_engine: object_id {sql_value(oid)} at version {version}")
     return "\n".join(lines) + "\n"
+
+
+SQL_SUFFIX = ".reconciliation.sql"
 
 
 def reconciliation_sql_path(evidence_root: str | Path, partition: str) -> Path:
     """``<root>/dual_write_verification/dual_write_verification_YYYYMMDD.reconciliation.sql``."""
     store = EvidenceStore(evidence_root)
-    return store.json_path(ACTIVITY, partition).with_suffix(".reconciliation.sql")
+    return store.sidecar_path(store.json_path(ACTIVITY, partition), SQL_SUFFIX)
 
 
 def write_reconciliation_sql(evidence_root: str | Path, result: DualWriteResult) -> Path:
-    """Write the plan's SQL beside the evidence JSON (atomically); returns its path."""
+    """Write the plan's SQL alone (the activity publishes it with its evidence, before the verdict,
+    as a sidecar of the result); returns its path."""
     path = reconciliation_sql_path(evidence_root, result.partition)
-    write_bytes_atomic(path, result.reconciliation_sql.encode("utf-8"))
+    with EvidenceStore(evidence_root).writing(path):
+        write_bytes_atomic(path, result.reconciliation_sql.encode("utf-8"))
     return path
 
 
@@ -443,5 +466,6 @@ def assess_dual_write(
             "diff": {"method": daily.diff.method, "seconds": round(daily.diff.seconds, 3)},
         },
         reconciliation_sql=sql,
+        sidecars={SQL_SUFFIX: sql},
         daily=daily,
     )

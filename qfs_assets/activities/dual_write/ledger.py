@@ -49,6 +49,7 @@ from filelock import FileLock
 
 from qfs_assets.contract.schema import TS
 from qfs_assets.evidence.atomic import write_parquet_atomic
+from qfs_assets.evidence.store import EvidenceStore
 from qfs_assets.readers.sor import to_epoch_us
 from qfs_assets.windows import require_utc
 
@@ -126,7 +127,8 @@ class DiffLedger:
     def __init__(self, evidence_root: str | Path) -> None:
         from qfs_assets import storage_uri
 
-        self.dir = Path(storage_uri.local_state_dir(evidence_root)) / LEDGER_DIR
+        self.root = Path(storage_uri.local_state_dir(evidence_root))
+        self.dir = self.root / LEDGER_DIR
         self.path = self.dir / LEDGER_FILE
         self.mirror = None
         if storage_uri.is_remote(str(evidence_root)):
@@ -160,7 +162,7 @@ class DiffLedger:
         """Record run ``run_key`` at ``as_of`` that saw ``diffs`` (``object_id``, ``category``)."""
         run = Run(str(run_key), require_utc(as_of, "as_of"))
         diffs = diffs.select(["object_id", "category"]).cast(DIFF_KEY_SCHEMA)
-        with self._locked():
+        with EvidenceStore(self.root).writing(self.path), self._locked():
             episodes, runs = self.load()
             old = next((r for r in runs if r.run_key == run.run_key), None)
             others = [r for r in runs if r.run_key != run.run_key]

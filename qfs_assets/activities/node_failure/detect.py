@@ -28,7 +28,9 @@ is scanned at once or tick by tick. Only the rows that can change the state are 
 
 Stable ids: ``failure_id = f"{node_id}_{YYYYMMDD of failed_at}"``, the dynamic partition key
 and evidence stem. A second failure of the same node on the same UTC day (fail, recover, fail
-again) gets ``_2``, ``_3``, ... appended so that ids stay unique.
+again) gets ``_2``, ``_3``, ... appended so that ids stay unique. Detection reports every failure,
+whatever its node id; :func:`parse_failure_id` (what a partition key must pass) accepts only node
+ids that are safe file names (:mod:`qfs_assets.safenames`), since the id names evidence files.
 
 Incremental detection (a sensor): :class:`FailureCursor` is a small JSON-serialisable
 state: the last EQM seq and ts read, the partition date of that seq with the files read in
@@ -57,10 +59,12 @@ from qfs_assets.contract.schema import NODE_STATUSES, TABLES
 from qfs_assets.readers.base import BadInput, ExportReader, connect, parquet_metadata
 from qfs_assets.sqltext import quote_ident
 from qfs_assets.windows import day_end, day_start, to_utc
+from qfs_assets.safenames import NODE_ID_PATTERN, NODE_ID_RULE
 
 UTC = dt.timezone.utc
 FAILED = "failed"
-_ID_RE = re.compile(r"^(?P<node>.+)_(?P<day>\d{8})(?:_(?P<n>\d+))?$")
+#: ``<node_id>_<YYYYMMDD>[_n]``: the node id must be a safe file name (it names the evidence files)
+_ID_RE = re.compile(rf"(?P<node>{NODE_ID_PATTERN})_(?P<day>[0-9]{{8}})(?:_(?P<n>[1-9][0-9]{{0,3}}))?", re.ASCII)
 
 
 def base_failure_id(node_id: str, failed_at: dt.datetime) -> str:
@@ -69,9 +73,10 @@ def base_failure_id(node_id: str, failed_at: dt.datetime) -> str:
 
 def parse_failure_id(failure_id: str) -> tuple[str, dt.date, int]:
     """``(node_id, day, ordinal)`` of a failure id (ordinal 1 without a ``_n`` suffix)."""
-    m = _ID_RE.match(failure_id)
+    m = _ID_RE.fullmatch(failure_id) if isinstance(failure_id, str) else None
     if not m:
-        raise ValueError(f"not a failure id: {failure_id!r} (expected <node_id>_YYYYMMDD[_n])")
+        raise ValueError(f"not a failure id: {failure_id!r} (expected <node_id>_YYYYMMDD[_n], the node id "
+                         f"{NODE_ID_RULE})")
     day = dt.datetime.strptime(m.group("day"), "%Y%m%d").date()
     return m.group("node"), day, int(m.group("n") or 1)
 

@@ -15,8 +15,9 @@
   check). Without readable evidence it alerts from the checks' own metadata. Runs launched by
   the daemon, the UI and ``qfs-assure`` on the same instance are all covered. On its first tick
   it only sets its cursor (no flood of historical failures).
-* ``alert_on_run_failure`` — a run failure sensor: ``bad_input`` when a failed step's metadata
-  has ``bad_input`` (see ``qfs_assets.defs.common.bad_input_guard``), ``run_failed`` otherwise.
+* ``alert_on_run_failure`` — a run failure sensor: the failed step's ``error_kind`` metadata
+  (``bad_input``, ``source_unreachable``, ``evidence_unwritable``; see
+  ``qfs_assets.defs.common.bad_input_guard``), ``run_failed`` otherwise.
 
 The sensors default to RUNNING. A sensor tick that fails sends a ``sensor_error`` alert and
 raises (visible in the UI; the cursor is not advanced, the ledger prevents repeats).
@@ -36,7 +37,8 @@ import dagster as dg
 
 from qfs_assets.alerting.config import AlertConfig, load_config
 from qfs_assets.alerting.dispatch import DeliveryReport, dispatch, redeliver_pending
-from qfs_assets.alerting.model import (Alert, FailedCriterion, canonical_json, alert_for_failure, alert_from_evidence,
+from qfs_assets.alerting.model import (FAILURE_KINDS, Alert, FailedCriterion, canonical_json, alert_for_failure,
+                                       alert_from_evidence,
                                        runbook_for, sha256_hex)
 from qfs_assets import registry
 
@@ -139,7 +141,7 @@ def _activity_of(run: dg.DagsterRun, step_keys: list[str]) -> str:
 def alert_for_run_failure(context: dg.RunFailureSensorContext) -> Alert:
     run = context.dagster_run
     step_events = context.get_step_failure_events()
-    bad_input = False
+    kinds: list[str] = []
     messages: list[str] = []
     tables: list[str] = []
     step_keys: list[str] = []
@@ -148,8 +150,10 @@ def alert_for_run_failure(context: dg.RunFailureSensorContext) -> Alert:
         data = event.step_failure_data
         user = data.user_failure_data
         metadata = dict(user.metadata or {}) if user is not None else {}
-        if "bad_input" in metadata:
-            bad_input = True
+        kind = metadata.get("error_kind")
+        kind = str(getattr(kind, "value", kind)) if kind is not None else ("bad_input" if "bad_input" in metadata else None)
+        if kind in FAILURE_KINDS:
+            kinds.append(kind)
             table = metadata.get("table")
             if table is not None:
                 tables.append(str(getattr(table, "value", table)))
@@ -163,10 +167,12 @@ def alert_for_run_failure(context: dg.RunFailureSensorContext) -> Alert:
         messages.append(f"step {event.step_key}: {text.strip()}")
     if not messages:
         messages.append(context.failure_event.message or "run failed")
-    kind = "bad_input" if bad_input else "run_failed"
+    kind = kinds[0] if kinds else "run_failed"
     activity = _activity_of(run, step_keys)
     partition = run.tags.get("dagster/partition")
-    prefix = "Bad input, no evidence written" if bad_input else "Run failed"
+    prefix = {"bad_input": "Bad input, no evidence written",
+              "source_unreachable": "System of record unreachable, no evidence written",
+              "evidence_unwritable": "Evidence root cannot be written, no evidence written"}.get(kind, "Run failed")
     message = f"{prefix}: job {run.job_name}" + (f", partition {partition}" if partition else "") + ".\n" + "\n".join(messages)
     details = {"run_id": run.run_id, "job": run.job_name}
     if tables:
@@ -186,8 +192,8 @@ def sensor_error(name: str, exc: BaseException) -> None:
 
 @dg.run_failure_sensor(
     name="alert_on_run_failure",
-    description="Sends a run_failed or bad_input alert to the configured webhooks, Slack and email "
-                "(qfs_assets.alerting; deduplicated).",
+    description="Sends a run_failed, bad_input, source_unreachable or evidence_unwritable alert to the configured "
+                "webhooks, Slack and email (qfs_assets.alerting; deduplicated).",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )

@@ -21,7 +21,7 @@ from qfs_assets.activities.dual_write.assess import (
     assess_daily_diff,
     assess_dual_write,
     criteria_specs,
-    write_reconciliation_sql,
+    reconciliation_sql_path,
 )
 from qfs_assets.activities.dual_write.params import DualWriteParams
 from qfs_assets.defs import partitions
@@ -67,9 +67,10 @@ def dual_write_diff(context: dg.AssetExecutionContext, config: DualWriteConfig, 
     params = params_from_config(DualWriteParams, config)
     as_of = config_guard(lambda: _as_of(config, end))
     store = evidence.store()
+    bad_input_guard(store.prepare)
     daily = bad_input_guard(lambda: assess_daily_diff(export.reader(), _sor(system_of_record, params), day,
                                                       store.root, as_of, params))
-    path = store.write_table(DAILY_TABLE, context.partition_key, daily.inconsistencies)
+    path = bad_input_guard(lambda: store.write_table(DAILY_TABLE, context.partition_key, daily.inconsistencies))
     reached = _alert_on_reached_limit(context, store.root, day, daily, params)
     return dg.MaterializeResult(metadata={
         **{k: dg.MetadataValue.int(int(v)) for k, v in daily.metrics.items()},
@@ -120,7 +121,7 @@ def dual_write_verification(context: dg.AssetExecutionContext, config: DualWrite
     store = evidence.store()
     judged = judge_activity(context, store, lambda: assess_dual_write(
         export.reader(), _sor(system_of_record, params), month, params, store.root, as_of), params)
-    sql_path = write_reconciliation_sql(store.root, judged.result)
+    sql_path = reconciliation_sql_path(store.root, judged.result.partition)  # published with the evidence, before it
     return evidence_result(judged, reconciliation_sql=dg.MetadataValue.path(str(sql_path)),
                            inconsistent_objects=dg.MetadataValue.int(judged.result.tables[TABLE_INCONSISTENCIES].num_rows))
 

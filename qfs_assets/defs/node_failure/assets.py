@@ -67,6 +67,8 @@ def node_failure_response(context: dg.AssetExecutionContext, config: NodeFailure
     def assess():
         try:
             failure = failure_from_id(reader, context.partition_key)
+        except ValueError as exc:  # not a failure id (a hostile node id would name files outside the root)
+            raise BadInput(ACTIVITY, f"partition key: {exc}") from None
         except KeyError:
             raise BadInput("eqm", f"no failure {context.partition_key} in the log or the snapshots") from None
         as_of = config_guard(lambda: _as_of(reader, failure.failed_on, config.as_of))

@@ -10,6 +10,8 @@ is already written); the dedupe ledger sends each failure once.
 `save_cursor` stores a cursor in the instance's state of this sensor, as the daemon would after
 a tick: `qfs-assure demo` evaluates one tick itself and saves its cursor, so the daemon's first
 tick on that instance continues from there instead of responding to the same failures again.
+A failure whose node id is no safe file name (``../x``: the id names the evidence files) is
+alerted as bad input and requests nothing.
 """
 
 import json
@@ -17,11 +19,35 @@ import time
 
 import dagster as dg
 
-from qfs_assets.activities.node_failure.detect import FailureCursor, scan_failures
+from qfs_assets.activities.node_failure.detect import FailureCursor, FailureEvent, parse_failure_id, scan_failures
 from qfs_assets.defs.common import activity_run_config
 from qfs_assets.defs.node_failure import assets
 from qfs_assets.defs.resources import EvidenceResource, ExportResource
 from qfs_assets.readers.base import BadInput
+from qfs_assets.safenames import NODE_ID_RULE
+
+
+def _usable(failure: FailureEvent) -> bool:
+    """Whether the failure's id can be a partition key; if not (a node id that is no safe file name,
+    e.g. ``../x``), alert bad input once and request nothing: the id would name files outside the
+    evidence root."""
+    try:
+        parse_failure_id(failure.failure_id)
+        return True
+    except ValueError:
+        from qfs_assets.alerting.config import load_config
+        from qfs_assets.alerting.dispatch import dispatch
+        from qfs_assets.alerting.model import alert_for_failure
+
+        table = "eqm" if failure.source == "eqm" else "nodes"
+        message = (f"bad input: table '{table}': node {failure.node_id!r} failed at {failure.failed_at.isoformat()}, "
+                   f"but its id is not a safe name ({NODE_ID_RULE}): no response is requested, as the failure id "
+                   f"{failure.failure_id!r} would name evidence files")
+        try:
+            dispatch(alert_for_failure("bad_input", assets.ACTIVITY, None, message), load_config())
+        except Exception:  # noqa: BLE001 - alerting never breaks the sensor
+            pass
+        return False
 
 #: the code location's name (pyproject.toml and workspace.yaml) and the repository of a Definitions
 LOCATION_NAME = "qfs_assets"
@@ -67,6 +93,7 @@ def node_failure_sensor(context: dg.SensorEvaluationContext, export: ExportResou
 
         sensor_error("node_failure_sensor", exc)
         raise dg.DagsterError(str(exc)) from None
+    failures = [f for f in failures if _usable(f)]
     known = set(context.instance.get_dynamic_partitions(assets.node_failures.name)) if context.instance else set()
     new_ids = [f.failure_id for f in failures if f.failure_id not in known]
     alert_failures(context, failures, evidence.evidence_root)
