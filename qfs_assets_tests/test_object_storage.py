@@ -100,7 +100,7 @@ def _verdict(outcome) -> tuple:
 def _comparable(doc: dict) -> dict:
     """The evidence without what names where it came from (roots) or how long it took."""
     doc = json.loads(json.dumps(doc))
-    for k in ("timings", "diff"):
+    for k in ("timings", "diff", "judged_at"):
         doc.pop(k, None)
     inputs = doc.get("inputs") or {}
     for k in ("export_root", "ledger", "system_of_record"):
