@@ -102,6 +102,8 @@ def _comparable(doc: dict) -> dict:
     doc = json.loads(json.dumps(doc))
     for k in ("timings", "diff", "judged_at"):
         doc.pop(k, None)
+    if isinstance(doc.get("replay_state_saved"), dict):  # where the verified state went: root-specific
+        doc["replay_state_saved"].pop("path", None)
     inputs = doc.get("inputs") or {}
     for k in ("export_root", "ledger", "system_of_record"):
         inputs.pop(k, None)
