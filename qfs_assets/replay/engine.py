@@ -169,7 +169,7 @@ __all__ = [
 ]
 
 from .result import (  # noqa: E402 - shared with the columnar engine
-    EQM_COLUMNS, _EQM_TYPES, _TS, ChainBreak, InvalidEvent, ReplayInputError, ReplayResult, Roots, _no_gc, _to_us,
+    EQM_COLUMNS, _TS, ChainBreak, InvalidEvent, ReplayInputError, ReplayResult, Roots, _no_gc, _to_us, normalise,
 )
 _EVENT_TYPE_SET = pa.array(P.EVENT_TYPES, type=pa.string())
 _STATUSES = frozenset(NODE_STATUSES)
@@ -344,7 +344,7 @@ class ReplayEngine:
         if self._done:
             return False
         t = time.thread_time()
-        normalised = self._normalise(batch)
+        normalised = normalise(batch)
         self.phase_seconds["input"] += time.thread_time() - t
         for rb in normalised:
             if rb.num_rows == 0:
@@ -355,28 +355,6 @@ class ReplayEngine:
             with _no_gc():
                 self._drain(final=False)
         return not self._done
-
-    def _normalise(self, batch: pa.RecordBatch | pa.Table) -> list[pa.RecordBatch]:
-        names = batch.schema.names
-        missing = [c for c in EQM_COLUMNS if c not in names]
-        if missing:
-            raise ReplayInputError(f"EQM batch lacks column(s) {missing}")
-        cols = []
-        for name in EQM_COLUMNS:
-            col = batch.column(name)
-            if col.null_count:
-                raise ReplayInputError(f"EQM column {name!r} holds {col.null_count} null(s)")
-            want = _EQM_TYPES[name]
-            if col.type != want:
-                try:  # a tz-naive ts is read as UTC (the contract's times are UTC)
-                    col = col.cast(want, safe=True)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
-                    raise ReplayInputError(f"EQM column {name!r} of type {col.type} cannot become {want}: {e}") from e
-            cols.append(col)
-        if isinstance(batch, pa.Table):
-            t = pa.Table.from_arrays(cols, names=list(EQM_COLUMNS))
-            return t.to_batches()
-        return [pa.RecordBatch.from_arrays(cols, names=list(EQM_COLUMNS))]
 
     def _drain(self, final: bool) -> None:
         """Process the buffered rows in steps of batch_rows to 2 * batch_rows rows (so that input
