@@ -514,6 +514,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BENCH / "results")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("QFS_BENCH_DATA", "/tmp/qfs_bench")))
     ap.add_argument("--regen", action="store_true", help="regenerate the data even if present")
+    ap.add_argument("--generate-only", action="store_true",
+                    help="generate (or check) the data of the --only activities and stop, measuring nothing")
     ap.add_argument("--no-docs", action="store_true",
                     help="do not rewrite docs/benchmarks.md (never rewritten by --quick or --only runs)")
     ap.add_argument("--report", action="store_true",
@@ -538,6 +540,15 @@ def main() -> None:
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     log(f"QFS Assure benchmark ({'quick' if args.quick else 'full'} size {s}), runs {args.runs}, data {base}")
+    if args.generate_only:
+        if {"node_health", "dual_write"} & set(only):
+            gen_storage(base, s, args.regen, need_pg="dual_write" in only)
+        if "economics" in only:
+            gen_economics(base, s, args.regen)
+        if "replay" in only:
+            gen_replay(base, s, args.regen)
+        log(f"data ready under {base} in {(time.perf_counter() - t0) / 60:.1f} min")
+        return
     fns = {"tiny": bench_tiny, "node_health": bench_node_health, "economics": bench_economics, "dual_write": bench_dual_write,
            "replay": bench_replay}
     results = []
