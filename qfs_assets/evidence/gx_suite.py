@@ -80,6 +80,7 @@ class _Worker:
             [sys.executable, "-m", "qfs_assets.evidence.gx_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True,
         )
+        self.answered = False
 
     def call(self, request: tuple) -> Any:
         data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
@@ -90,18 +91,22 @@ class _Worker:
             raise EOFError("the GX helper process ended")
         (n,) = struct.unpack("<Q", head)
         ok, value = pickle.loads(self.proc.stdout.read(n))
+        self.answered = True
         if not ok:
             raise RuntimeError(value)
         return value
 
     def close(self) -> None:
+        """Close its stdin (it then exits at once); a helper that never answered (still importing
+        GX: a run that failed early, a usage error) is killed rather than waited for."""
         with contextlib.suppress(Exception):
             self.proc.stdin.close()
-        with contextlib.suppress(Exception):
-            self.proc.wait(timeout=5)
+        if self.answered:
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=5)
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self.proc.wait()  # reaped: its CPU time is counted with this process's children
 
 
 def _stop_worker() -> None:

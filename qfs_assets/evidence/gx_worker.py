@@ -4,8 +4,14 @@ Started by :func:`gx_suite.prefetch` as ``python -m qfs_assets.evidence.gx_worke
 the GX context at once (the import is the slow part), then answers requests read from stdin,
 each a length-prefixed pickle ``("validate", suite_name, judge_table_ipc, specs, metrics)``,
 with ``(True, [Criterion, ...])`` or ``(False, message)`` on stdout. It ends when stdin closes
-(its parent ended or no longer needs it). Anything GX prints goes to stderr, never into the
-protocol stream.
+(its parent ended or no longer needs it), at once (``os._exit``: it holds nothing to save, and
+tearing GX's interpreter down took ~0.6 s that the CLI waited for). Anything GX prints goes to
+stderr, never into the protocol stream.
+
+GX's optional integrations that judging a pandas table never uses (SQL through SQLAlchemy,
+PostgreSQL, AWS) are hidden from it here (:data:`NOT_FOR_GX`): GX then takes them as not
+installed, a configuration GX supports (they are not among its requirements), and its import
+costs ~0.7 s of CPU less (2.6 s to 1.9 s). The parent process is not affected.
 """
 
 from __future__ import annotations
@@ -15,6 +21,18 @@ import pickle
 import struct
 import sys
 
+#: installed for QFS Assure's own use (the system of record, s3:// roots), optional for GX and
+#: never used by its pandas data source: hidden from GX in this process only
+NOT_FOR_GX = ("sqlalchemy", "psycopg2", "boto3", "botocore")
+
+
+def hide_optional_integrations() -> None:
+    """Make ``import`` of :data:`NOT_FOR_GX` fail in this process (GX's compatibility layer then
+    uses its not-installed stand-ins). Only before anything imported them."""
+    for name in NOT_FOR_GX:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # ImportError on import (PEP 451)
+
 
 def main() -> int:
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -22,6 +40,7 @@ def main() -> int:
     os.dup2(2, 1)  # stray prints (progress bars, warnings) cannot corrupt the protocol
     sys.stdout = sys.stderr
 
+    hide_optional_integrations()
     from qfs_assets.evidence import gx_suite
 
     try:
@@ -41,8 +60,9 @@ def main() -> int:
 
     while True:
         head = read_exact(8)
-        if len(head) != 8:
-            return 0
+        if len(head) != 8:  # the parent closed stdin: nothing to save, skip the interpreter's teardown
+            sys.stderr.flush()
+            os._exit(0)
         (n,) = struct.unpack("<Q", head)
         request = pickle.loads(read_exact(n))
         try:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import io
 import math
 import os
@@ -96,7 +97,13 @@ DEFAULT_BATCH_ROWS = 131_072
 PG_READ_METHODS = ("copy", "cursor")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _INT_COLUMNS = ("version", "size_bytes", "data_shards", "total_shards")
-_TS_LOW, _TS_HIGH = pa.scalar(TS_MIN, TS), pa.scalar(TS_MAX, TS)
+
+
+@functools.cache
+def _ts_bounds() -> tuple[pa.Scalar, pa.Scalar]:
+    """The contract's timestamp range as Arrow scalars, made on first use (``pa.scalar`` imports
+    pandas, which importing the definitions should not)."""
+    return pa.scalar(TS_MIN, TS), pa.scalar(TS_MAX, TS)
 
 
 class SorError(BadInput):
@@ -873,7 +880,8 @@ class SystemOfRecord:
                 shown = f" (object_id {example!r})" if example is not None else ""
                 raise self.error(f"null in required column{shown}", column=name)
         ts = batch.column(SOR_COLUMNS.index("updated_at"))
-        outside = pc.invert(pc.and_(pc.greater_equal(ts, _TS_LOW), pc.less(ts, _TS_HIGH)))
+        low, high = _ts_bounds()
+        outside = pc.invert(pc.and_(pc.greater_equal(ts, low), pc.less(ts, high)))
         if pc.any(outside).as_py():
             idx = int(pc.index(outside, True).as_py())
             raise self.error(f"timestamp outside {TS_RANGE_TEXT} (object_id {batch.column(0)[idx].as_py()!r}, "

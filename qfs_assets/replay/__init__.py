@@ -12,11 +12,26 @@ semantics (documented there, every choice), kept as the tests' oracle and the be
 """
 
 from .compare import CheckpointCheck, CheckpointComparison, compare_checkpoints
-from .columnar import ColumnarEngine as ReplayEngine
-from .columnar import replay
 from .result import EQM_COLUMNS, ChainBreak, InvalidEvent, ReplayInputError, ReplayResult, Roots
 from .payloads import EVENT_FIELDS, EVENT_TYPES, parse_payload
 from .rows import COMPONENT_FIELDS, COMPONENT_SCHEMAS, row_text
+
+#: loaded on first use (PEP 562): the columnar engine imports numba and compiles its kernels, which
+#: every process that imports the definitions (and so this package, through the drill's module)
+#: would otherwise pay for; only a drill run needs them
+_LAZY = {"replay": ("columnar", "replay"), "ReplayEngine": ("columnar", "ColumnarEngine")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "replay",

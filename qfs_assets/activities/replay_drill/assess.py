@@ -33,8 +33,7 @@ from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
 from qfs_assets.readers.base import BadInput, ExportReader
 from qfs_assets.readers.eqm import eqm_dates, read_checkpoints, stream_eqm
 from qfs_assets.activities.replay_drill.params import DrillParams
-from qfs_assets.replay import ReplayInputError
-from qfs_assets.replay.incremental import drill_replay
+from qfs_assets.replay import ReplayInputError  # the replay engine itself is imported by the run (numba)
 from qfs_assets.windows import quarter_window
 
 ACTIVITY = "storage_replay_drill"
@@ -90,6 +89,8 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
     checkpoints = read_checkpoints(reader)
     ts = checkpoints.column("ts")
     in_quarter = checkpoints.filter(pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type))))
+
+    from qfs_assets.replay.incremental import drill_replay  # the columnar engine: numba, only when a drill runs
 
     try:
         run = drill_replay(lambda: stream_eqm(reader, through=last_day, batch_rows=p.batch_rows), quarter=quarter_start,

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from qfs_assets.dashboard import build_dashboard, write_page
 from qfs_assets.defs.resources import EvidenceResource
 
 GROUP = "dashboard"
@@ -34,6 +33,7 @@ def dashboard_path(evidence_root: str) -> Path:
                 "failure responses and the verdict timeline. Written to <evidence_root>/dashboard/index.html.",
 )
 def storage_assurance_dashboard(context: dg.AssetExecutionContext, evidence: EvidenceResource) -> dg.MaterializeResult:
+    from qfs_assets.dashboard import build_dashboard, write_page  # Jinja2 and the panels: only when rendering
     from qfs_assets.storage_uri import is_remote
 
     if is_remote(evidence.evidence_root):  # the HTML page reads a local folder; Grafana covers S3 evidence
