@@ -217,6 +217,19 @@ def _failure_message(result) -> tuple[int, str]:
     return EXIT_INTERNAL, "the run failed (see the Dagster UI for the run's logs)"
 
 
+def prefetch_judge(activity_name: str) -> None:
+    """Start GX's helper process when a run of ``activity_name`` will be judged: it imports GX
+    (~2 s of CPU) on the other core while this process imports Dagster and the definitions and
+    runs the assets. On a small partition the helper's import is the longer of the two, so
+    `qfs-assure run` calls this before anything else it imports (an unknown activity starts
+    nothing; a helper that is never asked is killed at exit)."""
+    if activity_name in UNJUDGED or activity_name not in registry.activities():
+        return
+    from qfs_assets.evidence import gx_suite
+
+    gx_suite.prefetch()
+
+
 def execute(activity_name: str, partition: str, *, export_root=None, sor_url=None, evidence_root=None,
             defs=None, instance=None) -> Outcome:
     """Materialise one activity partition through ``defs`` and read back its verdict."""
@@ -230,10 +243,7 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
     if activity.uses_system_of_record:
         sor_url = _setting("sor_url", sor_url, "--sor-url", "system of record URL")
     deployment_settings()
-    if activity.name not in UNJUDGED:  # start GX's helper process now: it imports GX while Dagster loads
-        from qfs_assets.evidence import gx_suite
-
-        gx_suite.prefetch()
+    prefetch_judge(activity.name)  # (`qfs-assure run` started it already, before its first import)
     if defs is None:
         from qfs_assets.definitions import defs
     from qfs_assets.storage_uri import StorageURIError, check_root
@@ -649,6 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT if exc.code else EXIT_PASSED
     _quiet()
     _load_dotenv()
+    if args.command == "run":
+        prefetch_judge(args.activity)
     try:
         if args.command in ("run", "demo"):  # commands that alert: wrong alerting settings stop them first
             from qfs_assets.alerting.config import AlertConfigError, load_config

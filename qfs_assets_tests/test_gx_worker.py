@@ -1,5 +1,9 @@
 """Great Expectations in its helper process gives exactly the verdicts of GX in this process."""
 
+import subprocess
+import sys
+import time
+
 import pyarrow as pa
 import pytest
 
@@ -63,3 +67,42 @@ def test_helper_can_be_turned_off(monkeypatch):
     gx_suite.prefetch()  # imports GX in a thread of this process instead
     assert "worker" not in gx_suite._STATE
     assert gx_suite.validate("node_health_assessment", judge(), SPECS, METRICS)[0].name == "nodes_verified"
+
+
+def test_the_helper_exits_by_itself_when_its_parent_is_done(worker):
+    gx_suite.validate("node_health_assessment", judge(), SPECS, METRICS)
+    gx_suite._stop_worker()
+    assert worker.proc.returncode == 0  # closed stdin: it ended on its own (not killed)
+
+
+def test_a_helper_still_importing_gx_is_not_waited_for(monkeypatch):
+    """A run that ends before judging (bad input, a usage error) does not wait for GX's import."""
+    monkeypatch.setenv("QFS_GX_WORKER", "1")
+    gx_suite._stop_worker()
+    monkeypatch.delitem(gx_suite._STATE, "ctx", raising=False)
+    gx_suite.prefetch()
+    w = gx_suite._STATE["worker"]
+    t0 = time.perf_counter()
+    gx_suite._stop_worker()
+    assert w.proc.returncode is not None and time.perf_counter() - t0 < 1.0
+
+
+def test_the_helper_judges_without_gx_optional_integrations():
+    """The helper hides SQLAlchemy, psycopg2 and boto3 from GX (they are optional for GX and its
+    pandas source never uses them): GX still imports and judges, and none of them is loaded."""
+    probe = (
+        "import sys\n"
+        "from qfs_assets.evidence import gx_worker\n"
+        "gx_worker.hide_optional_integrations()\n"
+        "from qfs_assets.evidence import gx_suite\n"
+        "from qfs_assets_tests.test_gx_worker import judge, SPECS, METRICS\n"
+        "v = gx_suite.validate_local('node_health_assessment', judge(), SPECS, METRICS)\n"
+        "assert [c.name for c in v] == [s.name for s in SPECS]\n"
+        "print(sorted(m for m in gx_worker.NOT_FOR_GX if sys.modules.get(m) is not None))\n"
+    )
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -50,6 +50,27 @@ def test_every_pure_module_imports_without_dagster():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [], "imports dagster (first offender)"
 
 
+#: what importing the definitions must not import: each is needed by one activity's run only (or by
+#: none in this process), and every process that loads the code location (a `qfs-assure run` of
+#: any activity, the code server, the daemon) would pay for it (numba alone ~0.5 s of CPU)
+NOT_AT_LOAD = {
+    "numba": "the replay engine's compiled kernels (the drill imports them when it runs)",
+    "pandas": "pulled in by pyarrow's first pa.array/pa.scalar of Python values: none at module level",
+    "jinja2": "the HTML dashboard (its asset imports it when it renders)",
+    "great_expectations": "GX (its helper process, or the judge when a run has no helper)",
+}
+
+
+def test_loading_the_definitions_imports_only_what_every_run_needs():
+    probe = ("import sys, json\n"
+             "import qfs_assets.definitions\n"
+             f"print(json.dumps(sorted(m for m in {sorted(NOT_AT_LOAD)!r} if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == [], {m: NOT_AT_LOAD[m] for m in loaded}
+
+
 def graph_snapshot(defs) -> dict:
     graph = defs.resolve_asset_graph()
     assets = {}
