@@ -241,20 +241,20 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
 
     con = connect()
     try:
-        # One scan per table: each ledger's value validation (nulls, types, ranges, enumerations),
-        # daily sums, window counts, non-positive amounts and id hashes (for duplicates) come from
-        # one aggregate query; the log's validation and its fee_charged sum from another.
+        # One aggregate scan per ledger: its value validation (nulls, types, ranges, enumerations),
+        # daily sums, window counts, non-positive amounts (and, for rewards, the rewards to failed
+        # nodes with their finding rows) together; see _scan_ledger.
         fee_ledger(reader, con, plan["fees"][0], "fees", validate_keys=False, validate=False)
         fees = _scan_ledger(reader, con, reader.reads[-1], "fees", day_index, in_window, amount="amount_atr", key="tx_id")
         reward_ledger(reader, con, plan["rewards"][0], "rewards", validate_keys=False, validate=False)
         reward_read = reader.reads[-1]
-        # The rewards scan joins the nodes snapshots, so they (small) are read and validated first,
-        # and the log's files checked; their bad input is held so that it is reported in the order
-        # the tables are listed (fees, rewards, eqm, nodes), as when each was validated in turn.
+        # The rewards scan joins the nodes snapshots, so they (small) and the log are read and
+        # validated first; their bad input is held so that it is reported in the order of the
+        # tables (fees, rewards, eqm, nodes, then the fee_charged payloads), as when each table
+        # was validated in turn.
         held: dict[str, BadInput] = {}
         try:
-            reader.relation(con, "eqm", plan["eqm"][0], view_name="eqm", columns=EQM_COLUMNS, validate=False)
-            eqm_read = reader.reads[-1]
+            reader.relation(con, "eqm", plan["eqm"][0], view_name="eqm", columns=EQM_COLUMNS)
         except BadInput as exc:
             held["eqm"] = exc
         try:
@@ -272,12 +272,10 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
         )
         rewards = _scan_ledger(reader, con, reward_read, "rewards", day_index, in_window, amount="amount_nod",
                                key="reward_id", must_be_positive="kind <> 'adjustment'")
-        if "eqm" in held:
-            raise held["eqm"]
-        log_scan = _scan_log(reader, con, eqm_read, in_window)
-        if "nodes" in held:
-            raise held["nodes"]
-        log_events, log_fees_atr = log_scan if isinstance(log_scan, tuple) else _bad_payload(con, in_window, log_scan)
+        for table in ("eqm", "nodes"):
+            if table in held:
+                raise held[table]
+        log_events, log_fees_atr = _log_fees(con, in_window)
 
         fee_days, fees_outside = fees.per_day, fees.outside
         reward_days, rewards_outside = rewards.per_day, rewards.outside
@@ -358,11 +356,11 @@ def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: Tab
     It computes, together: the reader's value checks (:func:`~qfs_assets.readers.base.value_checks`:
     nulls, timestamp range, enumerations; over the typed view, a value that does not cast to
     the contract's type fails the query), each day's row count and exact sum (DuckDB's ``sum``
-    over BIGINT accumulates HUGEINT, 128-bit), the non-positive amounts, the 64-bit hashes of
-    the ids (``list`` aggregate, for :func:`_duplicates`) and, for rewards, the join with
-    ``failed_nodes`` (count, and the offending rows kept in table ``rewards_failed`` for the
-    findings). On a violation or a query error the reader's own validation pass reports it
-    (the same one-line bad input as before); it also defines the view ``<table>_w`` (window rows).
+    over BIGINT accumulates HUGEINT, 128-bit), the non-positive amounts and, for rewards, the
+    join with ``failed_nodes`` (count, and the offending rows, kept in table ``rewards_failed``
+    for the findings). On a violation or a query error the reader's own validation pass reports
+    it (the same one-line bad input as before). Then the 64-bit hashes of the window's ids are
+    read (for :func:`_duplicates`). Defines the views ``<table>_d`` and ``<table>_w`` (window rows).
     """
     spec = TABLES[table]
     cols = spec.column_names
@@ -375,7 +373,6 @@ def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: Tab
         "count(*) AS n",
         f"sum({amount}) AS total",
         f"count(*) FILTER (WHERE {amount} <= 0 AND {must_be_positive}) AS bad",
-        f"list(hash({key})) FILTER (WHERE day_index IS NOT NULL) AS hashes",
     ]
     if rewards:
         # (snapshot_date, node_id) is unique in failed_nodes: the join never multiplies rows
@@ -407,7 +404,9 @@ def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: Tab
             per_day[r["day_index"]] = (int(r["n"]), int(r["total"]))
             bad += int(r["bad"])
             to_failed += int(r.get("to_failed") or 0)
-    hashes = pc.list_flatten(got.column("hashes")).to_numpy()
+    # the ids' hashes: a second, narrow query (collecting them in the aggregate above as a
+    # list costs more than reading the id column again)
+    hashes = con.execute(f"SELECT hash({key}) AS h FROM {table}_w").fetchnumpy()["h"]
     if rewards:
         con.register("rewards_failed__agg", got.select(["failed_rows"]))
         con.execute("CREATE TEMP TABLE rewards_failed AS SELECT unnest(failed_rows, recursive := true) FROM rewards_failed__agg")
@@ -441,45 +440,48 @@ def _row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
     return con.execute(sql).fetchall()[0]
 
 
-def _int_amount(amount: str) -> str:
-    """SQL: the JSON value ``amount`` is an integer that fits int64."""
-    return f"json_type({amount}) IN ('UBIGINT', 'BIGINT') AND TRY_CAST({amount} AS BIGINT) IS NOT NULL"
+def _amount_value(amount: str) -> str:
+    """SQL: the BIGINT that the text of the JSON value ``amount`` casts to, or NULL."""
+    return f"TRY_CAST({amount}::VARCHAR AS BIGINT)"
 
 
-def _scan_log(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: TableRead, in_window: str) -> tuple[int, int] | Exception | None:
-    """One scan of the week's EQM rows: the reader's value checks on ``ts``, ``event_type`` and
-    ``payload`` (bad input at once, as in :func:`_scan_ledger`) and (events, exact sum of
-    amount_atr) of the window's fee_charged events, each payload parsed once (``json_extract``,
-    only for those events).
+def _int_amount(amount: str, value: str | None = None) -> str:
+    """SQL: the JSON value ``amount`` (``json_extract``'s output) is an integer that fits int64;
+    ``value`` is :func:`_amount_value` of it when already computed.
 
-    A malformed payload is reported later (after the nodes snapshots' bad input, as when each
-    table was validated in turn): then the result is the query's error (a payload that is not
-    JSON) or None (not an int64 amount), for :func:`_bad_payload`.
+    ``json_extract`` writes a value back in canonical form: an integer as plain decimal digits,
+    a real always with a fraction or exponent (``1e2`` becomes ``100.0``), a string quoted. So
+    the value is an int64 exactly when its text casts to BIGINT and back to the same text. This
+    casts plain text (cast to BIGINT, a JSON value would be parsed as JSON again, and
+    ``json_type`` parses it once more), and agrees with ``json_type(v) IN ('UBIGINT', 'BIGINT')
+    AND TRY_CAST(v AS BIGINT) IS NOT NULL`` (see the economics tests' payload cases).
     """
-    spec = TABLES["eqm"]
-    checks = value_checks(spec, EQM_COLUMNS, cast_check=set())
-    fee = f"event_type = 'fee_charged' AND {in_window}"
-    sql = (
-        f"SELECT count(*), count(*) FILTER (WHERE fee__), sum(TRY_CAST(amount__ AS BIGINT)::HUGEINT), "
-        f"count(*) FILTER (WHERE fee__ AND NOT coalesce({_int_amount('amount__')}, false))"
-        + "".join(f", {ch.aggregate}" for ch in checks)
-        + f" FROM (SELECT *, {fee} AS fee__, CASE WHEN {fee} THEN json_extract(payload, '$.amount_atr') END AS amount__ FROM eqm)"
-    )
-    try:
-        n, events, total, bad, *violations = _row(con, sql)
-    except duckdb.Error as exc:
-        reader.validate(con, spec, "eqm", EQM_COLUMNS, keys=False)  # bad input in a column first
-        if not isinstance(exc, duckdb.InvalidInputException):  # a payload that is not JSON, most likely
-            raise
-        return exc
-    read.rows = reader.validate(con, spec, "eqm", EQM_COLUMNS, keys=False) if any(violations) else int(n)
-    return (int(events), int(total or 0)) if not bad else None
+    return f"{value or _amount_value(amount)}::VARCHAR = {amount}::VARCHAR"
 
 
-def _bad_payload(con: duckdb.DuckDBPyConnection, in_window: str, error: Exception | None) -> tuple[int, int]:
-    """Bad input naming the first fee_charged event whose payload is not JSON with an int64
-    ``amount_atr``, and its file (a second, diagnostic pass over the reader's raw view)."""
+def _log_fees(con: duckdb.DuckDBPyConnection, in_window: str) -> tuple[int, int]:
+    """(events, exact sum of amount_atr) of the week's fee_charged events; bad input on a malformed payload.
+
+    The payload is parsed once (``json_extract``); a payload that is not JSON makes that query
+    fail, and only then a second, diagnostic pass finds the first offending event and its file.
+    (The log's value checks stay the reader's own pass: DuckDB answers its null counts from the
+    Parquet statistics without decoding the payloads, which computing them here would not.)
+    """
     fee_charged = f"event_type = 'fee_charged' AND {in_window}"
+    try:
+        n, total, bad = _row(
+            con,
+            f"SELECT count(*), sum(value::HUGEINT), count(*) FILTER (WHERE NOT coalesce({_int_amount('amount', 'value')}, false)) "
+            f"FROM (SELECT amount, {_amount_value('amount')} AS value FROM "
+            f"(SELECT json_extract(payload, '$.amount_atr') AS amount FROM eqm WHERE {fee_charged}))",
+        )
+    except duckdb.InvalidInputException as exc:  # a payload that is not JSON, most likely
+        error: Exception | None = exc
+    else:
+        if not bad:
+            return int(n), int(total or 0)
+        error = None
+    # the reader's raw view keeps each row's file, so the error can name it
     amount = "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.amount_atr') END"
     first = con.execute(
         f"SELECT count(*) OVER (), __file, ts FROM (SELECT __file, ts, {amount} AS amount "
