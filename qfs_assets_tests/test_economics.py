@@ -370,6 +370,24 @@ def test_fee_charged_amount_that_is_not_an_integer_is_bad_input(tmp_path):
         assess(tmp_path)
 
 
+@pytest.mark.parametrize("amount, charged", [
+    ("10000", 10_000), ("-0", 0), ("  7 ", 7), ("-5", -5), ("9223372036854775807", 2**63 - 1),
+    ("1e4", None), ("10000.0", None), ("1.5", None), ('"10000"', None), ("true", None), ("null", None), ("[10000]", None),
+    ("9223372036854775808", None), ("-9223372036854775809", None), ("18446744073709551616", None), ("NaN", None),
+])
+def test_fee_charged_amount_must_be_a_json_integer_that_fits_int64(tmp_path, amount, charged):
+    events = [fee_event(f) for f in PASSING_FEES]
+    events[0]["payload"] = '{"amount_atr": %s, "tx_id": "tx-1"}' % amount
+    build(tmp_path, fees=PASSING_FEES, events=events)
+    if charged is None:
+        with pytest.raises(BadInput, match=r"table 'eqm', .*column 'payload': .*1 event\(s\)"):
+            assess(tmp_path)
+    else:
+        r = assess(tmp_path)
+        assert r.metrics["log_fee_charged_atr"] == charged + 10_001
+        assert r.metrics["ledger_vs_log_atr"] == 20_001 - (charged + 10_001)
+
+
 def test_only_the_weeks_fee_charged_payloads_are_parsed(tmp_path):
     # the log is validated and summed in one scan: other events' payloads, and fee_charged events
     # outside the window, are never parsed (they are not this check's to judge)
