@@ -281,8 +281,8 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
         reward_days, rewards_outside = rewards.per_day, rewards.outside
         rewards_to_failed_nodes = rewards.to_failed
         non_positive = fees.non_positive + rewards.non_positive
-        duplicate_tx_ids = _duplicates(con, fees.hashes, "fees_w", "tx_id", "dup_fees")
-        duplicate_reward_ids = _duplicates(con, rewards.hashes, "rewards_w", "reward_id", "dup_rewards")
+        duplicate_tx_ids = _duplicates(con, fees.repeated, "fees_w", "tx_id", "dup_fees")
+        duplicate_reward_ids = _duplicates(con, rewards.repeated, "rewards_w", "reward_id", "dup_rewards")
         findings = _findings(con, non_positive, duplicate_tx_ids, duplicate_reward_ids, rewards_to_failed_nodes)
     finally:
         con.close()
@@ -346,7 +346,7 @@ class _LedgerScan:
     outside: int  # rows of the partitions read whose ts is outside the window
     non_positive: int  # in-window rows with amount <= 0 that must be positive
     to_failed: int  # in-window non-adjustment rewards to a failed node (rewards only)
-    hashes: np.ndarray  # hash(id) of every in-window row (uint64, unsorted)
+    repeated: np.ndarray  # the hash(id) values that occur more than once among the window's rows
 
 
 def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: TableRead, table: str, day_index: str,
@@ -360,7 +360,7 @@ def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: Tab
     join with ``failed_nodes`` (count, and the offending rows, kept in table ``rewards_failed``
     for the findings). On a violation or a query error the reader's own validation pass reports
     it (the same one-line bad input as before). Then the 64-bit hashes of the window's ids are
-    read (for :func:`_duplicates`). Defines the views ``<table>_d`` and ``<table>_w`` (window rows).
+    read and sorted, and those that repeat kept (for :func:`_duplicates`). Defines the views ``<table>_d`` and ``<table>_w`` (window rows).
     """
     spec = TABLES[table]
     cols = spec.column_names
@@ -404,26 +404,26 @@ def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: Tab
             per_day[r["day_index"]] = (int(r["n"]), int(r["total"]))
             bad += int(r["bad"])
             to_failed += int(r.get("to_failed") or 0)
-    # the ids' hashes: a second, narrow query (collecting them in the aggregate above as a
-    # list costs more than reading the id column again)
-    hashes = con.execute(f"SELECT hash({key}) AS h FROM {table}_w").fetchnumpy()["h"]
+    # the window ids' hashes, sorted: a second, narrow query (collecting them in the aggregate
+    # above as a list costs more than reading the id column again)
+    hashes = np.sort(con.execute(f"SELECT hash({key}) AS h FROM {table}_w").fetchnumpy()["h"])
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    del hashes  # (before the next table's scan)
     if rewards:
         con.register("rewards_failed__agg", got.select(["failed_rows"]))
         con.execute("CREATE TEMP TABLE rewards_failed AS SELECT unnest(failed_rows, recursive := true) FROM rewards_failed__agg")
         con.unregister("rewards_failed__agg")
-    return _LedgerScan(per_day, outside, bad, to_failed, hashes)
+    return _LedgerScan(per_day, outside, bad, to_failed, repeated)
 
 
-def _duplicates(con: duckdb.DuckDBPyConnection, hashes: np.ndarray, view: str, key: str, into: str) -> int:
+def _duplicates(con: duckdb.DuckDBPyConnection, repeated: np.ndarray, view: str, key: str, into: str) -> int:
     """Distinct ``key`` values occurring more than once in ``view``, kept in table ``into`` (key, n).
 
-    Exact, and cheap when there are none: the 64-bit hashes of the keys (computed in the
-    ledger's scan) are sorted (numpy; a few times cheaper than a hash group-by over millions
-    of distinct strings), and only the rows whose hash occurs twice or more are then grouped
-    by the key itself (a second pass only when two hashes are equal).
+    Exact, and cheap when there are none: the ledger's scan sorted the 64-bit hashes of the
+    window's ids (numpy; a few times cheaper than a hash group-by over millions of distinct
+    strings) and kept those that occur twice or more (``repeated``); only the rows with such a
+    hash are then grouped by the key itself.
     """
-    hashes = np.sort(hashes)
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     if not len(repeated):
         con.execute(f"CREATE TEMP TABLE {into} AS SELECT {key}, 0::BIGINT AS n FROM {view} WHERE false")
         return 0
