@@ -52,6 +52,24 @@ Metric definitions beyond the contract's wording
       storage_replay_drill, not here (a replayed ``fee_charged`` event shows up here as
       ``ledger_vs_log_atr != 0``).
 
+Method (one pass over each table where it pays)
+    - **Ledgers**: one aggregate query per ledger, grouped by day of the week (NULL: outside
+      the window), computes together the reader's value checks
+      (:func:`~qfs_assets.readers.base.value_checks`: nulls, timestamp range, enumerations; a
+      value that does not cast to the contract's type fails the query over the typed view), each
+      day's rows and exact sum, the rows outside the window, the non-positive amounts and, for
+      rewards, the join with the failed nodes of each day's snapshot (the count and the finding
+      rows). Any violation or query error is then reported by the reader's own validation pass,
+      so bad input reads exactly as before, in the order of the tables (fees, rewards, eqm,
+      nodes, then the payloads). Duplicate ids: a narrow second query reads the 64-bit hashes
+      of the window's ids, numpy sorts them, and only the ids whose hash repeats are grouped
+      exactly (usually none; see :func:`_duplicates`).
+    - **Log**: the reader's validation of ``ts``, ``event_type`` and ``payload`` stays its own
+      pass (DuckDB answers those null counts from the Parquet statistics, without decoding a
+      payload: cheaper than adding them to the JSON scan), and one query parses each window
+      ``fee_charged`` payload once (``json_extract``) and checks ``amount_atr`` on its text
+      (:func:`_int_amount`).
+
 Detail tables
     ``economics_daily_flow``: one row per day of the week (all seven, empty days included).
     ``fees_atr`` and ``rewards_nod`` are the day's sums. The conversions are applied to the
