@@ -378,7 +378,8 @@ def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: Tab
     join with ``failed_nodes`` (count, and the offending rows, kept in table ``rewards_failed``
     for the findings). On a violation or a query error the reader's own validation pass reports
     it (the same one-line bad input as before). Then the 64-bit hashes of the window's ids are
-    read and sorted, and those that repeat kept (for :func:`_duplicates`). Defines the views ``<table>_d`` and ``<table>_w`` (window rows).
+    read and sorted, and those that repeat kept (for :func:`_duplicates`). Defines the views
+    ``<table>_d`` (with ``day_index``) and ``<table>_w`` (the window's rows).
     """
     spec = TABLES[table]
     cols = spec.column_names
