@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from qfs_assets.contract.hashing import canonical_json
-from qfs_assets.contract.schema import FEES
+from qfs_assets.contract.schema import EQM, FEES
 from qfs_assets.activities.economics.assess import (
     DAILY_FLOW_TABLE,
     FINDINGS_SCHEMA,
@@ -367,6 +367,68 @@ def test_fee_charged_amount_that_is_not_an_integer_is_bad_input(tmp_path):
     events[0]["payload"] = canonical_json({"amount_atr": "10000", "tx_id": "tx-1"})  # JSON, but a string
     build(tmp_path, fees=PASSING_FEES, events=events)
     with pytest.raises(BadInput, match=r"table 'eqm', file '.*date=2026-03-02.*', column 'payload': .*1 event\(s\)"):
+        assess(tmp_path)
+
+
+@pytest.mark.parametrize("amount, charged", [
+    ("10000", 10_000), ("-0", 0), ("  7 ", 7), ("-5", -5), ("9223372036854775807", 2**63 - 1),
+    ("1e4", None), ("10000.0", None), ("1.5", None), ('"10000"', None), ("true", None), ("null", None), ("[10000]", None),
+    ("9223372036854775808", None), ("-9223372036854775809", None), ("18446744073709551616", None), ("NaN", None),
+])
+def test_fee_charged_amount_must_be_a_json_integer_that_fits_int64(tmp_path, amount, charged):
+    events = [fee_event(f) for f in PASSING_FEES]
+    events[0]["payload"] = '{"amount_atr": %s, "tx_id": "tx-1"}' % amount
+    build(tmp_path, fees=PASSING_FEES, events=events)
+    if charged is None:
+        with pytest.raises(BadInput, match=r"table 'eqm', .*column 'payload': .*1 event\(s\)"):
+            assess(tmp_path)
+    else:
+        r = assess(tmp_path)
+        assert r.metrics["log_fee_charged_atr"] == charged + 10_001
+        assert r.metrics["ledger_vs_log_atr"] == 20_001 - (charged + 10_001)
+
+
+def test_only_the_weeks_fee_charged_payloads_are_parsed(tmp_path):
+    # the log is validated and summed in one scan: other events' payloads, and fee_charged events
+    # outside the window, are never parsed (they are not this check's to judge)
+    events = [fee_event(f) for f in PASSING_FEES]
+    events.append({"ts": at(1), "event_type": "node_registered", "payload": "not json"})
+    events.append({"ts": at(0) - dt.timedelta(hours=13), "event_type": "fee_charged", "payload": "not json",
+                   "_partition": MON})  # Sunday 23:00 of the week before, in Monday's partition
+    r = assess(build(tmp_path, fees=PASSING_FEES, events=events))
+    check_shapes(r)
+    assert r.metrics["log_fee_charged_events"] == 2 and r.metrics["ledger_vs_log_atr"] == 0
+    assert next(t for t in r.inputs["tables"] if t["table"] == "eqm")["rows"] == 4
+
+
+def test_a_value_that_does_not_fit_the_contract_type_is_bad_input(tmp_path):
+    build(tmp_path, fees=PASSING_FEES)
+    schema = pa.schema([pa.field(f.name, pa.uint64() if f.name == "amount_atr" else f.type) for f in FEES.schema])
+    path = write(tmp_path, "fees", [{**PASSING_FEES[0], "amount_atr": 2**63}], MON, schema=schema)
+    with pytest.raises(BadInput) as exc:
+        assess(tmp_path)
+    assert str(exc.value) == (f"bad input: table 'fees', file '{path}', column 'amount_atr': "
+                              "value cannot be cast losslessly to int64: 1 row(s) (e.g. '9223372036854775808')")
+
+
+def test_bad_input_is_reported_in_the_order_of_the_tables(tmp_path):
+    # fees, rewards, eqm, nodes, then the fee_charged payloads: the first table with bad input is
+    # named, whatever the order in which the scans find it
+    events = [fee_event(f) for f in PASSING_FEES]
+    events[0]["payload"] = "not json"
+    build(tmp_path, fees=PASSING_FEES, rewards=[reward("r-1", at(1), 5)], events=events)
+    write(tmp_path, "nodes", [node("n1", day=MON, status=None)], MON)
+    with pytest.raises(BadInput, match=r"table 'nodes', file '.*snapshot_date=2026-03-02.*', column 'status': null"):
+        assess(tmp_path)
+    bad_event = {"ts": at(1), "event_type": None, "payload": "{}", "seq": 9, "prev_hash": "0" * 64,
+                 "event_hash": "f" * 64}
+    write(tmp_path, "eqm", [bad_event], DAYS[1])
+    with pytest.raises(BadInput, match=r"table 'eqm', file '.*date=2026-03-03.*', column 'event_type': null"):
+        assess(tmp_path)
+    schema = pa.schema([f for f in EQM.schema if f.name != "payload"])
+    write(tmp_path, "eqm", [{k: v for k, v in bad_event.items() if k != "payload"}], DAYS[2], schema=schema)
+    write(tmp_path, "rewards", [reward("r-1", at(1), None)], DAYS[1])
+    with pytest.raises(BadInput, match=r"table 'rewards', file '.*date=2026-03-03.*', column 'amount_nod': null"):
         assess(tmp_path)
 
 

@@ -297,35 +297,18 @@ class ExportReader:
         type than the contract's); nulls are counted as ``count(*) - count(col)`` (cheapest form).
         """
         raw = quote_ident(view + "__raw")
-        checks: list[tuple[str, str, str]] = []  # (column, problem, predicate over raw rows)
-        for c in cols:
-            col = spec.column(c)
-            q = quote_ident(c)
-            if (cast_check is None or c in cast_check) and (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
-                checks.append((c, f"value cannot be cast losslessly to {col.type}",
-                               f"{q} IS NOT NULL AND TRY_CAST({q} AS {duck_type(col.type)}) IS NULL"))
-            if pa.types.is_timestamp(col.type):  # an instant the evidence can hold (Python stops at 9999)
-                checks.append((c, f"timestamp outside {TS_RANGE_TEXT}",
-                               f"{q} IS NOT NULL AND NOT ({q} >= TIMESTAMPTZ '{TS_MIN.isoformat()}' "
-                               f"AND {q} < TIMESTAMPTZ '{TS_MAX.isoformat()}')"))
-            if not col.nullable:
-                checks.append((c, "null in required column", f"{q} IS NULL", f"count(*) - count({q})"))
-            allowed = spec.allowed_values.get(c)
-            if allowed:
-                values = ", ".join(quote_literal(v) for v in allowed)
-                checks.append((c, f"value outside {list(allowed)}", f"{q} IS NOT NULL AND {q}::VARCHAR NOT IN ({values})"))
-        checks = [ch if len(ch) == 4 else (*ch, f"count(*) FILTER (WHERE {ch[2]})") for ch in checks]
-        aggs = ", ".join(agg for *_, agg in checks)
+        checks = value_checks(spec, cols, cast_check)
+        aggs = ", ".join(ch.aggregate for ch in checks)
         try:
             row = con.execute(f"SELECT count(*){', ' + aggs if aggs else ''} FROM {raw}").fetchall()[0]
         except duckdb.Error as exc:
             raise BadInput(spec.name, f"unreadable data ({str(exc).splitlines()[0]})") from None
         n = int(row[0])
-        for (c, problem, pred, _), bad in zip(checks, row[1:]):
+        for ch, bad in zip(checks, row[1:]):
             if bad:
-                f, example = con.execute(f"SELECT __file, {quote_ident(c)}::VARCHAR FROM {raw} WHERE {pred} LIMIT 1").fetchall()[0]
+                f, example = con.execute(f"SELECT __file, {quote_ident(ch.column)}::VARCHAR FROM {raw} WHERE {ch.predicate} LIMIT 1").fetchall()[0]
                 shown = "" if example is None else f" (e.g. {example!r})"
-                raise BadInput(spec.name, f"{problem}: {bad} row(s){shown}", file=f, column=c)
+                raise BadInput(spec.name, f"{ch.problem}: {bad} row(s){shown}", file=f, column=ch.column)
         key = [k for k in spec.key if k in cols]
         if keys and key and len(key) == len(spec.key) and n:
             kcols = ", ".join(quote_ident(k) for k in key)
@@ -359,6 +342,48 @@ class ExportReader:
         finally:
             if own:
                 con.close()
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """One value rule of a table's column: counted by ``aggregate`` (an SQL aggregate over the
+    rows), each offending row matched by ``predicate``."""
+
+    column: str
+    problem: str
+    predicate: str
+    aggregate: str
+
+
+def value_checks(spec: TableSpec, cols: Sequence[str], cast_check: set[str] | None = None) -> list[ValueCheck]:
+    """The value rules of :meth:`ExportReader.validate` for ``cols``, in the order it reports them.
+
+    Their aggregates can also be computed in an activity's own scan of the rows (economics does,
+    over the typed view, where a value that does not cast is a query error instead); on a
+    non-zero count it then calls :meth:`ExportReader.validate`, which reports the violation.
+    Lossless-cast checks are made for the ``cast_check`` columns only (all integer and timestamp
+    columns when None).
+    """
+    checks: list[ValueCheck] = []
+    for c in cols:
+        col = spec.column(c)
+        q = quote_ident(c)
+
+        def add(problem: str, pred: str, agg: str | None = None) -> None:
+            checks.append(ValueCheck(c, problem, pred, agg or f"count(*) FILTER (WHERE {pred})"))
+
+        if (cast_check is None or c in cast_check) and (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
+            add(f"value cannot be cast losslessly to {col.type}", f"{q} IS NOT NULL AND TRY_CAST({q} AS {duck_type(col.type)}) IS NULL")
+        if pa.types.is_timestamp(col.type):  # an instant the evidence can hold (Python stops at 9999)
+            add(f"timestamp outside {TS_RANGE_TEXT}",
+                f"{q} IS NOT NULL AND NOT ({q} >= TIMESTAMPTZ '{TS_MIN.isoformat()}' AND {q} < TIMESTAMPTZ '{TS_MAX.isoformat()}')")
+        if not col.nullable:
+            add("null in required column", f"{q} IS NULL", f"count(*) - count({q})")
+        allowed = spec.allowed_values.get(c)
+        if allowed:
+            values = ", ".join(quote_literal(v) for v in allowed)
+            add(f"value outside {list(allowed)}", f"{q} IS NOT NULL AND {q}::VARCHAR NOT IN ({values})")
+    return checks
 
 
 def read_tables_evidence(reads: Iterable[TableRead]) -> list[dict]:

@@ -52,6 +52,24 @@ Metric definitions beyond the contract's wording
       storage_replay_drill, not here (a replayed ``fee_charged`` event shows up here as
       ``ledger_vs_log_atr != 0``).
 
+Method (one pass over each table where it pays)
+    - **Ledgers**: one aggregate query per ledger, grouped by day of the week (NULL: outside
+      the window), computes together the reader's value checks
+      (:func:`~qfs_assets.readers.base.value_checks`: nulls, timestamp range, enumerations; a
+      value that does not cast to the contract's type fails the query over the typed view), each
+      day's rows and exact sum, the rows outside the window, the non-positive amounts and, for
+      rewards, the join with the failed nodes of each day's snapshot (the count and the finding
+      rows). Any violation or query error is then reported by the reader's own validation pass,
+      so bad input reads exactly as before, in the order of the tables (fees, rewards, eqm,
+      nodes, then the payloads). Duplicate ids: a narrow second query reads the 64-bit hashes
+      of the window's ids, numpy sorts them, and only the ids whose hash repeats are grouped
+      exactly (usually none; see :func:`_duplicates`).
+    - **Log**: the reader's validation of ``ts``, ``event_type`` and ``payload`` stays its own
+      pass (DuckDB answers those null counts from the Parquet statistics, without decoding a
+      payload: cheaper than adding them to the JSON scan), and one query parses each window
+      ``fee_charged`` payload once (``json_extract``) and checks ``amount_atr`` on its text
+      (:func:`_int_amount`).
+
 Detail tables
     ``economics_daily_flow``: one row per day of the week (all seven, empty days included).
     ``fees_atr`` and ``rewards_nod`` are the day's sums. The conversions are applied to the
@@ -73,6 +91,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from qfs_assets.contract.schema import TABLES, TS
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
@@ -86,7 +105,7 @@ from qfs_assets.money import (
     require_int,
     require_int64,
 )
-from qfs_assets.readers.base import BadInput, ExportReader, connect, read_tables_evidence
+from qfs_assets.readers.base import BadInput, ExportReader, connect, TableRead, read_tables_evidence, value_checks
 from qfs_assets.sqltext import quote_ident, quote_literal
 from qfs_assets.windows import week_days, week_window
 from qfs_assets.readers.ledgers import fee_ledger, reward_ledger
@@ -240,33 +259,48 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
 
     con = connect()
     try:
-        fee_ledger(reader, con, plan["fees"][0], "fees", validate_keys=False)
-        reward_ledger(reader, con, plan["rewards"][0], "rewards", validate_keys=False)
-        reader.relation(con, "eqm", plan["eqm"][0], view_name="eqm", columns=EQM_COLUMNS)
-        node_snapshots(reader, con, plan["nodes"][0], view="nodes")
-        for table in ("fees", "rewards"):
-            con.execute(f"CREATE TEMP VIEW {table}_d AS SELECT *, {day_index} AS day_index FROM {table}")
-            con.execute(f"CREATE TEMP VIEW {table}_w AS SELECT * FROM {table}_d WHERE {in_window}")
+        # One aggregate scan per ledger: its value validation (nulls, types, ranges, enumerations),
+        # daily sums, window counts, non-positive amounts (and, for rewards, the rewards to failed
+        # nodes with their finding rows) together; see _scan_ledger.
+        fee_ledger(reader, con, plan["fees"][0], "fees", validate_keys=False, validate=False)
+        fees = _scan_ledger(reader, con, reader.reads[-1], "fees", day_index, in_window, amount="amount_atr", key="tx_id")
+        reward_ledger(reader, con, plan["rewards"][0], "rewards", validate_keys=False, validate=False)
+        reward_read = reader.reads[-1]
+        # The rewards scan joins the nodes snapshots, so they (small) and the log are read and
+        # validated first; their bad input is held so that it is reported in the order of the
+        # tables (fees, rewards, eqm, nodes, then the fee_charged payloads), as when each table
+        # was validated in turn.
+        held: dict[str, BadInput] = {}
+        try:
+            reader.relation(con, "eqm", plan["eqm"][0], view_name="eqm", columns=EQM_COLUMNS)
+        except BadInput as exc:
+            held["eqm"] = exc
+        try:
+            node_snapshots(reader, con, plan["nodes"][0], view="nodes")
+            nodes = "nodes"
+        except BadInput as exc:
+            held["nodes"] = exc
+            nodes = "(SELECT NULL::DATE AS snapshot_date, NULL::VARCHAR AS node_id, NULL::VARCHAR AS status WHERE false)"
         failed = ", ".join(quote_literal(s) for s in FAILED_STATUSES)
         # (snapshot_date, node_id) is unique (node_id is each snapshot's validated key): joining
         # on it never multiplies reward rows.
         con.execute(
             f"CREATE TEMP TABLE failed_nodes AS SELECT (snapshot_date - DATE '{week_start.isoformat()}') AS failed_day, "
-            f"snapshot_date, node_id, status FROM nodes WHERE status IN ({failed})"
+            f"snapshot_date, node_id, status FROM {nodes} WHERE status IN ({failed})"
         )
-
-        fee_days, fees_outside, fee_bad, _ = _daily(con, "fees_d", "amount_atr")
-        reward_days, rewards_outside, reward_bad, rewards_to_failed_nodes = _daily(
-            con,
-            "rewards_d r LEFT JOIN failed_nodes f ON f.node_id = r.node_id AND f.failed_day = r.day_index",
-            "amount_nod",
-            must_be_positive="kind <> 'adjustment'",
-            to_failed_node="f.node_id IS NOT NULL AND kind <> 'adjustment'",
-        )
-        non_positive = fee_bad + reward_bad
-        duplicate_tx_ids = _duplicates(con, "fees_w", "tx_id", "dup_fees")
-        duplicate_reward_ids = _duplicates(con, "rewards_w", "reward_id", "dup_rewards")
+        rewards = _scan_ledger(reader, con, reward_read, "rewards", day_index, in_window, amount="amount_nod",
+                               key="reward_id", must_be_positive="kind <> 'adjustment'")
+        for table in ("eqm", "nodes"):
+            if table in held:
+                raise held[table]
         log_events, log_fees_atr = _log_fees(con, in_window)
+
+        fee_days, fees_outside = fees.per_day, fees.outside
+        reward_days, rewards_outside = rewards.per_day, rewards.outside
+        rewards_to_failed_nodes = rewards.to_failed
+        non_positive = fees.non_positive + rewards.non_positive
+        duplicate_tx_ids = _duplicates(con, fees.repeated, "fees_w", "tx_id", "dup_fees")
+        duplicate_reward_ids = _duplicates(con, rewards.repeated, "rewards_w", "reward_id", "dup_rewards")
         findings = _findings(con, non_positive, duplicate_tx_ids, duplicate_reward_ids, rewards_to_failed_nodes)
     finally:
         con.close()
@@ -322,49 +356,93 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
     )
 
 
-def _daily(
-    con: duckdb.DuckDBPyConnection,
-    source: str,
-    amount: str,
-    *,
-    must_be_positive: str = "TRUE",
-    to_failed_node: str = "FALSE",
-) -> tuple[dict[int, tuple[int, int]], int, int, int]:
-    """One scan of a ledger: ({day index: (rows, exact sum)}, rows outside the window,
-    non-positive amounts, rewards to failed nodes), the last two over the window's rows.
+@dataclass
+class _LedgerScan:
+    """What one scan of a ledger found (see :func:`_scan_ledger`)."""
 
-    DuckDB's ``sum`` over BIGINT accumulates and returns HUGEINT (128-bit), so the sums are
-    exact; they become Python ints here.
+    per_day: dict[int, tuple[int, int]]  # day index -> (rows, exact sum)
+    outside: int  # rows of the partitions read whose ts is outside the window
+    non_positive: int  # in-window rows with amount <= 0 that must be positive
+    to_failed: int  # in-window non-adjustment rewards to a failed node (rewards only)
+    repeated: np.ndarray  # the hash(id) values that occur more than once among the window's rows
+
+
+def _scan_ledger(reader: ExportReader, con: duckdb.DuckDBPyConnection, read: TableRead, table: str, day_index: str,
+                 in_window: str, *, amount: str, key: str, must_be_positive: str = "TRUE") -> _LedgerScan:
+    """One aggregate scan of a ledger's rows, grouped by day of the week (NULL: outside the window).
+
+    It computes, together: the reader's value checks (:func:`~qfs_assets.readers.base.value_checks`:
+    nulls, timestamp range, enumerations; over the typed view, a value that does not cast to
+    the contract's type fails the query), each day's row count and exact sum (DuckDB's ``sum``
+    over BIGINT accumulates HUGEINT, 128-bit), the non-positive amounts and, for rewards, the
+    join with ``failed_nodes`` (count, and the offending rows, kept in table ``rewards_failed``
+    for the findings). On a violation or a query error the reader's own validation pass reports
+    it (the same one-line bad input as before). Then the 64-bit hashes of the window's ids are
+    read and sorted, and those that repeat kept (for :func:`_duplicates`). Defines the views
+    ``<table>_d`` (with ``day_index``) and ``<table>_w`` (the window's rows).
     """
+    spec = TABLES[table]
+    cols = spec.column_names
+    con.execute(f"CREATE TEMP VIEW {table}_d AS SELECT *, {day_index} AS day_index FROM {table}")
+    con.execute(f"CREATE TEMP VIEW {table}_w AS SELECT * FROM {table}_d WHERE {in_window}")
+    checks = value_checks(spec, cols, cast_check=set())
+    rewards = table == "rewards"
+    source = f"{table}_d"
+    aggs = [
+        "count(*) AS n",
+        f"sum({amount}) AS total",
+        f"count(*) FILTER (WHERE {amount} <= 0 AND {must_be_positive}) AS bad",
+    ]
+    if rewards:
+        # (snapshot_date, node_id) is unique in failed_nodes: the join never multiplies rows
+        source = (f"(SELECT r.*, f.node_id IS NOT NULL AND r.kind <> 'adjustment' AS to_failed__, f.status AS status__, "
+                  f"f.snapshot_date AS snapshot_date__ FROM rewards_d r "
+                  f"LEFT JOIN failed_nodes f ON f.node_id = r.node_id AND f.failed_day = r.day_index)")
+        aggs += [
+            "count(*) FILTER (WHERE to_failed__) AS to_failed",
+            "list({'reward_id': reward_id, 'ts': ts, 'node_id': node_id, 'amount_nod': amount_nod, "
+            "'status': status__, 'snapshot_date': snapshot_date__}) FILTER (WHERE to_failed__) AS failed_rows",
+        ]
+    aggs += [f"{ch.aggregate} AS check_{i}" for i, ch in enumerate(checks)]
+    try:
+        got = con.sql(f"SELECT day_index, {', '.join(aggs)} FROM {source} GROUP BY day_index").to_arrow_table()
+    except duckdb.Error:
+        reader.validate(con, spec, table, cols, keys=False)  # names the offending file and column
+        raise
+    if any(pc.sum(got.column(f"check_{i}")).as_py() for i in range(len(checks))):
+        read.rows = reader.validate(con, spec, table, cols, keys=False)  # reports the violation
+    else:
+        read.rows = int(pc.sum(got.column("n")).as_py() or 0)
     per_day: dict[int, tuple[int, int]] = {}
     outside = bad = to_failed = 0
-    for day, n, total, n_bad, n_failed in con.execute(
-        f"SELECT day_index, count(*), sum({amount}), count(*) FILTER (WHERE {amount} <= 0 AND {must_be_positive}), "
-        f"count(*) FILTER (WHERE {to_failed_node}) FROM {source} GROUP BY ALL"
-    ).fetchall():
-        if day is None:
-            outside += int(n)
+    rows = got.select(["day_index", "n", "total", "bad"] + (["to_failed"] if rewards else [])).to_pylist()
+    for r in rows:
+        if r["day_index"] is None:
+            outside += int(r["n"])
         else:
-            per_day[day] = (int(n), int(total))
-            bad += int(n_bad)
-            to_failed += int(n_failed)
-    return per_day, outside, bad, to_failed
+            per_day[r["day_index"]] = (int(r["n"]), int(r["total"]))
+            bad += int(r["bad"])
+            to_failed += int(r.get("to_failed") or 0)
+    # the window ids' hashes, sorted: a second, narrow query (collecting them in the aggregate
+    # above as a list costs more than reading the id column again)
+    hashes = np.sort(con.execute(f"SELECT hash({key}) AS h FROM {table}_w").fetchnumpy()["h"])
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    del hashes  # (before the next table's scan)
+    if rewards:
+        con.register("rewards_failed__agg", got.select(["failed_rows"]))
+        con.execute("CREATE TEMP TABLE rewards_failed AS SELECT unnest(failed_rows, recursive := true) FROM rewards_failed__agg")
+        con.unregister("rewards_failed__agg")
+    return _LedgerScan(per_day, outside, bad, to_failed, repeated)
 
 
-def _row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
-    """The first row of a query, with the result consumed (DuckDB 2 refuses new work otherwise)."""
-    return con.execute(sql).fetchall()[0]
-
-
-def _duplicates(con: duckdb.DuckDBPyConnection, view: str, key: str, into: str) -> int:
+def _duplicates(con: duckdb.DuckDBPyConnection, repeated: np.ndarray, view: str, key: str, into: str) -> int:
     """Distinct ``key`` values occurring more than once in ``view``, kept in table ``into`` (key, n).
 
-    Exact, and cheap when there are none: the 64-bit hashes of the keys are sorted (numpy; a
-    few times cheaper than a hash group-by over millions of distinct strings), and only the
-    rows whose hash occurs twice or more are then grouped by the key itself.
+    Exact, and cheap when there are none: the ledger's scan sorted the 64-bit hashes of the
+    window's ids (numpy; a few times cheaper than a hash group-by over millions of distinct
+    strings) and kept those that occur twice or more (``repeated``); only the rows with such a
+    hash are then grouped by the key itself.
     """
-    hashes = np.sort(con.sql(f"SELECT hash({key}) AS h FROM {view}").to_arrow_table().column("h").to_numpy())
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     if not len(repeated):
         con.execute(f"CREATE TEMP TABLE {into} AS SELECT {key}, 0::BIGINT AS n FROM {view} WHERE false")
         return 0
@@ -376,7 +454,28 @@ def _duplicates(con: duckdb.DuckDBPyConnection, view: str, key: str, into: str) 
     return int(_row(con, f"SELECT count(*) FROM {into}")[0])
 
 
-_INT_AMOUNT = "json_type(amount) IN ('UBIGINT', 'BIGINT') AND TRY_CAST(amount AS BIGINT) IS NOT NULL"
+def _row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
+    """The first row of a query, with the result consumed (DuckDB 2 refuses new work otherwise)."""
+    return con.execute(sql).fetchall()[0]
+
+
+def _amount_value(amount: str) -> str:
+    """SQL: the BIGINT that the text of the JSON value ``amount`` casts to, or NULL."""
+    return f"TRY_CAST({amount}::VARCHAR AS BIGINT)"
+
+
+def _int_amount(amount: str, value: str | None = None) -> str:
+    """SQL: the JSON value ``amount`` (``json_extract``'s output) is an integer that fits int64;
+    ``value`` is :func:`_amount_value` of it when already computed.
+
+    ``json_extract`` writes a value back in canonical form: an integer as plain decimal digits,
+    a real always with a fraction or exponent (``1e2`` becomes ``100.0``), a string quoted. So
+    the value is an int64 exactly when its text casts to BIGINT and back to the same text. This
+    casts plain text (cast to BIGINT, a JSON value would be parsed as JSON again, and
+    ``json_type`` parses it once more), and agrees with ``json_type(v) IN ('UBIGINT', 'BIGINT')
+    AND TRY_CAST(v AS BIGINT) IS NOT NULL`` (see the economics tests' payload cases).
+    """
+    return f"{value or _amount_value(amount)}::VARCHAR = {amount}::VARCHAR"
 
 
 def _log_fees(con: duckdb.DuckDBPyConnection, in_window: str) -> tuple[int, int]:
@@ -384,13 +483,16 @@ def _log_fees(con: duckdb.DuckDBPyConnection, in_window: str) -> tuple[int, int]
 
     The payload is parsed once (``json_extract``); a payload that is not JSON makes that query
     fail, and only then a second, diagnostic pass finds the first offending event and its file.
+    (The log's value checks stay the reader's own pass: DuckDB answers its null counts from the
+    Parquet statistics without decoding the payloads, which computing them here would not.)
     """
     fee_charged = f"event_type = 'fee_charged' AND {in_window}"
     try:
         n, total, bad = _row(
             con,
-            f"SELECT count(*), sum(TRY_CAST(amount AS BIGINT)::HUGEINT), count(*) FILTER (WHERE NOT coalesce({_INT_AMOUNT}, false)) "
-            f"FROM (SELECT json_extract(payload, '$.amount_atr') AS amount FROM eqm WHERE {fee_charged})",
+            f"SELECT count(*), sum(value::HUGEINT), count(*) FILTER (WHERE NOT coalesce({_int_amount('amount', 'value')}, false)) "
+            f"FROM (SELECT amount, {_amount_value('amount')} AS value FROM "
+            f"(SELECT json_extract(payload, '$.amount_atr') AS amount FROM eqm WHERE {fee_charged}))",
         )
     except duckdb.InvalidInputException as exc:  # a payload that is not JSON, most likely
         error: Exception | None = exc
@@ -402,7 +504,7 @@ def _log_fees(con: duckdb.DuckDBPyConnection, in_window: str) -> tuple[int, int]
     amount = "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.amount_atr') END"
     first = con.execute(
         f"SELECT count(*) OVER (), __file, ts FROM (SELECT __file, ts, {amount} AS amount "
-        f"FROM {quote_ident('eqm__raw')} WHERE {fee_charged}) WHERE NOT coalesce({_INT_AMOUNT}, false) "
+        f"FROM {quote_ident('eqm__raw')} WHERE {fee_charged}) WHERE NOT coalesce({_int_amount('amount')}, false) "
         "ORDER BY ts, __file LIMIT 1"
     ).fetchall()
     if not first and error is not None:  # the failure was not a payload's: let DuckDB's error through
@@ -441,10 +543,9 @@ def _findings(con: duckdb.DuckDBPyConnection, non_positive: int, dup_tx: int, du
         )
     if failed:
         parts.append(
-            "SELECT 'reward_to_failed_node', 'rewards', r.reward_id, r.ts, r.node_id, r.amount_nod, 'nod', "
-            "'node ' || f.status || ' in the nodes snapshot of ' || strftime(f.snapshot_date, '%Y-%m-%d') "
-            "FROM rewards_w r JOIN failed_nodes f ON f.node_id = r.node_id AND f.failed_day = r.day_index "
-            "WHERE r.kind <> 'adjustment'"
+            "SELECT 'reward_to_failed_node', 'rewards', reward_id, ts, node_id, amount_nod, 'nod', "
+            "'node ' || status || ' in the nodes snapshot of ' || strftime(snapshot_date, '%Y-%m-%d') "
+            "FROM rewards_failed"
         )
     if not parts:
         return FINDINGS_SCHEMA.empty_table()
