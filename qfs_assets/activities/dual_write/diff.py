@@ -470,6 +470,24 @@ def _hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, s
     return {"in_flight": m_fly - m_only_fly, "sor_objects": live_both, "storage_objects": live_both}, s_rows, m_rows
 
 
+# -- the buckets method (PostgreSQL) ---------------------------------------------------------
+
+_PG_KEY_HASH = 'hashtextextended(object_id COLLATE "C", 0)'
+
+
+def bucket_row_sql(end_sql: str, buckets: int, base: str = _PG_KEY_HASH) -> tuple[str, str]:
+    """PostgreSQL expressions ``(bucket, row hash)`` of a ``qfs_objects`` row, exactly as
+    :func:`~qfs_assets.activities.dual_write.pghash.bucket_rows` computes them (see pghash)."""
+    from qfs_assets.activities.dual_write.pghash import IN_FLIGHT_TAG, TOMBSTONE_TAG
+
+    live = f'hashtextextended(content_hash COLLATE "C", {base})'
+    for col in ("data_shards", "total_shards", "version", "size_bytes"):
+        live = f"hashint8extended({col}, {live})"
+    row = (f"CASE WHEN updated_at >= {end_sql} THEN hashint8extended({IN_FLIGHT_TAG}, {base}) "
+           f"WHEN deleted THEN hashint8extended({TOMBSTONE_TAG}, {base}) ELSE {live} END")
+    return f"({base} & {int(buckets) - 1})", row
+
+
 # -- entry point ---------------------------------------------------------------------------
 
 def diff_snapshot(
