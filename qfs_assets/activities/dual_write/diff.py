@@ -107,7 +107,7 @@ from qfs_assets.windows import day_end as snapshot_end_of  # noqa: F401
 
 COUNT_KEYS = ("sor_objects", "storage_objects", "in_flight", *CATEGORIES, "inconsistencies")
 VALUE_FIELDS = tuple(c for c in SOR_COLUMNS if c != "object_id")
-METHODS = ("hash", "merge", "duckdb")
+METHODS = ("buckets", "hash", "merge", "duckdb")
 DEFAULT_BATCH_ROWS = 131_072
 
 #: One row per inconsistent object: category, the fields that differ, both sides' values.
@@ -488,6 +488,119 @@ def bucket_row_sql(end_sql: str, buckets: int, base: str = _PG_KEY_HASH) -> tupl
     return f"({base} & {int(buckets) - 1})", row
 
 
+class _NeedsHash(Exception):
+    """The buckets method cannot judge this system of record (or this difference) by itself."""
+
+
+#: leftovers (rows unmatched on either side) above which the buckets method hands over to ``hash``
+MAX_LEFTOVER_ROWS = 1_000_000
+
+
+def row_hash_sql(end_sql: str, nullable: set[str] = frozenset()) -> str:
+    """The PostgreSQL expression of a row's hash (:func:`pghash.row_hash`), NULL for a row the
+    reader would reject (a null in a column the catalogue lets be null, ``updated_at`` outside
+    the contract's range)."""
+    from qfs_assets.contract.schema import TS_MAX, TS_MIN
+
+    _, row = bucket_row_sql(end_sql, 2)
+    bad = [f"{c} IS NULL" for c in SOR_COLUMNS if c in nullable]
+    bad += [f"updated_at < TIMESTAMPTZ '{TS_MIN.isoformat()}'", f"updated_at >= TIMESTAMPTZ '{TS_MAX.isoformat()}'"]
+    return f"CASE WHEN {' OR '.join(bad)} THEN NULL ELSE {row} END"
+
+
+def _str_buffers(arr: pa.Array):
+    import numpy as np
+
+    if arr.type == pa.large_string():
+        off_t = np.int64
+    elif arr.type == pa.string():
+        off_t = np.int32
+    else:
+        arr, off_t = arr.cast(pa.string()), np.int32
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], off_t, len(arr) + 1 + arr.offset)[arr.offset:]
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def _buckets_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, snapshot_end: dt.datetime,
+                  batch_rows: int, classifier: _Classifier) -> tuple[dict[str, int], int, int]:
+    """Counts of the consistent pairs, SoR rows, manifest rows; the leftovers go to ``classifier``."""
+    import numpy as np
+
+    from qfs_assets.activities.dual_write import pghash
+
+    nullable, why = sor.row_hash_support()
+    if nullable is None:
+        raise _NeedsHash(why)
+    end_sql = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
+    end_us = to_epoch_us(snapshot_end)
+    with sor.snapshot_reader(SOR_STREAMS) as snap:
+        parts = snap.scan(f"object_id, {row_hash_sql(end_sql, nullable)} AS h")
+        keys = pa.chunked_array([c for t in parts for c in t.column("object_id").chunks], type=parts[0].schema.field("object_id").type)
+        h_col = pa.chunked_array([c for t in parts for c in t.column("h").chunks], type=pa.int64())
+        if h_col.null_count:  # a row the reader rejects: today's method names it
+            raise _NeedsHash("a row the reader would reject")
+        s_rows = len(h_col)
+        sor.rows_read = s_rows
+        h = h_col.to_numpy() if s_rows else np.zeros(0, np.int64)
+        del parts, h_col
+        slots = 1
+        while slots < 2 * max(s_rows, 1):
+            slots *= 2
+        table = pghash.build_table(h, slots)
+        del h
+
+        cols = ", ".join(quote_ident(c) for c in SOR_COLUMNS)
+        reader = settle(con).sql(f"SELECT {cols} FROM {quote_ident(view)}").to_arrow_reader(batch_rows)
+        counts = np.zeros(3, np.int64)
+        m_rows = 0
+        left_parts: list[pa.RecordBatch] = []
+        left_rows = 0
+        bases_parts, unmatched_parts = [], []
+        for batch in reader:
+            n = batch.num_rows
+            if not n:
+                continue
+            if any(batch.column(i).null_count for i in range(batch.num_columns)):
+                raise _NeedsHash("nulls in the manifest")
+            b = {name: batch.column(i) for i, name in enumerate(SOR_COLUMNS)}
+            ko, kd = _str_buffers(b["object_id"])
+            co, cd = _str_buffers(b["content_hash"])
+            unmatched = np.zeros(n, np.uint8)
+            bases = np.zeros(n, np.int64)
+            pghash.match_rows(
+                ko, kd, co, cd,
+                b["version"].cast(pa.int64()).to_numpy(), b["size_bytes"].cast(pa.int64()).to_numpy(),
+                b["data_shards"].cast(pa.int16()).to_numpy(), b["total_shards"].cast(pa.int16()).to_numpy(),
+                b["updated_at"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(),
+                b["deleted"].cast(pa.uint8()).to_numpy(zero_copy_only=False), end_us, table, unmatched, bases, counts)
+            m_rows += n
+            bases_parts.append(bases)
+            unmatched_parts.append(unmatched)
+            if unmatched.any():
+                left_parts.append(batch.filter(pa.array(unmatched.astype(bool))))
+                left_rows += left_parts[-1].num_rows
+                if left_rows > MAX_LEFTOVER_ROWS:
+                    raise _NeedsHash("too many rows differ")
+        if bases_parts and pghash.shares_a_key(np.concatenate(bases_parts), np.concatenate(unmatched_parts)):
+            raise _NeedsMerge("a manifest key occurs twice")
+        del bases_parts, unmatched_parts
+        sor_idx = pghash.untaken(table, s_rows)
+        del table
+        if len(sor_idx) > MAX_LEFTOVER_ROWS:
+            raise _NeedsHash("too many rows differ")
+        sor_left = snap.rows_for_keys(keys.take(pa.array(sor_idx)).combine_chunks().cast(pa.string()))
+    if sor_left.num_rows != len(sor_idx):
+        raise _NeedsMerge("the SoR rows that differ could not be read back one for one")
+    man_left = (pa.Table.from_batches(left_parts).cast(SOR_SCHEMA) if left_parts else SOR_SCHEMA.empty_table())
+    if pc.count_distinct(man_left.column("object_id")).as_py() != man_left.num_rows:
+        raise _NeedsMerge("a manifest key occurs twice")
+    classifier.add(_prefixed(sor_left, "sor").join(_prefixed(man_left, "storage"), keys="object_id", join_type="full outer"))
+    matched, fly, live = (int(x) for x in counts)
+    return {"in_flight": fly, "sor_objects": live, "storage_objects": live}, s_rows, m_rows
+
+
 # -- entry point ---------------------------------------------------------------------------
 
 def diff_snapshot(
@@ -496,7 +609,7 @@ def diff_snapshot(
     manifest_view: str,
     snapshot_end: dt.datetime,
     *,
-    method: str = "hash",
+    method: str = "buckets",
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> DiffResult:
     """Compare every row of ``qfs_objects`` with the manifest view (a validated ``objects`` view).
@@ -510,6 +623,19 @@ def diff_snapshot(
         raise ValueError("snapshot_end must be timezone-aware (UTC)")
     t0 = time.perf_counter()
     sor.check()
+    if method == "buckets":
+        classifier = _Classifier(snapshot_end)
+        try:
+            consistent, sor_rows, man_rows = _buckets_diff(sor, con, manifest_view, snapshot_end, batch_rows, classifier)
+        except _NeedsHash:
+            method = "hash"  # SQLite, an older PostgreSQL, a table without a unique key, bad rows, wide drift
+        except _NeedsMerge:
+            check_manifest_keys(con, manifest_view)
+            method = "merge"
+        else:
+            counts, detail = classifier.result()
+            for k, n in consistent.items():
+                counts[k] += n
     if method == "hash":
         classifier = _Classifier(snapshot_end)
         try:

@@ -213,3 +213,104 @@ def key_buckets(key_off, key_data, mask, out):
 def as_signed(u: int) -> int:
     """An unsigned 64-bit hash as PostgreSQL's signed ``bigint``."""
     return u - (1 << 64) if u >= 1 << 63 else u
+
+
+# -- matching rows on their hashes (the ``buckets`` diff) ---------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def build_table(h, slots):
+    """An open-addressing table of the row hashes ``h`` (int64 bit patterns): ``slots`` (a power of
+    two, at least twice ``len(h)``) pairs of (hash, row index + 1); linear probing; repeats kept."""
+    table = np.zeros(2 * slots, np.int64)
+    mask = slots - 1
+    for i in range(len(h)):
+        s = np.int64(np.uint64(h[i]) & np.uint64(mask))
+        while table[2 * s + 1] != 0:
+            s = (s + 1) & mask
+        table[2 * s] = h[i]
+        table[2 * s + 1] = i + 1
+    return table
+
+
+@nb.njit(cache=True, nogil=True)
+def match_rows(key_off, key_data, content_off, content_data, version, size_bytes, data_shards, total_shards,
+               updated_us, deleted, end_us, table, unmatched, bases, counts):
+    """Match manifest rows against the table of SoR row hashes, row by row.
+
+    A row whose hash is in the table, not yet taken, takes that entry (its index is negated):
+    the pair holds the same row on both sides. ``unmatched[r]`` is set for every other row;
+    ``bases[r]`` gets every row's key hash; ``counts`` adds ``[matched, matched in flight,
+    matched live]``."""
+    slots = len(table) // 2
+    mask = slots - 1
+    for r in range(len(version)):
+        ks = key_off[r]
+        base = hash_bytes_extended(key_data, ks, key_off[r + 1] - ks, np.uint64(0))
+        bases[r] = np.int64(base)
+        fly = updated_us[r] >= end_us
+        dele = deleted[r] != 0
+        cs = content_off[r]
+        h = np.int64(row_hash(base, fly, dele, content_data, cs, content_off[r + 1] - cs, data_shards[r],
+                              total_shards[r], version[r], size_bytes[r]))
+        s = np.int64(np.uint64(h) & np.uint64(mask))
+        found = False
+        while table[2 * s + 1] != 0:
+            if table[2 * s] == h and table[2 * s + 1] > 0:
+                table[2 * s + 1] = -table[2 * s + 1]
+                found = True
+                break
+            s = (s + 1) & mask
+        if found:
+            unmatched[r] = 0
+            counts[0] += 1
+            if fly:
+                counts[1] += 1
+            elif not dele:
+                counts[2] += 1
+        else:
+            unmatched[r] = 1
+
+
+@nb.njit(cache=True, nogil=True)
+def untaken(table, n):
+    """Row indexes (into the hashes the table was built from) of the entries no manifest row took."""
+    out = np.empty(n, np.int64)
+    k = 0
+    for s in range(len(table) // 2):
+        v = table[2 * s + 1]
+        if v > 0:
+            out[k] = v - 1
+            k += 1
+    return out[:k]
+
+
+@nb.njit(cache=True, nogil=True)
+def shares_a_key(bases, unmatched):
+    """Whether a matched row has the key hash of an unmatched row (a key the manifest holds twice)."""
+    n_un = 0
+    for r in range(len(bases)):
+        if unmatched[r]:
+            n_un += 1
+    if n_un == 0:
+        return False
+    slots = 1
+    while slots < 2 * n_un:
+        slots *= 2
+    keys = np.zeros(slots, np.int64)
+    used = np.zeros(slots, np.uint8)
+    mask = slots - 1
+    for r in range(len(bases)):
+        if unmatched[r]:
+            s = np.int64(np.uint64(bases[r]) & np.uint64(mask))
+            while used[s] and keys[s] != bases[r]:
+                s = (s + 1) & mask
+            used[s] = 1
+            keys[s] = bases[r]
+    for r in range(len(bases)):
+        if not unmatched[r]:
+            s = np.int64(np.uint64(bases[r]) & np.uint64(mask))
+            while used[s]:
+                if keys[s] == bases[r]:
+                    return True
+                s = (s + 1) & mask
+    return False
