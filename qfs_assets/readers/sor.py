@@ -765,17 +765,18 @@ class SystemOfRecord:
         "updated_at": ("timestamp with time zone",), "deleted": ("boolean",),
     }
 
-    def row_hash_support(self) -> tuple[set[str] | None, str]:
-        """``(nullable columns, "")`` when PostgreSQL can hash the rows as the client does, else
+    def row_hash_support(self) -> tuple[set[str] | None, int, str]:
+        """``(nullable columns, estimated rows, "")`` when PostgreSQL can hash the rows as the client does, else
         ``(None, why not)``: PostgreSQL 14+ in UTF8 through ADBC, a plain table whose ``object_id``
         has a unique index (so a row's key is unique and equal hashes pair rows one to one), and the
-        contract's column types (``varchar`` for text and narrower integers allowed)."""
+        contract's column types (``varchar`` for text and narrower integers allowed). Else ``(None,
+        0, why not)``."""
         if self.dialect != "postgresql" or self.method != "copy":
-            return None, "not PostgreSQL through COPY"
+            return None, 0, "not PostgreSQL through COPY"
         try:
             import adbc_driver_postgresql.dbapi  # noqa: F401
         except ImportError:
-            return None, "adbc-driver-postgresql not installed"
+            return None, 0, "adbc-driver-postgresql not installed"
         if not self._checked:
             self.check()
         sql = sa.text("""
@@ -784,7 +785,8 @@ class SystemOfRecord:
                       FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
                    EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'object_id'
                            WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
-                             AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum)
+                             AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum),
+                   c.reltuples::bigint
             FROM pg_class c WHERE c.oid = to_regclass(:t)""")
         try:
             with self.session() as (conn, watch), watch.waiting():
@@ -792,19 +794,19 @@ class SystemOfRecord:
         except SorError:
             raise
         except Exception as exc:  # noqa: BLE001 - no catalogue: the plain read will say what is wrong
-            return None, f"catalogue not readable ({_first_line(exc)})"
+            return None, 0, f"catalogue not readable ({_first_line(exc)})"
         if row is None or row[2] != "r":
-            return None, "not a plain table"
-        version, encoding, _kind, cols, unique = row
+            return None, 0, "not a plain table"
+        version, encoding, _kind, cols, unique, estimate = row
         if int(version) < 140000 or encoding != "UTF8":
-            return None, f"PostgreSQL {version} in {encoding} (needs 14+ in UTF8)"
+            return None, 0, f"PostgreSQL {version} in {encoding} (needs 14+ in UTF8)"
         if not unique:
-            return None, "no unique index on object_id"
+            return None, 0, "no unique index on object_id"
         cols = cols if isinstance(cols, dict) else __import__("json").loads(cols)
         for name, allowed in self._HASHABLE.items():
             if cols.get(name, [None])[0] not in allowed:
-                return None, f"column {name} is {cols.get(name, ['missing'])[0]}"
-        return {n for n in SOR_COLUMNS if not cols[n][1]}, ""
+                return None, 0, f"column {name} is {cols.get(name, ['missing'])[0]}"
+        return {n for n in SOR_COLUMNS if not cols[n][1]}, max(int(estimate or 0), 0), ""
 
     @contextlib.contextmanager
     def snapshot_reader(self, parts: int = 2) -> Iterator["SnapshotReader"]:
@@ -1136,22 +1138,34 @@ class SnapshotReader:
     def __init__(self, sor: SystemOfRecord, conns: list, ranges: list) -> None:
         self.sor, self.conns, self.ranges = sor, conns, ranges
 
-    def _query(self, i: int, sql: str) -> pa.Table:
+    def _query(self, i: int, sql: str, on_batch: Callable[[int, pa.RecordBatch], None] | None = None) -> pa.Table | None:
         conn, watch = self.conns[i]
         cur = conn.cursor()
         try:
             with watch.waiting():
                 cur.execute(sql)
-                return cur.fetch_arrow_table()
+                if on_batch is None:
+                    return cur.fetch_arrow_table()
+                batches = iter(cur.fetch_record_batch())
+            while True:
+                with watch.waiting():
+                    batch = next(batches, None)
+                if batch is None:
+                    return None
+                with watch.paused():
+                    on_batch(i, batch)
         except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, (pa.ArrowException, OSError)) and not type(exc).__module__.startswith("adbc"):
+                raise  # the consumer's own
             raise self.sor._driver_error(exc, "read failed", watch) from None
         finally:
             with contextlib.suppress(Exception):
                 cur.close()
 
-    def scan(self, select_list: str) -> list[pa.Table]:
+    def scan(self, select_list: str, on_batch: Callable[[int, pa.RecordBatch], None]) -> None:
         """``SELECT <select_list> FROM <table>``, every row once: one query per page range, run side
-        by side (one per connection); the tables in range order."""
+        by side (one thread and connection each), every batch handed to ``on_batch(range, batch)``
+        on its range's thread as it arrives."""
         table = self.sor.qualified_table
         sqls = []
         for rng in self.ranges:
@@ -1161,9 +1175,18 @@ class SnapshotReader:
                 where = f" WHERE ctid >= '({int(lo)},0)'::tid" + (f" AND ctid < '({int(hi)},0)'::tid" if hi is not None else "")
             sqls.append(f"SELECT {select_list} FROM {table}{where}")
         if len(sqls) == 1:
-            return [self._query(0, sqls[0])]
+            self._query(0, sqls[0], on_batch)
+            return
         with ThreadPoolExecutor(max_workers=len(sqls), thread_name_prefix="sor-scan") as pool:
-            return list(pool.map(self._query, range(len(sqls)), sqls))
+            futures = [pool.submit(self._query, i, sql, on_batch) for i, sql in enumerate(sqls)]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                for conn, _watch in self.conns:  # stop the other ranges' queries
+                    with contextlib.suppress(Exception):
+                        conn.adbc_cancel()
+                raise
 
     def rows_for_keys(self, keys: pa.Array) -> pa.Table:
         """The rows (:data:`SOR_SCHEMA`, validated) whose object_id is one of ``keys`` (through the

@@ -81,6 +81,7 @@ agreed on every count and was 2-3.5x slower, so it was not kept.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -523,6 +524,13 @@ def _str_buffers(arr: pa.Array):
     return offsets, data
 
 
+def _slots(rows: int) -> int:
+    slots = 1024
+    while slots < 2 * rows:
+        slots *= 2
+    return slots
+
+
 def _buckets_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, snapshot_end: dt.datetime,
                   batch_rows: int, classifier: _Classifier) -> tuple[dict[str, int], int, int]:
     """Counts of the consistent pairs, SoR rows, manifest rows; the leftovers go to ``classifier``."""
@@ -530,26 +538,44 @@ def _buckets_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
 
     from qfs_assets.activities.dual_write import pghash
 
-    nullable, why = sor.row_hash_support()
+    nullable, sor_estimate, why = sor.row_hash_support()
     if nullable is None:
         raise _NeedsHash(why)
     end_sql = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
     end_us = to_epoch_us(snapshot_end)
+    warm = threading.Thread(target=pghash.warm_up, name="pghash-warm-up", daemon=True)
+    warm.start()  # numba loads its kernels while the server hashes
     with sor.snapshot_reader(SOR_STREAMS) as snap:
-        parts = snap.scan(f"object_id, {row_hash_sql(end_sql, nullable)} AS h")
-        keys = pa.chunked_array([c for t in parts for c in t.column("object_id").chunks], type=parts[0].schema.field("object_id").type)
-        h_col = pa.chunked_array([c for t in parts for c in t.column("h").chunks], type=pa.int64())
-        if h_col.null_count:  # a row the reader rejects: today's method names it
-            raise _NeedsHash("a row the reader would reject")
-        s_rows = len(h_col)
+        lock = threading.Lock()
+        got: dict[str, Any] = {"table": np.zeros(_slots(sor_estimate), np.int64), "n": 0,
+                               "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges]}
+
+        def on_batch(part: int, batch: pa.RecordBatch) -> None:
+            hcol = batch.column(1)
+            if hcol.null_count:  # a row the reader rejects: today's method names it
+                raise _NeedsHash("a row the reader would reject")
+            h = hcol.to_numpy()
+            with lock:
+                warm.join()
+                got["keys"][part].append(batch.column(0))
+                got["h"][part].append(h)
+                got["n"] += len(h)
+                if 2 * got["n"] > len(got["table"]):  # more rows than the statistics said: a bigger table
+                    got["table"] = np.zeros(_slots(2 * got["n"]), np.int64)
+                    for hs in got["h"]:
+                        for x in hs:
+                            pghash.insert(got["table"], x)
+                else:
+                    pghash.insert(got["table"], h)
+
+        snap.scan(f"object_id, {row_hash_sql(end_sql, nullable)} AS h", on_batch)
+        warm.join()
+        table = got["table"]
+        s_rows = got["n"]
         sor.rows_read = s_rows
-        h = h_col.to_numpy() if s_rows else np.zeros(0, np.int64)
-        del parts, h_col
-        slots = 1
-        while slots < 2 * max(s_rows, 1):
-            slots *= 2
-        table = pghash.build_table(h, slots)
-        del h
+        keys = [k for part in got["keys"] for k in part]
+        sor_h = [x for part in got["h"] for x in part]
+        del got
 
         cols = ", ".join(quote_ident(c) for c in SOR_COLUMNS)
         reader = settle(con).sql(f"SELECT {cols} FROM {quote_ident(view)}").to_arrow_reader(batch_rows)
@@ -586,12 +612,21 @@ def _buckets_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
         if bases_parts and pghash.shares_a_key(np.concatenate(bases_parts), np.concatenate(unmatched_parts)):
             raise _NeedsMerge("a manifest key occurs twice")
         del bases_parts, unmatched_parts
-        sor_idx = pghash.untaken(table, s_rows)
+        left_h = pghash.untaken(table)
         del table
-        if len(sor_idx) > MAX_LEFTOVER_ROWS:
+        if len(left_h) > MAX_LEFTOVER_ROWS:
             raise _NeedsHash("too many rows differ")
-        sor_left = snap.rows_for_keys(keys.take(pa.array(sor_idx)).combine_chunks().cast(pa.string()))
-    if sor_left.num_rows != len(sor_idx):
+        sor_keys = []
+        for k, h in zip(keys, sor_h):
+            sel = np.zeros(len(h), np.uint8)
+            if len(left_h) and pghash.rows_with(h, left_h, sel):
+                sor_keys.append(k.filter(pa.array(sel.astype(bool))).cast(pa.string()))
+        del keys, sor_h
+        wanted = pa.concat_arrays(sor_keys) if sor_keys else pa.array([], pa.string())
+        if len(wanted) != len(left_h):
+            raise _NeedsHash("two SoR rows with one hash")
+        sor_left = snap.rows_for_keys(wanted)
+    if sor_left.num_rows != len(left_h):
         raise _NeedsMerge("the SoR rows that differ could not be read back one for one")
     man_left = (pa.Table.from_batches(left_parts).cast(SOR_SCHEMA) if left_parts else SOR_SCHEMA.empty_table())
     if pc.count_distinct(man_left.column("object_id")).as_py() != man_left.num_rows:

@@ -216,20 +216,34 @@ def as_signed(u: int) -> int:
 
 
 # -- matching rows on their hashes (the ``buckets`` diff) ---------------------------------------
+#
+# The SoR's row hashes go into an open-addressing table of bare int64 values (linear probing,
+# repeats kept): EMPTY marks a free slot, TAKEN an entry a manifest row has taken. Row hashes
+# equal to either are folded onto their neighbour (``fold``) on both sides, so two rows whose
+# hashes are 0 and 1 would be taken for the same (a 2**-63 chance a pair, beside 2**-64 for
+# any two different rows).
+
+EMPTY = 0
+TAKEN = -(2**63)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def fold(h):
+    if h == 0 or h == TAKEN:
+        return h ^ 1
+    return h
+
 
 @nb.njit(cache=True, nogil=True)
-def build_table(h, slots):
-    """An open-addressing table of the row hashes ``h`` (int64 bit patterns): ``slots`` (a power of
-    two, at least twice ``len(h)``) pairs of (hash, row index + 1); linear probing; repeats kept."""
-    table = np.zeros(2 * slots, np.int64)
-    mask = slots - 1
+def insert(table, h):
+    """Add the row hashes ``h`` to ``table`` (its length a power of two, never full)."""
+    mask = len(table) - 1
     for i in range(len(h)):
-        s = np.int64(np.uint64(h[i]) & np.uint64(mask))
-        while table[2 * s + 1] != 0:
+        v = fold(h[i])
+        s = np.int64(np.uint64(v) & np.uint64(mask))
+        while table[s] != EMPTY:
             s = (s + 1) & mask
-        table[2 * s] = h[i]
-        table[2 * s + 1] = i + 1
-    return table
+        table[s] = v
 
 
 @nb.njit(cache=True, nogil=True)
@@ -237,12 +251,10 @@ def match_rows(key_off, key_data, content_off, content_data, version, size_bytes
                updated_us, deleted, end_us, table, unmatched, bases, counts):
     """Match manifest rows against the table of SoR row hashes, row by row.
 
-    A row whose hash is in the table, not yet taken, takes that entry (its index is negated):
-    the pair holds the same row on both sides. ``unmatched[r]`` is set for every other row;
-    ``bases[r]`` gets every row's key hash; ``counts`` adds ``[matched, matched in flight,
-    matched live]``."""
-    slots = len(table) // 2
-    mask = slots - 1
+    A row whose hash is in the table, not yet taken, takes that entry: the pair holds the same
+    row on both sides. ``unmatched[r]`` is set for every other row; ``bases[r]`` gets every
+    row's key hash; ``counts`` adds ``[matched, matched in flight, matched live]``."""
+    mask = len(table) - 1
     for r in range(len(version)):
         ks = key_off[r]
         base = hash_bytes_extended(key_data, ks, key_off[r + 1] - ks, np.uint64(0))
@@ -250,13 +262,13 @@ def match_rows(key_off, key_data, content_off, content_data, version, size_bytes
         fly = updated_us[r] >= end_us
         dele = deleted[r] != 0
         cs = content_off[r]
-        h = np.int64(row_hash(base, fly, dele, content_data, cs, content_off[r + 1] - cs, data_shards[r],
-                              total_shards[r], version[r], size_bytes[r]))
+        h = fold(np.int64(row_hash(base, fly, dele, content_data, cs, content_off[r + 1] - cs, data_shards[r],
+                                   total_shards[r], version[r], size_bytes[r])))
         s = np.int64(np.uint64(h) & np.uint64(mask))
         found = False
-        while table[2 * s + 1] != 0:
-            if table[2 * s] == h and table[2 * s + 1] > 0:
-                table[2 * s + 1] = -table[2 * s + 1]
+        while table[s] != EMPTY:
+            if table[s] == h:
+                table[s] = TAKEN
                 found = True
                 break
             s = (s + 1) & mask
@@ -272,16 +284,47 @@ def match_rows(key_off, key_data, content_off, content_data, version, size_bytes
 
 
 @nb.njit(cache=True, nogil=True)
-def untaken(table, n):
-    """Row indexes (into the hashes the table was built from) of the entries no manifest row took."""
-    out = np.empty(n, np.int64)
+def untaken(table):
+    """The (folded) row hashes no manifest row took."""
     k = 0
-    for s in range(len(table) // 2):
-        v = table[2 * s + 1]
-        if v > 0:
-            out[k] = v - 1
+    for s in range(len(table)):
+        if table[s] != EMPTY and table[s] != TAKEN:
             k += 1
-    return out[:k]
+    out = np.empty(k, np.int64)
+    k = 0
+    for s in range(len(table)):
+        if table[s] != EMPTY and table[s] != TAKEN:
+            out[k] = table[s]
+            k += 1
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def rows_with(h, wanted, out_mask):
+    """``out_mask[i] = 1`` where ``fold(h[i])`` is one of ``wanted``; returns how many."""
+    slots = 2
+    while slots < 2 * len(wanted):
+        slots *= 2
+    keys = np.zeros(slots, np.int64)
+    mask = slots - 1
+    for v in wanted:
+        s = np.int64(np.uint64(v) & np.uint64(mask))
+        while keys[s] != EMPTY and keys[s] != v:
+            s = (s + 1) & mask
+        keys[s] = v
+    n = 0
+    for i in range(len(h)):
+        v = fold(h[i])
+        s = np.int64(np.uint64(v) & np.uint64(mask))
+        hit = 0
+        while keys[s] != EMPTY:
+            if keys[s] == v:
+                hit = 1
+                break
+            s = (s + 1) & mask
+        out_mask[i] = hit
+        n += hit
+    return n
 
 
 @nb.njit(cache=True, nogil=True)
@@ -314,3 +357,14 @@ def shares_a_key(bases, unmatched):
                     return True
                 s = (s + 1) & mask
     return False
+
+
+def warm_up() -> None:
+    """Load (or compile) every kernel the diff calls, e.g. in a thread while the server works."""
+    z8, zi, z64 = np.zeros(1, np.uint8), np.zeros(2, np.int32), np.zeros(1, np.int64)
+    table = np.zeros(4, np.int64)
+    insert(table, z64)
+    match_rows(zi, z8, zi, z8, z64, z64, np.zeros(1, np.int16), np.zeros(1, np.int16), z64, z8, 0, table,
+               np.zeros(1, np.uint8), np.zeros(1, np.int64), np.zeros(3, np.int64))
+    rows_with(z64, untaken(table), np.zeros(1, np.uint8))
+    shares_a_key(z64, np.zeros(1, np.uint8))
