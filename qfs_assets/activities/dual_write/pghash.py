@@ -39,6 +39,9 @@ import sys
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 if sys.byteorder != "little":  # pragma: no cover
     raise ImportError("pghash: PostgreSQL's hash of a word differs on big-endian machines")
@@ -234,11 +237,37 @@ def fold(h):
     return h
 
 
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """A hint to load ``arr[idx]``'s cache line (LLVM ``prefetch``): the table's probes are random
+    memory accesses, so the next ones are requested while this one is compared."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_AHEAD = 16  # probes requested ahead
+
+
 @nb.njit(cache=True, nogil=True)
 def insert(table, h):
     """Add the row hashes ``h`` to ``table`` (its length a power of two, never full)."""
     mask = len(table) - 1
-    for i in range(len(h)):
+    n = len(h)
+    for i in range(n):
+        if i + _AHEAD < n:
+            _prefetch(table, np.int64(np.uint64(fold(h[i + _AHEAD])) & np.uint64(mask)))
         v = fold(h[i])
         s = np.int64(np.uint64(v) & np.uint64(mask))
         while table[s] != EMPTY:
@@ -249,21 +278,25 @@ def insert(table, h):
 @nb.njit(cache=True, nogil=True)
 def match_rows(key_off, key_data, content_off, content_data, version, size_bytes, data_shards, total_shards,
                updated_us, deleted, end_us, table, unmatched, bases, counts):
-    """Match manifest rows against the table of SoR row hashes, row by row.
+    """Match manifest rows against the table of SoR row hashes.
 
     A row whose hash is in the table, not yet taken, takes that entry: the pair holds the same
     row on both sides. ``unmatched[r]`` is set for every other row; ``bases[r]`` gets every
     row's key hash; ``counts`` adds ``[matched, matched in flight, matched live]``."""
     mask = len(table) - 1
-    for r in range(len(version)):
+    n = len(version)
+    hs = np.empty(n, np.int64)
+    for r in range(n):  # the hashes first (sequential), then the probes (random, prefetched)
         ks = key_off[r]
         base = hash_bytes_extended(key_data, ks, key_off[r + 1] - ks, np.uint64(0))
         bases[r] = np.int64(base)
-        fly = updated_us[r] >= end_us
-        dele = deleted[r] != 0
         cs = content_off[r]
-        h = fold(np.int64(row_hash(base, fly, dele, content_data, cs, content_off[r + 1] - cs, data_shards[r],
-                                   total_shards[r], version[r], size_bytes[r])))
+        hs[r] = fold(np.int64(row_hash(base, updated_us[r] >= end_us, deleted[r] != 0, content_data, cs,
+                                       content_off[r + 1] - cs, data_shards[r], total_shards[r], version[r], size_bytes[r])))
+    for r in range(n):
+        if r + _AHEAD < n:
+            _prefetch(table, np.int64(np.uint64(hs[r + _AHEAD]) & np.uint64(mask)))
+        h = hs[r]
         s = np.int64(np.uint64(h) & np.uint64(mask))
         found = False
         while table[s] != EMPTY:
@@ -275,9 +308,9 @@ def match_rows(key_off, key_data, content_off, content_data, version, size_bytes
         if found:
             unmatched[r] = 0
             counts[0] += 1
-            if fly:
+            if updated_us[r] >= end_us:
                 counts[1] += 1
-            elif not dele:
+            elif deleted[r] == 0:
                 counts[2] += 1
         else:
             unmatched[r] = 1
