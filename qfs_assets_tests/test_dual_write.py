@@ -294,7 +294,7 @@ EXPECTED_COUNTS = {
 }
 
 
-@pytest.mark.parametrize("method", ["buckets", "hash", "merge", "duckdb"])
+@pytest.mark.parametrize("method", ["pg_hash", "hash", "merge", "duckdb"])
 def test_every_category_in_flight_and_tombstones(backend, tmp_path, method):
     sor = backend.create(SOR_ROWS, batch_rows=3)
     con, view = manifest_con(tmp_path, MAN_ROWS)
@@ -775,7 +775,7 @@ def test_nulls_duplicates_and_bad_values_in_the_sor(backend, tmp_path):
             sor.check()
 
 
-@pytest.mark.parametrize("method", ["buckets", "hash", "merge", "duckdb"])
+@pytest.mark.parametrize("method", ["pg_hash", "hash", "merge", "duckdb"])
 def test_a_sor_error_mid_stream_stops_the_diff_with_one_line(backend, tmp_path, method):
     rows = [o(f"k{i:03d}") for i in range(50)] + [{**o("k999"), "content_hash": None}]
     sor = backend.create(rows, pk=False, batch_rows=4)
@@ -815,7 +815,7 @@ def test_sqlite_timestamps_are_parsed_robustly(text, expected):
 
 # -- the hash method: the same verdicts, and the merge method decides what it cannot ----------------
 
-@pytest.mark.parametrize("method", ["hash", "buckets"])
+@pytest.mark.parametrize("method", ["hash", "pg_hash"])
 @pytest.mark.parametrize("dup", ["same_row", "other_content", "both_leftover"])
 def test_hash_method_hands_duplicate_sor_keys_to_the_merge(backend, tmp_path, dup, method):
     """A SoR key seen twice is bad input whichever way the copies match the manifest."""
@@ -847,7 +847,7 @@ def test_unordered_postgresql_stream_holds_every_row(pg_server, tmp_path):
         b.close()
 
 
-@pytest.mark.parametrize("method", ["hash", "buckets"])
+@pytest.mark.parametrize("method", ["hash", "pg_hash"])
 @pytest.mark.parametrize("case", ["all_same", "one_matches", "sor_lacks", "none_match"])
 def test_hash_method_finds_duplicate_manifest_keys_the_reader_left_to_it(tmp_path, backend, case, method):
     from qfs_assets.readers.base import BadInput, connect
@@ -887,19 +887,19 @@ def test_postgresql_page_ranges_read_every_row_once_from_one_snapshot(pg_server,
         b.close()
 
 
-# -- the buckets method (PostgreSQL hashes, only differing rows read) -----------------------------------
+# -- the pg_hash method (PostgreSQL hashes, only differing rows read) -----------------------------------
 
-def test_buckets_method_judges_by_itself_on_postgresql(backend, tmp_path):
+def test_pg_hash_method_judges_by_itself_on_postgresql(backend, tmp_path):
     """PostgreSQL: judged by the server's row hashes (no fallback); SQLite: today's hash method."""
     sor = backend.create(SOR_ROWS, batch_rows=3)
     con, view = manifest_con(tmp_path, MAN_ROWS)
     res = diff_snapshot(sor, con, view, END, batch_rows=3)
-    assert res.method == ("buckets" if backend.kind == "postgresql" else "hash")
+    assert res.method == ("pg_hash" if backend.kind == "postgresql" else "hash")
     assert res.counts == EXPECTED_COUNTS and res.sor_rows == len(SOR_ROWS) and res.storage_rows == len(MAN_ROWS)
     assert sor.rows_read == len(SOR_ROWS)
 
 
-def test_buckets_method_hands_over_where_the_server_cannot_hash(pg_server, tmp_path):
+def test_pg_hash_method_hands_over_where_the_server_cannot_hash(pg_server, tmp_path):
     """No unique index, a wider type, a row the reader rejects: today's method decides (and names it)."""
     b = Backend("postgresql", tmp_path, pg_server)
     try:
@@ -950,7 +950,7 @@ def _drifted(rng, n: int) -> tuple[list[dict], list[dict]]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_buckets_method_agrees_with_the_merge_on_random_drift(pg_server, tmp_path, monkeypatch, seed):
+def test_pg_hash_method_agrees_with_the_merge_on_random_drift(pg_server, tmp_path, monkeypatch, seed):
     import random
 
     rng = random.Random(seed)
@@ -961,9 +961,9 @@ def test_buckets_method_agrees_with_the_merge_on_random_drift(pg_server, tmp_pat
         con, view = manifest_con(tmp_path, man_rows)
         if seed == 2:  # the table read as page ranges, side by side
             monkeypatch.setattr(SystemOfRecord, "_MIN_SPLIT_BLOCKS", 1)
-        got = diff_snapshot(sor, con, view, END, method="buckets", batch_rows=700)
+        got = diff_snapshot(sor, con, view, END, method="pg_hash", batch_rows=700)
         want = diff_snapshot(sor, con, view, END, method="merge", batch_rows=700)
-        assert got.method == "buckets"
+        assert got.method == "pg_hash"
         assert got.counts == want.counts == oracle(sor_rows, man_rows, END)[0]
         assert got.inconsistencies.equals(want.inconsistencies)
         assert (got.sor_rows, got.storage_rows) == (len(sor_rows), len(man_rows))

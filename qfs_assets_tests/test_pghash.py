@@ -3,7 +3,7 @@
 Runs against ``QFS_TEST_PG_URL`` (default the local test server); random and edge values: empty,
 non-ASCII and long strings (every length around the 12-byte blocks), negative, extreme and
 32-bit-boundary integers, zero and non-zero seeds; and the diff's whole row hash, computed by the
-very SQL the ``buckets`` method sends, over rows with tombstones and rows in flight.
+very SQL the ``pg_hash`` method sends, over rows with tombstones and rows in flight.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from qfs_assets.activities.dual_write import pghash
-from qfs_assets.activities.dual_write.diff import bucket_row_sql
+from qfs_assets.activities.dual_write.diff import row_hash_sql
+from qfs_assets.contract.schema import SOR_COLUMNS
 
 PG_URL = os.environ.get("QFS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -93,8 +94,10 @@ def test_integer_hashes_match_postgresql(pg):
             assert got2 == [pghash.as_signed(int(pghash.hash_int8_extended(np.int64(v), _seed_u(seed)))) for v in tiny]
 
 
-def test_bucket_row_hash_matches_the_sql_the_diff_sends(pg):
-    """Every bucket aggregate of random rows (tombstones, in flight, extreme values) equals the client's."""
+@pytest.mark.parametrize("nullable", [False, True])
+def test_row_hash_matches_the_sql_the_diff_sends(pg, nullable):
+    """Every row's hash (tombstones, in flight, extreme values, non-ASCII) equals the client's; a
+    row the reader rejects hashes to NULL."""
     rng = random.Random(3)
     end = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
     rows = []
@@ -110,29 +113,27 @@ def test_bucket_row_hash_matches_the_sql_the_diff_sends(pg):
             "updated_at": when,
             "deleted": rng.random() < 0.2,
         })
-    buckets = 64
+    bad = [{**rows[0], "object_id": "bad-1", "updated_at": dt.datetime(1969, 12, 31, tzinfo=dt.timezone.utc)},
+           {**rows[1], "object_id": "bad-2", "deleted": True, "version": None}]
+    columns = set(SOR_COLUMNS) if nullable else set()
     with pg.begin() as c:
-        c.exec_driver_sql("CREATE TEMP TABLE t (object_id text COLLATE \"en-x-icu\", version bigint, content_hash text, "
+        c.exec_driver_sql("CREATE TEMP TABLE t (i int, object_id text COLLATE \"en-x-icu\", version bigint, content_hash text, "
                           "size_bytes bigint, data_shards smallint, total_shards smallint, updated_at timestamptz, deleted boolean)")
-        c.execute(sa.text("INSERT INTO t VALUES (:object_id, :version, :content_hash, :size_bytes, :data_shards, "
-                          ":total_shards, :updated_at, :deleted)"), rows)
-        b, h = bucket_row_sql(f"TIMESTAMPTZ '{end.isoformat()}'", buckets)
-        got = c.exec_driver_sql(f"SELECT b, count(*), bit_xor(h), sum((h >> 32)::int4) FROM (SELECT {b} AS b, {h} AS h FROM t) x "
-                                "GROUP BY b ORDER BY b").fetchall()
+        c.execute(sa.text("INSERT INTO t VALUES (:i, :object_id, :version, :content_hash, :size_bytes, :data_shards, "
+                          ":total_shards, :updated_at, :deleted)"), [{"i": i, **r} for i, r in enumerate(rows + bad)])
+        expr = row_hash_sql(f"TIMESTAMPTZ '{end.isoformat()}'", columns)
+        got = c.exec_driver_sql(f"SELECT {expr} FROM t ORDER BY i").scalars().all()
+    assert got[len(rows):] == [None, None if nullable else got[len(rows) + 1]]
     tbl = pa.Table.from_pylist(rows)
-    out = np.zeros(len(rows), np.int64)
-    cnt, fly, live = (np.zeros(buckets, np.int64) for _ in range(3))
-    xor, hi = np.zeros(buckets, np.uint64), np.zeros(buckets, np.int64)
+    hs, bases = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64)
     oid, ch = tbl["object_id"].combine_chunks(), tbl["content_hash"].combine_chunks()
     us = tbl["updated_at"].combine_chunks().cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     end_us = int((end - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).total_seconds()) * 1_000_000
-    pghash.bucket_rows(
+    pghash.row_hashes(
         np.frombuffer(oid.buffers()[1], np.int32, len(rows) + 1), np.frombuffer(oid.buffers()[2], np.uint8),
         np.frombuffer(ch.buffers()[1], np.int32, len(rows) + 1), np.frombuffer(ch.buffers()[2], np.uint8),
         np.array([r["version"] for r in rows], np.int64), np.array([r["size_bytes"] for r in rows], np.int64),
         np.array([r["data_shards"] for r in rows], np.int16), np.array([r["total_shards"] for r in rows], np.int16),
-        us.to_numpy(), np.array([r["deleted"] for r in rows], np.uint8), end_us, buckets - 1,
-        out, cnt, fly, live, xor, hi)
-    want = [(k, int(cnt[k]), pghash.as_signed(int(xor[k])), int(hi[k])) for k in range(buckets) if cnt[k]]
-    assert [tuple(int(v) for v in r) for r in got] == want
-    assert fly.sum() == sum(r["updated_at"] >= end for r in rows)
+        us.to_numpy(), np.array([r["deleted"] for r in rows], np.uint8), end_us, hs, bases)
+    assert [pghash.fold(v) for v in got[:len(rows)]] == hs.tolist()
+    assert bases.tolist() == [_text_hash(r["object_id"], 0) for r in rows]

@@ -756,7 +756,7 @@ class SystemOfRecord:
 
         return [part(i, c, lo, hi) for i, (c, (lo, hi)) in enumerate(zip(conns, plan))]
 
-    # -- server-side row hashes (the dual-write diff's ``buckets`` method) ----------------------
+    # -- server-side row hashes (the dual-write diff's ``pg_hash`` method) ----------------------
     #: column types the row hash SQL reads exactly as the client does (else: no server-side hashing)
     _HASHABLE = {
         "object_id": ("text", "character varying"), "content_hash": ("text", "character varying"),

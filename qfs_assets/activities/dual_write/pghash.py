@@ -1,8 +1,8 @@
 """PostgreSQL's extended hash functions, computed on the client (numba), bit for bit.
 
-The ``buckets`` diff (:mod:`qfs_assets.activities.dual_write.diff`) lets PostgreSQL checksum the
-system of record per bucket and checksums the manifest's same buckets here, so both sides must
-compute the very same 64-bit values. PostgreSQL's hash opclass support functions of the types in
+The ``pg_hash`` diff (:mod:`qfs_assets.activities.dual_write.diff`) lets PostgreSQL hash every
+row of the system of record and hashes the manifest's rows here, so both sides must compute the
+very same 64-bit values. PostgreSQL's hash opclass support functions of the types in
 ``qfs_objects`` all reduce to Bob Jenkins' lookup3 as PostgreSQL adapted it (``src/common/hashfn.c``,
 ``hash_bytes_extended`` and ``hash_bytes_uint32_extended``; the wrappers in
 ``src/backend/access/hash/hashfunc.c``), re-implemented here from that description:
@@ -22,7 +22,7 @@ function against a real server on random and edge values.
 
 The row hash of the diff (:func:`row_hash`, and the SQL in ``diff.py`` that must mirror it):
 
-* ``base = hashtextextended(object_id, 0)``; the bucket is ``base & (buckets - 1)``;
+* ``base = hashtextextended(object_id, 0)``;
 * in flight (``updated_at >= end``): ``hashint8extended(1, base)`` (whatever its other fields:
   an object in flight is only counted);
 * else a tombstone: ``hashint8extended(2, base)`` (a row deleted on both sides is consistent
@@ -181,44 +181,12 @@ def row_hash(base, fly, deleted, content, c_start, c_len, data_shards, total_sha
     return hash_int8_extended(np.int64(size_bytes), h)
 
 
-@nb.njit(cache=True, nogil=True)
-def bucket_rows(key_off, key_data, content_off, content_data, version, size_bytes, data_shards, total_shards,
-                updated_us, deleted, end_us, mask, buckets_out, cnt, fly_cnt, live_cnt, xor_acc, hi_sum):
-    """Per row: bucket into ``buckets_out``; per bucket: rows, in flight, live, xor of row hashes
-    and the sum of their high 32 bits (signed), added to the accumulators."""
-    for r in range(len(version)):
-        ks = key_off[r]
-        base = hash_bytes_extended(key_data, ks, key_off[r + 1] - ks, np.uint64(0))
-        bk = np.int64(base & np.uint64(mask))
-        buckets_out[r] = bk
-        fly = updated_us[r] >= end_us
-        dele = deleted[r] != 0
-        cs = content_off[r]
-        h = row_hash(base, fly, dele, content_data, cs, content_off[r + 1] - cs, data_shards[r], total_shards[r],
-                     version[r], size_bytes[r])
-        cnt[bk] += 1
-        if fly:
-            fly_cnt[bk] += 1
-        elif not dele:
-            live_cnt[bk] += 1
-        xor_acc[bk] ^= h
-        hi_sum[bk] += np.int64(np.int32(np.uint32(h >> np.uint64(32))))
-
-
-@nb.njit(cache=True, nogil=True)
-def key_buckets(key_off, key_data, mask, out):
-    """The bucket of every key (``hashtextextended(key, 0) & mask``)."""
-    for r in range(len(out)):
-        ks = key_off[r]
-        out[r] = np.int64(hash_bytes_extended(key_data, ks, key_off[r + 1] - ks, np.uint64(0)) & np.uint64(mask))
-
-
 def as_signed(u: int) -> int:
     """An unsigned 64-bit hash as PostgreSQL's signed ``bigint``."""
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
-# -- matching rows on their hashes (the ``buckets`` diff) ---------------------------------------
+# -- matching rows on their hashes (the ``pg_hash`` diff) ---------------------------------------
 #
 # The SoR's row hashes go into an open-addressing table of bare int64 values (linear probing,
 # repeats kept): EMPTY marks a free slot, TAKEN an entry a manifest row has taken. Row hashes
@@ -276,6 +244,19 @@ def insert(table, h):
 
 
 @nb.njit(cache=True, nogil=True)
+def row_hashes(key_off, key_data, content_off, content_data, version, size_bytes, data_shards, total_shards,
+               updated_us, deleted, end_us, hs, bases):
+    """Every row's hash (folded, as int64 bit patterns) into ``hs``, its key's hash into ``bases``."""
+    for r in range(len(version)):
+        ks = key_off[r]
+        base = hash_bytes_extended(key_data, ks, key_off[r + 1] - ks, np.uint64(0))
+        bases[r] = np.int64(base)
+        cs = content_off[r]
+        hs[r] = fold(np.int64(row_hash(base, updated_us[r] >= end_us, deleted[r] != 0, content_data, cs,
+                                       content_off[r + 1] - cs, data_shards[r], total_shards[r], version[r], size_bytes[r])))
+
+
+@nb.njit(cache=True, nogil=True)
 def match_rows(key_off, key_data, content_off, content_data, version, size_bytes, data_shards, total_shards,
                updated_us, deleted, end_us, table, unmatched, bases, counts):
     """Match manifest rows against the table of SoR row hashes.
@@ -285,14 +266,9 @@ def match_rows(key_off, key_data, content_off, content_data, version, size_bytes
     row's key hash; ``counts`` adds ``[matched, matched in flight, matched live]``."""
     mask = len(table) - 1
     n = len(version)
-    hs = np.empty(n, np.int64)
-    for r in range(n):  # the hashes first (sequential), then the probes (random, prefetched)
-        ks = key_off[r]
-        base = hash_bytes_extended(key_data, ks, key_off[r + 1] - ks, np.uint64(0))
-        bases[r] = np.int64(base)
-        cs = content_off[r]
-        hs[r] = fold(np.int64(row_hash(base, updated_us[r] >= end_us, deleted[r] != 0, content_data, cs,
-                                       content_off[r + 1] - cs, data_shards[r], total_shards[r], version[r], size_bytes[r])))
+    hs = np.empty(n, np.int64)  # the hashes first (sequential), then the probes (random, prefetched)
+    row_hashes(key_off, key_data, content_off, content_data, version, size_bytes, data_shards, total_shards,
+               updated_us, deleted, end_us, hs, bases)
     for r in range(n):
         if r + _AHEAD < n:
             _prefetch(table, np.int64(np.uint64(hs[r + _AHEAD]) & np.uint64(mask)))
