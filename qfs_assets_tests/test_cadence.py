@@ -33,7 +33,7 @@ EXPECTED_SCHEDULES = {
 NODE_HEALTH = {"min_verified_ratio": 0.95, "min_proof_success_rate": 0.99, "max_utilization_cv": 0.25,
                "max_utilization_max_over_mean": 1.5, "heartbeat_max_age_seconds": 3600,
                "min_stake_nod": 100_000_000_000, "min_node_pass_bps": 9500}
-DUAL_WRITE = {"sample_bps": 100, "resolution_hours": 24, "method": "hash", "batch_rows": 131072}
+DUAL_WRITE = {"sample_bps": 100, "resolution_hours": 24, "method": "pg_hash", "batch_rows": 131072}
 #: op -> the config every launch passes by default (evidence-v1 thresholds, the code's knobs)
 EXPECTED_CONFIG = {
     "node_health_assessment": NODE_HEALTH,

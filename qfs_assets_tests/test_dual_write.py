@@ -294,7 +294,7 @@ EXPECTED_COUNTS = {
 }
 
 
-@pytest.mark.parametrize("method", ["hash", "merge", "duckdb"])
+@pytest.mark.parametrize("method", ["pg_hash", "hash", "merge", "duckdb"])
 def test_every_category_in_flight_and_tombstones(backend, tmp_path, method):
     sor = backend.create(SOR_ROWS, batch_rows=3)
     con, view = manifest_con(tmp_path, MAN_ROWS)
@@ -775,7 +775,7 @@ def test_nulls_duplicates_and_bad_values_in_the_sor(backend, tmp_path):
             sor.check()
 
 
-@pytest.mark.parametrize("method", ["hash", "merge", "duckdb"])
+@pytest.mark.parametrize("method", ["pg_hash", "hash", "merge", "duckdb"])
 def test_a_sor_error_mid_stream_stops_the_diff_with_one_line(backend, tmp_path, method):
     rows = [o(f"k{i:03d}") for i in range(50)] + [{**o("k999"), "content_hash": None}]
     sor = backend.create(rows, pk=False, batch_rows=4)
@@ -815,15 +815,16 @@ def test_sqlite_timestamps_are_parsed_robustly(text, expected):
 
 # -- the hash method: the same verdicts, and the merge method decides what it cannot ----------------
 
+@pytest.mark.parametrize("method", ["hash", "pg_hash"])
 @pytest.mark.parametrize("dup", ["same_row", "other_content", "both_leftover"])
-def test_hash_method_hands_duplicate_sor_keys_to_the_merge(backend, tmp_path, dup):
+def test_hash_method_hands_duplicate_sor_keys_to_the_merge(backend, tmp_path, dup, method):
     """A SoR key seen twice is bad input whichever way the copies match the manifest."""
     first = {**o("x"), "content_hash": "y" * 64} if dup == "both_leftover" else o("x")
     second = o("x") if dup == "same_row" else {**o("x"), "content_hash": "z" * 64}
     sor = backend.create([o("a"), first, second, o("b")], pk=False, batch_rows=2)
     con, view = manifest_con(tmp_path, [o("a"), o("x"), o("b")])
     with pytest.raises(SorError, match="column 'object_id': duplicate object_id"):
-        diff_snapshot(sor, con, view, END, method="hash", batch_rows=2)
+        diff_snapshot(sor, con, view, END, method=method, batch_rows=2)
 
 
 def test_hash_method_judges_by_itself_when_it_can(backend, tmp_path):
@@ -846,8 +847,9 @@ def test_unordered_postgresql_stream_holds_every_row(pg_server, tmp_path):
         b.close()
 
 
+@pytest.mark.parametrize("method", ["hash", "pg_hash"])
 @pytest.mark.parametrize("case", ["all_same", "one_matches", "sor_lacks", "none_match"])
-def test_hash_method_finds_duplicate_manifest_keys_the_reader_left_to_it(tmp_path, backend, case):
+def test_hash_method_finds_duplicate_manifest_keys_the_reader_left_to_it(tmp_path, backend, case, method):
     from qfs_assets.readers.base import BadInput, connect
     from qfs_assets.readers.storage import object_manifest
 
@@ -860,7 +862,7 @@ def test_hash_method_finds_duplicate_manifest_keys_the_reader_left_to_it(tmp_pat
     con = connect()
     view = object_manifest(reader, con, DAY, validate_keys=False)
     with pytest.raises(BadInput, match="duplicate key object_id='x'"):
-        diff_snapshot(sor, con, view, END, method="hash", batch_rows=2)
+        diff_snapshot(sor, con, view, END, method=method, batch_rows=2)
 
 
 def test_postgresql_page_ranges_read_every_row_once_from_one_snapshot(pg_server, tmp_path, monkeypatch):
@@ -881,5 +883,89 @@ def test_postgresql_page_ranges_read_every_row_once_from_one_snapshot(pg_server,
         con, view = manifest_con(tmp_path, rows[:-1])
         res = diff_snapshot(sor, con, view, END, method="hash", batch_rows=500)  # a new snapshot: the late row too
         assert res.method == "hash" and res.counts["missing_in_storage"] == 2 and res.sor_rows == len(rows) + 1
+    finally:
+        b.close()
+
+
+# -- the pg_hash method (PostgreSQL hashes, only differing rows read) -----------------------------------
+
+def test_pg_hash_method_judges_by_itself_on_postgresql(backend, tmp_path):
+    """PostgreSQL: judged by the server's row hashes (no fallback); SQLite: today's hash method."""
+    sor = backend.create(SOR_ROWS, batch_rows=3)
+    con, view = manifest_con(tmp_path, MAN_ROWS)
+    res = diff_snapshot(sor, con, view, END, batch_rows=3)
+    assert res.method == ("pg_hash" if backend.kind == "postgresql" else "hash")
+    assert res.counts == EXPECTED_COUNTS and res.sor_rows == len(SOR_ROWS) and res.storage_rows == len(MAN_ROWS)
+    assert sor.rows_read == len(SOR_ROWS)
+
+
+def test_pg_hash_method_hands_over_where_the_server_cannot_hash(pg_server, tmp_path):
+    """No unique index, a wider type, a row the reader rejects: today's method decides (and names it)."""
+    b = Backend("postgresql", tmp_path, pg_server)
+    try:
+        con, view = manifest_con(tmp_path, MAN_ROWS)
+        sor = b.create(SOR_ROWS, pk=False, batch_rows=3)
+        res = diff_snapshot(sor, con, view, END, batch_rows=3)
+        assert res.method == "hash" and res.counts == EXPECTED_COUNTS
+        sor = b.create(SOR_ROWS, batch_rows=3)
+        with b.pg.engine.begin() as c:
+            c.exec_driver_sql(f"ALTER TABLE {b.schema}.qfs_objects ALTER COLUMN data_shards TYPE integer")
+        res = diff_snapshot(sor, con, view, END, batch_rows=3)
+        assert res.method == "hash" and res.counts == EXPECTED_COUNTS
+        sor = b.create([*SOR_ROWS, {**o("zz"), "deleted": True, "version": None}], batch_rows=3)
+        with pytest.raises(SorError, match=r"column 'version': null in required column \(object_id 'zz'\)"):
+            diff_snapshot(sor, con, view, END, batch_rows=3)
+        sor = b.create([*SOR_ROWS, o("zz", updated=dt.datetime(1969, 12, 31, tzinfo=dt.timezone.utc))], batch_rows=3)
+        with pytest.raises(SorError, match="column 'updated_at': timestamp outside"):
+            diff_snapshot(sor, con, view, END, batch_rows=3)
+    finally:
+        b.close()
+
+
+def _drifted(rng, n: int) -> tuple[list[dict], list[dict]]:
+    """``n`` objects with random drift of every kind on either side (keys with non-ASCII and collation traps)."""
+    import random as _r  # noqa: F401
+
+    base = [o(f"{rng.choice(['k', 'K', 'é', 'ß', 'a-', 'a_', ''])}{i:05d}", version=rng.randint(1, 3),
+              size=rng.randint(1, 10**6), deleted=rng.random() < 0.1,
+              updated=rng.choice([ts(DAY, 1), END - dt.timedelta(microseconds=1), END, LATE])) for i in range(n)]
+    sor, man = [], []
+    for r in base:
+        roll = rng.random()
+        if roll < 0.03:
+            sor.append(r)
+        elif roll < 0.06:
+            man.append(r)
+        else:
+            other = dict(r)
+            if roll < 0.15:
+                field, value = rng.choice([("version", r["version"] + 1), ("content_hash", "f" * 64),
+                                           ("size_bytes", r["size_bytes"] + 1), ("data_shards", 3), ("total_shards", 5),
+                                           ("deleted", not r["deleted"]), ("updated_at", LATE), ("updated_at", ts(DAY, 2))])
+                other[field] = value
+            sor.append(r)
+            man.append(other)
+    rng.shuffle(sor)
+    return sor, man
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_pg_hash_method_agrees_with_the_merge_on_random_drift(pg_server, tmp_path, monkeypatch, seed):
+    import random
+
+    rng = random.Random(seed)
+    sor_rows, man_rows = _drifted(rng, 3000)
+    b = Backend("postgresql", tmp_path, pg_server)
+    try:
+        sor = b.create(sor_rows, batch_rows=700)
+        con, view = manifest_con(tmp_path, man_rows)
+        if seed == 2:  # the table read as page ranges, side by side
+            monkeypatch.setattr(SystemOfRecord, "_MIN_SPLIT_BLOCKS", 1)
+        got = diff_snapshot(sor, con, view, END, method="pg_hash", batch_rows=700)
+        want = diff_snapshot(sor, con, view, END, method="merge", batch_rows=700)
+        assert got.method == "pg_hash"
+        assert got.counts == want.counts == oracle(sor_rows, man_rows, END)[0]
+        assert got.inconsistencies.equals(want.inconsistencies)
+        assert (got.sor_rows, got.storage_rows) == (len(sor_rows), len(man_rows))
     finally:
         b.close()

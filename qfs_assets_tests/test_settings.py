@@ -28,7 +28,7 @@ EVIDENCE_V1_DEFAULTS = {
         "min_node_pass_bps": 9500,  # AEGIS: >= 95 % of the node's challenges passed
     },
     "economics": {"atr_per_nod": "1/1", "buffer_bps": 500, "buffer_min_atr": 0},
-    "dual_write": {"sample_bps": 100, "resolution_hours": 24, "method": "hash", "batch_rows": 131072},
+    "dual_write": {"sample_bps": 100, "resolution_hours": 24, "method": "pg_hash", "batch_rows": 131072},
     "replay_drill": {"batch_rows": 262144, "start_from": "genesis"},
     "node_failure": {"batch_rows": 65536},
 }
@@ -75,7 +75,7 @@ def test_no_file_means_defaults_and_an_explicit_missing_file_is_an_error(tmp_pat
     ("[economics]\nbuffer_bps = 20000\n", r"\[economics\] buffer_bps: Input should be less than or equal to 10000"),
     ("[economics]\nbuffer_bps = 5.0\n", r"\[economics\] buffer_bps: must be an integer, not float"),
     ("[economics]\natr_per_nod = 0.5\n", r"\[economics\] atr_per_nod: .*never a float"),
-    ("[dual_write]\nmethod = \"sorted\"\n", r"\[dual_write\] method: Input should be 'hash', 'merge' or 'duckdb'"),
+    ("[dual_write]\nmethod = \"sorted\"\n", r"\[dual_write\] method: Input should be 'pg_hash', 'hash', 'merge' or 'duckdb'"),
     ("[node_failure]\n[node_failure.aegis]\nmin_stake_nod = 1\n",
      r"\[node_failure\] aegis: not set here; it is the \[node_health\] section"),
     ("node_health = 1\n", r"node_health must be a table"),

@@ -73,6 +73,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -762,6 +763,97 @@ class SystemOfRecord:
 
         return [part(i, c, lo, hi) for i, (c, (lo, hi)) in enumerate(zip(conns, plan))]
 
+    # -- server-side row hashes (the dual-write diff's ``pg_hash`` method) ----------------------
+    #: column types the row hash SQL reads exactly as the client does (else: no server-side hashing)
+    _HASHABLE = {
+        "object_id": ("text", "character varying"), "content_hash": ("text", "character varying"),
+        "version": ("bigint", "integer", "smallint"), "size_bytes": ("bigint", "integer", "smallint"),
+        "data_shards": ("smallint",), "total_shards": ("smallint",),
+        "updated_at": ("timestamp with time zone",), "deleted": ("boolean",),
+    }
+
+    def row_hash_support(self) -> tuple[set[str] | None, int, str]:
+        """``(nullable columns, estimated rows, "")`` when PostgreSQL can hash the rows as the client does, else
+        ``(None, why not)``: PostgreSQL 14+ in UTF8 through ADBC, a plain table whose ``object_id``
+        has a unique index (so a row's key is unique and equal hashes pair rows one to one), and the
+        contract's column types (``varchar`` for text and narrower integers allowed). Else ``(None,
+        0, why not)``."""
+        if self.dialect != "postgresql" or self.method != "copy":
+            return None, 0, "not PostgreSQL through COPY"
+        try:
+            import adbc_driver_postgresql.dbapi  # noqa: F401
+        except ImportError:
+            return None, 0, "adbc-driver-postgresql not installed"
+        if not self._checked:
+            self.check()
+        sql = sa.text("""
+            SELECT current_setting('server_version_num')::int, current_setting('server_encoding'), c.relkind,
+                   (SELECT json_object_agg(a.attname, json_build_array(format_type(a.atttypid, NULL), a.attnotnull))
+                      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                   EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'object_id'
+                           WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                             AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum),
+                   c.reltuples::bigint
+            FROM pg_class c WHERE c.oid = to_regclass(:t)""")
+        try:
+            with self.session() as (conn, watch), watch.waiting():
+                row = conn.execute(sql, {"t": self.qualified_table}).fetchone()
+        except SorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no catalogue: the plain read will say what is wrong
+            return None, 0, f"catalogue not readable ({_first_line(exc)})"
+        if row is None or row[2] != "r":
+            return None, 0, "not a plain table"
+        version, encoding, _kind, cols, unique, estimate = row
+        if int(version) < 140000 or encoding != "UTF8":
+            return None, 0, f"PostgreSQL {version} in {encoding} (needs 14+ in UTF8)"
+        if not unique:
+            return None, 0, "no unique index on object_id"
+        cols = cols if isinstance(cols, dict) else __import__("json").loads(cols)
+        for name, allowed in self._HASHABLE.items():
+            if cols.get(name, [None])[0] not in allowed:
+                return None, 0, f"column {name} is {cols.get(name, ['missing'])[0]}"
+        return {n for n in SOR_COLUMNS if not cols[n][1]}, max(int(estimate or 0), 0), ""
+
+    @contextlib.contextmanager
+    def snapshot_reader(self, parts: int = 2) -> Iterator["SnapshotReader"]:
+        """A :class:`SnapshotReader`: ``parts`` ADBC connections in one ``REPEATABLE READ`` snapshot
+        (exported, as :meth:`iter_batch_parts` does), open until the block ends."""
+        plan = (self._page_ranges(parts) if parts > 1 else None) or [(0, None)]
+        conns: list[tuple[Any, _Watchdog]] = []
+        try:
+            for _ in plan:
+                conns.append(self._adbc_connect())
+            snapshot = None
+            for i, (conn, watch) in enumerate(conns):
+                with watch.waiting():
+                    cur = conn.cursor()
+                    try:
+                        cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                        if i == 0:
+                            cur.execute("SELECT pg_export_snapshot()")
+                            snapshot = cur.fetchone()[0]
+                        else:
+                            cur.execute(f"SET TRANSACTION SNAPSHOT {quote_literal(snapshot, 'postgresql')}")
+                    finally:
+                        cur.close()
+        except BaseException as exc:
+            self._close_all(conns)
+            if isinstance(exc, SorError) or not isinstance(exc, Exception):
+                raise
+            raise self._driver_error(exc, "read failed", conns[-1][1] if conns else None) from None
+        try:
+            yield SnapshotReader(self, conns, plan if len(plan) > 1 else [None])
+        finally:
+            self._close_all(conns)
+
+    @staticmethod
+    def _close_all(conns: list) -> None:
+        for conn, watch in conns:
+            watch.close()
+            with contextlib.suppress(Exception):
+                conn.close()
+
     _MIN_SPLIT_BLOCKS = 4096  # 32 MB of pages: below that one stream is as fast
 
     def _page_ranges(self, parts: int) -> list[tuple[int, int | None]] | None:
@@ -1045,3 +1137,73 @@ _SA_FAMILY: dict[str, type] = {
     "updated_at": sa.DateTime,
     "deleted": sa.Boolean,
 }
+
+
+class SnapshotReader:
+    """Queries on a :class:`SystemOfRecord`'s connections that share one snapshot (see
+    :meth:`SystemOfRecord.snapshot_reader`); every wait for the database is under the watchdog."""
+
+    def __init__(self, sor: SystemOfRecord, conns: list, ranges: list) -> None:
+        self.sor, self.conns, self.ranges = sor, conns, ranges
+
+    def _query(self, i: int, sql: str, on_batch: Callable[[int, pa.RecordBatch], None] | None = None) -> pa.Table | None:
+        conn, watch = self.conns[i]
+        cur = conn.cursor()
+        try:
+            with watch.waiting():
+                cur.execute(sql)
+                if on_batch is None:
+                    return cur.fetch_arrow_table()
+                batches = iter(cur.fetch_record_batch())
+            while True:
+                with watch.waiting():
+                    batch = next(batches, None)
+                if batch is None:
+                    return None
+                with watch.paused():
+                    on_batch(i, batch)
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, (pa.ArrowException, OSError)) and not type(exc).__module__.startswith("adbc"):
+                raise  # the consumer's own
+            raise self.sor._driver_error(exc, "read failed", watch) from None
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def scan(self, select_list: str, on_batch: Callable[[int, pa.RecordBatch], None]) -> None:
+        """``SELECT <select_list> FROM <table>``, every row once: one query per page range, run side
+        by side (one thread and connection each), every batch handed to ``on_batch(range, batch)``
+        on its range's thread as it arrives."""
+        table = self.sor.qualified_table
+        sqls = []
+        for rng in self.ranges:
+            where = ""
+            if rng is not None:
+                lo, hi = rng
+                where = f" WHERE ctid >= '({int(lo)},0)'::tid" + (f" AND ctid < '({int(hi)},0)'::tid" if hi is not None else "")
+            sqls.append(f"SELECT {select_list} FROM {table}{where}")
+        if len(sqls) == 1:
+            self._query(0, sqls[0], on_batch)
+            return
+        with ThreadPoolExecutor(max_workers=len(sqls), thread_name_prefix="sor-scan") as pool:
+            futures = [pool.submit(self._query, i, sql, on_batch) for i, sql in enumerate(sqls)]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                for conn, _watch in self.conns:  # stop the other ranges' queries
+                    with contextlib.suppress(Exception):
+                        conn.adbc_cancel()
+                raise
+
+    def rows_for_keys(self, keys: pa.Array) -> pa.Table:
+        """The rows (:data:`SOR_SCHEMA`, validated) whose object_id is one of ``keys`` (through the
+        key's index), in no particular order."""
+        if len(keys) == 0:
+            return SOR_SCHEMA.empty_table()
+        cols = ", ".join(SOR_COLUMNS)
+        literal = quote_literal("{" + ",".join('"' + k.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                                               for k in keys.to_pylist()) + "}", "postgresql")
+        got = self._query(0, f"SELECT {cols} FROM {self.sor.qualified_table} WHERE object_id = ANY({literal}::text[])")
+        batches = [self.sor._validated(self.sor._adbc_batch(b), None, ordered=False) for b in got.to_batches()]
+        return pa.Table.from_batches(batches, schema=SOR_SCHEMA)

@@ -198,7 +198,7 @@ def assess_daily_diff(
     con = connect(memory_limit=diff_memory_limit())
     try:
         # the hash diff checks manifest keys in its own join (and exactly, should it find a repeat)
-        view = object_manifest(reader, con, day, view="dw_objects", validate_keys=params.method != "hash")
+        view = object_manifest(reader, con, day, view="dw_objects", validate_keys=params.method not in ("hash", "pg_hash"))
         return _run_diff(reader, sor, con, view, day, as_of, evidence_root, params, reads_from, daily_run_key(day))
     finally:
         con.close()
@@ -412,7 +412,7 @@ def assess_dual_write(
     reads_from = len(reader.reads)
     con = connect(memory_limit=diff_memory_limit())
     try:
-        objects = object_manifest(reader, con, day, view="dw_objects", validate_keys=params.method != "hash")
+        objects = object_manifest(reader, con, day, view="dw_objects", validate_keys=params.method not in ("hash", "pg_hash"))
         shards = shard_map(reader, con, day, view="dw_shards", columns=["object_id", "shard_index", "node_id", "shard_bytes"])
         sor.check()
         sampled, sample_failures = check_sample(con, objects, shards, params.sample_bps)
