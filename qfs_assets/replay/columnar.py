@@ -121,12 +121,16 @@ def _pow2(n: int) -> int:
     return 1 << max(4, int(n - 1).bit_length())
 
 
-def _grown(arr: np.ndarray, n: int, fill=0) -> np.ndarray:
-    """arr resized to n rows (first dimension), the new rows set to ``fill``."""
-    out = np.empty((n,) + arr.shape[1:], arr.dtype)
-    m = min(len(arr), n)
+_GROW = 4  # capacity factor when a table or heap is short (its unused tail costs no memory, see _grown)
+
+
+def _grown(arr: np.ndarray, n: int, used: int | None = None) -> np.ndarray:
+    """arr resized to n rows (first dimension), rows from ``used`` on zero. Only the first ``used``
+    rows (all by default) are copied: the rest come from ``np.zeros`` (calloc: untouched pages are
+    neither written nor resident), so spare capacity costs neither time nor RSS until used."""
+    out = np.zeros((n,) + arr.shape[1:], arr.dtype)
+    m = min(len(arr), n, len(arr) if used is None else used)
     out[:m] = arr[:m]
-    out[m:] = fill
     return out
 
 
@@ -227,13 +231,18 @@ class _State:
         "shards": ("s_obj", "s_idx", "s_node", "s_pres", "s_bytes", "s_hoff", "s_hlen", "s_next", "s_hbin"),
         "ledger": ("l_ahi", "l_alo", "l_nhi", "l_nlo", "hcL", "hpL"),
     }
-    _FILL = {"o_first": -1, "s_next": -1}
+    # (o_first and s_next start at -1, but every row gets its value when it is created)
+
+    def _count(self, comp: str) -> int:
+        return {"nodes": self.ktN, "objects": self.ktO, "ledger": self.ktP}[comp].count if comp != "shards" \
+            else int(self.Smeta[0])
 
     def _resize(self, comp: str, n: int) -> None:
+        used = self._count(comp)
         for name in self._PER[comp]:
-            setattr(self, name, _grown(getattr(self, name), n, self._FILL.get(name, 0)))
+            setattr(self, name, _grown(getattr(self, name), n, used))
         f, lst, m = self.D[comp]
-        self.D[comp] = (_grown(f, n), _grown(lst, n), m)
+        self.D[comp] = (_grown(f, n, used), _grown(lst, n, int(m[0])), m)
 
     def reserve(self, codes: np.ndarray, fs: np.ndarray, fe: np.ndarray) -> None:
         """Room for every insert the rows could make (each valid event inserts at most one key per
@@ -252,7 +261,7 @@ class _State:
                 self._resize(comp, kt.cap)
         cnt = int(self.Smeta[0])
         if cnt + sp > len(self.s_obj):
-            self._resize("shards", max(cnt + sp, len(self.s_obj) * 3 // 2))
+            self._resize("shards", max(cnt + sp, len(self.s_obj) * _GROW))
         if 2 * (cnt + sp) > len(self.s_slots):
             self.s_slots = np.full(_pow2(2 * (cnt + sp)), -1, np.int32)
             K.shard_rehash(self.s_obj, self.s_idx, cnt, self.s_slots)
@@ -262,7 +271,7 @@ class _State:
                 self._compact(heap)
                 arr = getattr(self, heap)
                 if int(meta[1]) + need > len(arr):
-                    setattr(self, heap, _grown(arr, max(int(meta[1]) + need, len(arr) * 3 // 2)))
+                    setattr(self, heap, _grown(arr, max(int(meta[1]) + need, len(arr) * _GROW), int(meta[1])))
 
     def _compact(self, heap: str) -> None:
         """Rewrite a string heap with its live strings only, when at least half of it is garbage."""
@@ -369,14 +378,14 @@ class _State:
     def _reserve_kt(self, kt: _KeyTable, n: int, nbytes: int, grow: bool = False) -> None:
         cnt = kt.count
         if cnt + n > kt.cap:
-            kt.koff = _grown(kt.koff, max(cnt + n, kt.cap * 3 // 2 if grow else 0) + 1)
+            kt.koff = _grown(kt.koff, max(cnt + n, kt.cap * _GROW if grow else 0) + 1, cnt + 1)
         if 2 * (cnt + n) > len(kt.slots):
             kt.slots = np.full(_pow2(2 * (cnt + n)), -1, np.int32)
             K.kt_rehash(kt.koff, kt.kheap, cnt, kt.slots)
             kt.meta[1] = len(kt.slots) - 1
         used = int(kt.koff[cnt])
         if used + nbytes > len(kt.kheap):
-            kt.kheap = _grown(kt.kheap, max(used + nbytes, len(kt.kheap) * 3 // 2 if grow else 0))
+            kt.kheap = _grown(kt.kheap, max(used + nbytes, len(kt.kheap) * _GROW if grow else 0), used)
 
     def _insert_keys(self, kt: _KeyTable, col: pa.Array) -> np.ndarray:
         offs, data = _np_bytes(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
@@ -392,7 +401,7 @@ class _State:
         total = int(offs[-1] - offs[0])
         arr = getattr(self, heap)
         if used + total > len(arr):
-            arr = _grown(arr, used + total + 1024)
+            arr = _grown(arr, used + total + 1024, used)
             setattr(self, heap, arr)
         arr[used:used + total] = data[offs[0]:offs[-1]]
         meta[1] = used + total
@@ -461,7 +470,7 @@ class _State:
             offs, data = _np_bytes(t.column("shard_hash").combine_chunks())
             used = int(self.Smeta[1])
             if used + int(offs[-1] - offs[0]) > len(self.sheap):
-                self.sheap = _grown(self.sheap, used + int(offs[-1] - offs[0]) + 1024)
+                self.sheap = _grown(self.sheap, used + int(offs[-1] - offs[0]) + 1024, used)
             K.put_shard_hashes(lo, offs, data, self.s_hoff, self.s_hlen, self.s_hbin, self.sheap, self.Smeta)
             self.Smeta[0] = hi
             if K.link_shards(self.s_obj, self.s_idx, lo, hi, self.o_first, self.s_next, self.s_slots):
