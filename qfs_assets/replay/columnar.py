@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping
@@ -244,11 +245,10 @@ class _State:
         f, lst, m = self.D[comp]
         self.D[comp] = (_grown(f, n, used), _grown(lst, n, int(m[0])), m)
 
-    def reserve(self, codes: np.ndarray, fs: np.ndarray, fe: np.ndarray) -> None:
-        """Room for every insert the rows could make (each valid event inserts at most one key per
-        table and one string per heap): grown by half again (at least) when short."""
-        need = np.empty(14, np.int64)
-        K.insert_needs(codes, fs, fe, need)
+    def reserve(self, need: np.ndarray) -> None:
+        """Room for every insert the rows could make (``need``: ``kernels.insert_needs`` of them;
+        each valid event inserts at most one key per table and one string per heap): grown
+        ``_GROW`` times (at least) when short."""
         (nr, nr_b, reg_b, ow, ow_b, ch_b, sp, sh_b, pt, pt_b, fc, fc_b, rp, rp_b) = need.tolist()
         self._reserve_kt(self.ktN, nr, nr_b, grow=True)
         self._reserve_kt(self.ktO, ow, ow_b, grow=True)
@@ -525,6 +525,20 @@ def _threads_allowed() -> bool:
         return (os.cpu_count() or 1) >= 2
 
 
+class _Work:
+    """One slice of the log as ``ColumnarEngine.prepare`` leaves it for ``feed_prepared``."""
+
+    __slots__ = ("rb", "seq", "ts", "n", "limit", "first", "seconds", "fallbacks", "bufs", "codes", "fs", "fe",
+                 "fv", "inv", "inv_arg", "data", "errors", "need")
+
+    def __init__(self, rb: pa.RecordBatch, seq: np.ndarray, ts: np.ndarray, n: int, limit: bool) -> None:
+        self.rb, self.seq, self.ts, self.n, self.limit = rb, seq, ts, n, limit
+        self.first = 0  # rows before it are at or before the start state: chain only
+        self.seconds = {"input": 0.0, "parse": 0.0}
+        self.fallbacks = 0
+        self.bufs = None
+
+
 class ColumnarEngine:
     """A replay in progress (same options and methods as ``engine.ReplayEngine``; ``fast_path``
     is accepted and ignored: canonical payloads always take the compiled path).
@@ -594,7 +608,7 @@ class ColumnarEngine:
         self.phase_seconds = {"input": 0.0, "chain": 0.0, "parse": 0.0, "apply": 0.0, "roots": 0.0}
         self._pool: ThreadPoolExecutor | None = None
         self._flush_pool: ThreadPoolExecutor | None = None
-        self._bufs: tuple | None = None
+        self._free: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()  # parse buffers to reuse
         self._threads = _threads_allowed()
         self._finished: ReplayResult | None = None
         self._cur_eh: pa.Array | None = None
@@ -611,18 +625,50 @@ class ColumnarEngine:
             raise RuntimeError("replay already finished")
         if self._done:
             return False
+        return self.feed_prepared(self.prepare(batch))
+
+    def prepare(self, batch: pa.RecordBatch | pa.Table) -> list["_Work"]:
+        """The part of feeding a batch that does not depend on the state: normalising, cutting into
+        slices of ``batch_rows``, the limits and the start state's rows, and parsing the payloads.
+        Pure (it reads only the engine's options), so ``replay`` runs it in the reading thread, a
+        batch ahead of the state's thread."""
         t = time.thread_time()
         normalised = normalise(batch)
-        self.phase_seconds["input"] += time.thread_time() - t
+        input_s = time.thread_time() - t
+        works = []
+        for rb in normalised:
+            for off in range(0, rb.num_rows, self._batch_rows):
+                w = self._prepare_slice(rb.slice(off, self._batch_rows))
+                works.append(w)
+                if w.limit:
+                    break
+            if works and works[-1].limit:
+                break
+        if works:
+            works[0].seconds["input"] += input_s
+        return works
+
+    def feed_prepared(self, works: list["_Work"]) -> bool:
+        """Apply batches ``prepare`` made (in order). Returns False once a limit was reached."""
+        if self._finished is not None:
+            raise RuntimeError("replay already finished")
+        if self._done:
+            return False
         with _no_gc():
-            for rb in normalised:
-                for off in range(0, rb.num_rows, self._batch_rows):
-                    self._process(rb.slice(off, self._batch_rows))
-                    if self._done:
-                        return False
+            for w in works:
+                for k, v in w.seconds.items():
+                    self.phase_seconds[k] += v
+                self.payload_fallbacks += w.fallbacks
+                if w.limit:
+                    self._done = True
+                    self._limit_reached = True
+                if w.n:
+                    self._run(w)
+                if self._done:
+                    return False
         return not self._done
 
-    def _process(self, rb: pa.RecordBatch) -> None:
+    def _prepare_slice(self, rb: pa.RecordBatch) -> "_Work":
         seq = rb.column(0).to_numpy()
         ts = rb.column(1).cast(pa.int64()).to_numpy()
         n = len(seq)
@@ -639,14 +685,25 @@ class ColumnarEngine:
             beyond = np.flatnonzero(ts >= self._before_ts)
             if len(beyond):
                 stop = min(stop, int(beyond[0]))
+        w = _Work(rb, seq, ts, n, False)
         if stop < n:
-            self._done = True
-            self._limit_reached = True
-            rb = rb.slice(0, stop)
-            seq, ts, n = seq[:stop], ts[:stop], stop
-        if n == 0:
-            return
-        et, pl, ph, eh = (rb.column(i) for i in range(2, 6))
+            w.limit = True
+            w.rb = rb = rb.slice(0, stop)
+            w.seq, w.ts, w.n = seq[:stop], ts[:stop], stop
+        if w.n == 0:
+            return w
+        # rows before the start state: chain only
+        if self._skip_through >= 0 and int(w.seq[0]) <= self._skip_through:
+            w.first = int(np.searchsorted(np.maximum.accumulate(w.seq), self._skip_through, side="right"))
+        if w.first < w.n:
+            t = time.thread_time()
+            self._parse(w)
+            w.seconds["parse"] += time.thread_time() - t
+        return w
+
+    def _run(self, w: "_Work") -> None:
+        seq, ts, n = w.seq, w.ts, w.n
+        et, pl, ph, eh = (w.rb.column(i) for i in range(2, 6))
         self._cur_eh = eh
 
         # 1. the chain, in a second thread for a big batch
@@ -662,15 +719,14 @@ class ColumnarEngine:
         self.phase_seconds["chain"] += time.thread_time() - ph_
 
         # 2. rows before the start state: chain only
-        first = 0
-        if self._skip_through >= 0 and int(seq[0]) <= self._skip_through:
-            first = int(np.searchsorted(np.maximum.accumulate(seq), self._skip_through, side="right"))
+        first = w.first
+        if first:
             self.events_chain_only += first
             if chain is not None:
                 chain.result()
             self._check_start(seq, eh, first)
         if first < n:
-            self._apply_rows(seq, ts, et, pl, first, n)
+            self._apply_rows(w)
         if chain is not None:
             chain.result()
 
@@ -709,18 +765,30 @@ class ColumnarEngine:
 
     # ------------------------------------------------------------------ parse + apply
 
-    def _apply_rows(self, seq, ts, et, pl, a0: int, n: int) -> None:
-        t = time.thread_time()
+    def _buffers(self, n: int) -> tuple:
+        """Parse buffers for n rows: a set handed back by an applied batch (``_free``), or new."""
+        while True:
+            try:
+                bufs = self._free.get_nowait()
+            except queue.Empty:
+                break
+            if len(bufs[0]) >= n:
+                return bufs
+        m = max(n, min(self._batch_rows, 1 << 20))
+        return (np.empty((m, K.MAX_FIELDS), np.int64), np.empty((m, K.MAX_FIELDS), np.int64),
+                np.zeros((m, K.MAX_FIELDS), np.int64), np.empty(m, np.uint8), np.empty(m, np.int8),
+                np.empty(m, np.int64))
+
+    def _parse(self, w: "_Work") -> None:
+        """Event type codes and the parsed fields of rows [w.first, w.n) (state-independent)."""
+        a0, n = w.first, w.n
+        et, pl = w.rb.column(2), w.rb.column(3)
         codes = pc.fill_null(pc.index_in(et, value_set=_EVENT_TYPE_SET), P.BAD_EVENT).to_numpy().astype(np.int64)
         if a0:
             codes[:a0] = P.BAD_EVENT + 1  # before the start state: not applied, not reported
         pl_o, pl_d = _np_bytes(pl)
-        if self._bufs is None or len(self._bufs[0]) < n:  # reused batch to batch (no page faults)
-            m = max(n, min(self._batch_rows, 1 << 20))
-            self._bufs = (np.empty((m, K.MAX_FIELDS), np.int64), np.empty((m, K.MAX_FIELDS), np.int64),
-                          np.zeros((m, K.MAX_FIELDS), np.int64), np.empty(m, np.uint8), np.empty(m, np.int8),
-                          np.empty(m, np.int64))
-        fs, fe, fv, ok, inv, inv_arg = (b[:n] for b in self._bufs)
+        w.bufs = self._buffers(n)
+        fs, fe, fv, ok, inv, inv_arg = (b[:n] for b in w.bufs)
         fs.fill(-1)
         fe.fill(-1)
         inv.fill(0)
@@ -731,13 +799,24 @@ class ColumnarEngine:
         slow = np.flatnonzero((codes < P.BAD_EVENT) & (ok == 0))
         data = pl_d
         if len(slow):
+            w.fallbacks = len(slow)
             data = self._slow_parse(slow, codes, pl, pl_d, fs, fe, fv, errors)
-        self.state.reserve(codes[a0:], fs[a0:], fe[a0:])
+        need = np.empty(14, np.int64)
+        K.insert_needs(codes[a0:], fs[a0:], fe[a0:], need)
+        w.codes, w.fs, w.fe, w.fv, w.inv, w.inv_arg, w.data, w.errors, w.need = (
+            codes, fs, fe, fv, inv, inv_arg, data, errors, need)
+
+    def _apply_rows(self, w: "_Work") -> None:
+        seq, ts, et, n = w.seq, w.ts, w.rb.column(2), w.n
+        codes, fs, fe, fv, data, inv, inv_arg = w.codes, w.fs, w.fe, w.fv, w.data, w.inv, w.inv_arg
+        errors = w.errors
+        t = time.thread_time()
+        self.state.reserve(w.need)
         self.phase_seconds["parse"] += time.thread_time() - t
 
         t = time.thread_time()
         roots_before = self.phase_seconds["roots"]
-        start = a0
+        start = w.first
         for pos, cp in self._checkpoint_positions(seq):
             if pos > start:
                 self._apply(start, pos, codes, fs, fe, fv, data, inv, inv_arg)
@@ -755,11 +834,12 @@ class ColumnarEngine:
             for i in rows:
                 reason = errors.get(i) or self._reason(int(inv[i]), i, fs, fe, fv, inv_arg, data)
                 self.invalid_events.append(InvalidEvent(int(seq[i]), _text(et, i), reason))
+        self._free.put(w.bufs)  # the next batches may reuse them
+        w.bufs = None
 
     def _slow_parse(self, slow, codes, pl, pl_d, fs, fe, fv, errors) -> np.ndarray:
         """The reference parser for the payloads the compiled pass left; their strings go to a side
         buffer after the payload bytes. Returns the combined buffer."""
-        self.payload_fallbacks += len(slow)
         side = bytearray()
         base = len(pl_d)
         raw = pl.take(pa.array(slow)).cast(pa.binary()).to_pylist()
@@ -989,11 +1069,14 @@ def replay(
     )
     if engine_out is not None:
         engine_out.append(engine)
-    it = _Prefetch(batches) if engine._threads else iter(batches)
+    if engine._threads:  # read and parse a batch ahead, in a thread, while this one applies
+        it, feed = _Prefetch(batches, engine.prepare), engine.feed_prepared
+    else:
+        it, feed = iter(batches), engine.feed
     try:
         try:
-            for batch in it:
-                if not engine.feed(batch):
+            for item in it:
+                if not feed(item):
                     break
         finally:
             close = getattr(it, "close", None)
@@ -1005,13 +1088,15 @@ def replay(
 
 
 class _Prefetch:
-    """Iterates ``batches`` one item ahead in a thread (reading Parquet through DuckDB or Arrow
-    releases the GIL, so the next day is read while this one is replayed). The source is created,
-    iterated and closed in that thread only; its exceptions are raised here, in order."""
+    """Iterates ``prepare(item)`` for the items of ``batches``, one ahead, in a thread (reading
+    Parquet through Arrow and the parse kernels release the GIL, so the next day is read and parsed
+    while this one is applied). The source is created, iterated and closed in that thread only; its
+    exceptions (and prepare's) are raised here, in order."""
 
     _END = object()
 
-    def __init__(self, batches: Iterable) -> None:
+    def __init__(self, batches: Iterable, prepare: Callable[[Any], Any] = lambda item: item) -> None:
+        self._prepare = prepare
         import queue
         import threading
 
@@ -1036,7 +1121,7 @@ class _Prefetch:
         try:
             it = iter(batches)
             for item in it:
-                if not self._put((item, None)):
+                if not self._put((self._prepare(item), None)):
                     break
             else:
                 self._put((self._END, None))
