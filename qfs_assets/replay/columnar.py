@@ -340,7 +340,7 @@ class _State:
             key = [("node_id", "ascending")]
         elif component == "objects":
             n = self.ktO.count
-            offs, data = K.gather(self.cheap, self.o_coff, self.o_clen.astype(np.int64), np.arange(n))
+            offs, data = K.gather(self.cheap, self.o_coff, self.o_clen[:n].astype(np.int64), np.arange(n))
             cols = [self.ktO.strings(), pa.array(self.o_ver[:n]), _strings(offs, data), pa.array(self.o_size[:n]),
                     pa.array(self.o_ds[:n]), pa.array(self.o_ts[:n]), pa.array(self.o_del[:n].astype(bool))]
             key = [("object_id", "ascending")]
