@@ -20,15 +20,21 @@ SHA-256 (the library Python's ``hashlib`` already uses) called directly from com
 
 * input: Arrow record batches (one date partition at a time from ``readers.eqm.stream_eqm``);
   the payload, hash and type columns are used in place (Arrow's offsets and data buffers);
-* the hash chain: a kernel writes ``prev_hash|seq|event_type|payload`` and hashes it, in a
-  second thread (the kernels release the GIL) while this thread parses and applies; the
-  verdict is ``chain.verify_batch`` on those digests, as in the reference engine;
+* three threads (the kernels and Arrow release the GIL): ``replay`` reads the next day *and
+  parses it* (``prepare``: everything that does not depend on the state) in a reading thread,
+  one batch ahead; the state's thread reserves room and applies; a chain thread hashes;
+* the hash chain: a kernel writes ``prev_hash|seq|event_type|payload`` and hashes it, another
+  compares the digests with the stored hashes word by word (``chain_checks``); the verdict is
+  ``chain.verify_batch`` on those checks, as in the reference engine;
 * payloads: one compiled pass accepts exactly-canonical payloads; the rest (non-canonical
   spacing or key order, escapes, non-ASCII, extra fields, bad types) go to the reference
   parser ``payloads.parse_payload``, so reasons and values are the reference's;
 * the state: open-addressing hash tables from key bytes to dense ids and column arrays per
   component (strings in append-only byte heaps, compacted when half garbage): memory is
-  bounded by the state (plus one batch of the log), ~70 bytes per shard row plus its strings;
+  bounded by the state (plus a few batches of the log), ~70 bytes per shard row plus its
+  strings. A short table grows 4x into ``np.zeros`` (calloc: the unused tail is neither written
+  nor resident) copying only its used rows: growing by half with a filled tail had cost ~3 s of
+  the 10M log's CPU (copies and page faults, which are dear on these VMs) and ~350 MB of RSS;
 * roots: dirty-row tracking between checkpoints as in the reference engine, the canonical row
   texts written by the kernels, 256-bit sums in limbs.
 

@@ -8,7 +8,8 @@ file (``__pycache__``, or ``NUMBA_CACHE_DIR``):
   compiled code by symbol name (so the kernels can be cached); without a loadable ``libcrypto``
   a portable SHA-256 written here (slower, same digests; ``test_replay_columnar`` checks both).
 * ``chain_digests``: the hash-chain digest of every event (``prev_hash|seq|event_type|payload``),
-  on every usable core (rows are independent).
+  on every usable core (rows are independent); ``chain_checks``: the integrity and linkage
+  checks of those digests against the stored hex hashes, 8 bytes at a time.
 * ``parse_payloads``: one pass over the payload bytes that accepts a payload only when it is
   exactly the canonical JSON of its event type's fields (keys in sorted order, no whitespace,
   strings of printable ASCII without ``"`` or ``\\``, JSON integers in their column's range);
