@@ -38,16 +38,30 @@ SHA-256 (the library Python's ``hashlib`` already uses) called directly from com
 * roots: dirty-row tracking between checkpoints as in the reference engine, the canonical row
   texts written by the kernels, 256-bit sums in limbs.
 
-Figures on the benchmark's 10M-event log (``bench/run.py --only replay --runs 1``, 2026-12-06;
-docs/benchmarks.md has the table; the 2 cores were shared, load average 9.6-13.7 during the run,
-so CPU seconds are the comparable figure): the columnar engine alone 26.9 s CPU (372k events per
-CPU-second) and 1,757 MB peak RSS; today's reference engine 54.1 s CPU (185k) and 2,892 MB; the
-drill end to end (``qfs-assure run``: Dagster, validation, GX, evidence, saving the verified
-state) 35.2 s CPU (284k) and 1,979 MB. The engine's CPU per 10M events: chain SHA-256 4.3 s
-(second thread), parsing and room reservation 4.8 s, apply 5.5 s, row hashing at checkpoints
-~4 s (two threads), reading and validating the Parquet log ~5 s. Wall-clock rates on this loaded
-machine were 81k events/s end to end (95k for the engine alone, 66k for the reference); an idle
-2-core machine would give roughly 0.4M events/s end to end, not the 1M the issue asks for.
+Figures on the benchmark's 10M-event log (80 days, 80 checkpoints; 0.95M objects, 5.7M shards,
+2M tx ids at the end). 2026-12-06, first run (``bench/run.py --only replay --runs 1``, load
+9.6-13.7): the engine alone 26.9 s CPU and 1,757 MB; today's reference engine 54.1 s CPU and
+2,892 MB; the drill end to end (``qfs-assure run``: Dagster, validation, GX, evidence, saving the
+verified state) 35.2 s CPU and 1,979 MB. Same day, after the changes above (growth into calloc'd
+arrays, parsing in the reading thread, ``chain_checks``, saving in two threads), measured side by
+side with the previous code (the 2 cores shared with other work, so CPU seconds and the state
+thread's CPU, the critical path, are the comparable figures): engine alone, load ~3, 25.0 s CPU
+(20.6 user + 4.4 sys; was 25.6), state thread 9.4 s (was 13.6), 1,400 MB (was 1,799); load ~13,
+26.7 s CPU (was 27.2-29.5), state thread 10.5 s (was 14.4), 1,405 MB (was 1,794); the drill
+end to end, load ~12, 38.1 s CPU (was 44.0) and 1,773 MB (was 1,955); the drill's assessment
+without Dagster, load ~3.5, 26.4 s CPU (was 28.1), 1,701 MB (was 1,805).
+
+Where the CPU goes (per 10M events, one thread each, measured one phase at a time): Parquet
+read + validation ~4.5 s (reading thread, Arrow's pool); chain SHA-256 2.8-3.3 s + checks 0.4 s
+(chain thread); parse 1.5 s (reading thread); room reservation ~1.7 s, apply 5.4 s (hash-table
+probes: mostly cache misses into tables of millions of rows), row hashing at checkpoints ~3.5 s
+(split over two threads); saving the verified state ~2.5 s (drill only); sys time 3.5-4.5 s
+(page faults: first touches of memory are dear on these VMs). The work is now spread so that no
+thread holds much more than half of it, so an idle 2-core machine would replay in about
+CPU / 2 ~ 12-13 s (0.8M events/s for the engine), the drill adding Dagster/GX's fixed cost and
+the state saving: still short of 1M events/s end to end. What is left: fewer CPU seconds (a
+faster key hash and probes in ``apply_events``, pre-sizing the tables from the log's row count,
+the Parquet decoding), and the fixed cost outside the engine.
 
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
