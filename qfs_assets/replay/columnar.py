@@ -57,7 +57,7 @@ read + validation ~4.5 s (reading thread, Arrow's pool); chain SHA-256 2.8-3.3 s
 probes: mostly cache misses into tables of millions of rows), row hashing at checkpoints ~3.5 s
 (split over two threads); saving the verified state ~2.5 s (drill only); sys time 3.5-4.5 s
 (page faults: first touches of memory are dear on these VMs). The work is now spread so that no
-thread holds much more than half of it, so an idle 2-core machine would replay in about
+thread holds much more than half of it, so an idle 2-core machine would replay (an estimate, not measured) in about
 CPU / 2 ~ 12-13 s (0.8M events/s for the engine), the drill adding Dagster/GX's fixed cost and
 the state saving: still short of 1M events/s end to end. What is left: fewer CPU seconds (a
 faster key hash and probes in ``apply_events``, pre-sizing the tables from the log's row count,
