@@ -139,10 +139,12 @@ def _rows_equal(a: bytes, b: bytes, n: int) -> np.ndarray:
 
 def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_type: pa.Array,
                  payload: pa.Array, prev_hash: pa.Array, event_hash: pa.Array,
-                 computed: bytes | None = None) -> BatchVerdict:
+                 computed: bytes | None = None, checks: tuple[np.ndarray, np.ndarray] | None = None) -> BatchVerdict:
     """Verify one batch against ``cursor`` and advance the cursor to its last row.
 
-    ``computed``: the batch's recomputed digests (``recompute_digests``) if already at hand."""
+    ``computed``: the batch's recomputed digests (``recompute_digests``) if already at hand;
+    ``checks``: instead, the integrity and linkage checks of every row (``hash_ok``, ``link_ok``:
+    boolean arrays, as computed here) if already at hand."""
     n = len(seq)
     first_row_of_log = cursor.rows == 0
     prev_seq = np.empty(n, dtype=np.int64)
@@ -155,9 +157,22 @@ def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_typ
     ts_ok = ts >= prev_ts
 
     # Whole-batch comparisons first (one memcmp each when the chain is intact), rows only on failure.
-    if computed is None:
-        computed = recompute_digests(pa.array(seq, type=pa.int64()), event_type, payload, prev_hash)
-    computed = binascii.hexlify(computed)
+    if checks is not None:
+        hash_ok, link_ok = checks
+    else:
+        if computed is None:
+            computed = recompute_digests(pa.array(seq, type=pa.int64()), event_type, payload, prev_hash)
+        hash_ok, link_ok = _compare(cursor, n, binascii.hexlify(computed), event_hash, prev_hash)
+    bad = np.flatnonzero(~(seq_ok & ts_ok & link_ok & hash_ok))
+    cursor.seq = int(seq[-1])
+    cursor.ts = int(ts[-1])
+    cursor.event_hash = event_hash.slice(n - 1).cast(pa.binary())[0].as_py()
+    cursor.rows += n
+    return BatchVerdict(bad, seq_ok, ts_ok, link_ok, hash_ok, prev_seq, prev_ts, first_row_of_log)
+
+
+def _compare(cursor: ChainCursor, n: int, computed: bytes, event_hash: pa.Array, prev_hash: pa.Array):
+    """(hash_ok, link_ok) of a batch from its recomputed hex digests (n * 64 bytes)."""
     ev = _hex_rows(event_hash)
     pv = _hex_rows(prev_hash)
     last = cursor.event_hash
@@ -173,10 +188,4 @@ def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_typ
         comp = [computed[64 * i: 64 * i + 64] for i in range(n)]
         hash_ok = np.array([a == b for a, b in zip(evl, comp)], dtype=bool)
         link_ok = np.array([a == b for a, b in zip(pvl, [cursor.event_hash] + evl[:-1])], dtype=bool)
-
-    bad = np.flatnonzero(~(seq_ok & ts_ok & link_ok & hash_ok))
-    cursor.seq = int(seq[-1])
-    cursor.ts = int(ts[-1])
-    cursor.event_hash = event_hash.slice(n - 1).cast(pa.binary())[0].as_py()
-    cursor.rows += n
-    return BatchVerdict(bad, seq_ok, ts_ok, link_ok, hash_ok, prev_seq, prev_ts, first_row_of_log)
+    return hash_ok, link_ok

@@ -20,28 +20,48 @@ SHA-256 (the library Python's ``hashlib`` already uses) called directly from com
 
 * input: Arrow record batches (one date partition at a time from ``readers.eqm.stream_eqm``);
   the payload, hash and type columns are used in place (Arrow's offsets and data buffers);
-* the hash chain: a kernel writes ``prev_hash|seq|event_type|payload`` and hashes it, in a
-  second thread (the kernels release the GIL) while this thread parses and applies; the
-  verdict is ``chain.verify_batch`` on those digests, as in the reference engine;
+* three threads (the kernels and Arrow release the GIL): ``replay`` reads the next day *and
+  parses it* (``prepare``: everything that does not depend on the state) in a reading thread,
+  one batch ahead; the state's thread reserves room and applies; a chain thread hashes;
+* the hash chain: a kernel writes ``prev_hash|seq|event_type|payload`` and hashes it, another
+  compares the digests with the stored hashes word by word (``chain_checks``); the verdict is
+  ``chain.verify_batch`` on those checks, as in the reference engine;
 * payloads: one compiled pass accepts exactly-canonical payloads; the rest (non-canonical
   spacing or key order, escapes, non-ASCII, extra fields, bad types) go to the reference
   parser ``payloads.parse_payload``, so reasons and values are the reference's;
 * the state: open-addressing hash tables from key bytes to dense ids and column arrays per
   component (strings in append-only byte heaps, compacted when half garbage): memory is
-  bounded by the state (plus one batch of the log), ~70 bytes per shard row plus its strings;
+  bounded by the state (plus a few batches of the log), ~70 bytes per shard row plus its
+  strings. A short table grows 4x into ``np.zeros`` (calloc: the unused tail is neither written
+  nor resident) copying only its used rows: growing by half with a filled tail had cost ~3 s of
+  the 10M log's CPU (copies and page faults, which are dear on these VMs) and ~350 MB of RSS;
 * roots: dirty-row tracking between checkpoints as in the reference engine, the canonical row
   texts written by the kernels, 256-bit sums in limbs.
 
-Figures on the benchmark's 10M-event log (``bench/run.py --only replay --runs 1``, 2026-12-06;
-docs/benchmarks.md has the table; the 2 cores were shared, load average 9.6-13.7 during the run,
-so CPU seconds are the comparable figure): the columnar engine alone 26.9 s CPU (372k events per
-CPU-second) and 1,757 MB peak RSS; today's reference engine 54.1 s CPU (185k) and 2,892 MB; the
-drill end to end (``qfs-assure run``: Dagster, validation, GX, evidence, saving the verified
-state) 35.2 s CPU (284k) and 1,979 MB. The engine's CPU per 10M events: chain SHA-256 4.3 s
-(second thread), parsing and room reservation 4.8 s, apply 5.5 s, row hashing at checkpoints
-~4 s (two threads), reading and validating the Parquet log ~5 s. Wall-clock rates on this loaded
-machine were 81k events/s end to end (95k for the engine alone, 66k for the reference); an idle
-2-core machine would give roughly 0.4M events/s end to end, not the 1M the issue asks for.
+Figures on the benchmark's 10M-event log (80 days, 80 checkpoints; 0.95M objects, 5.7M shards,
+2M tx ids at the end). 2026-12-06, first run (``bench/run.py --only replay --runs 1``, load
+9.6-13.7): the engine alone 26.9 s CPU and 1,757 MB; today's reference engine 54.1 s CPU and
+2,892 MB; the drill end to end (``qfs-assure run``: Dagster, validation, GX, evidence, saving the
+verified state) 35.2 s CPU and 1,979 MB. Same day, after the changes above (growth into calloc'd
+arrays, parsing in the reading thread, ``chain_checks``, saving in two threads), measured side by
+side with the previous code (the 2 cores shared with other work, so CPU seconds and the state
+thread's CPU, the critical path, are the comparable figures): engine alone, load ~3, 25.0 s CPU
+(20.6 user + 4.4 sys; was 25.6), state thread 9.4 s (was 13.6), 1,400 MB (was 1,799); load ~13,
+26.7 s CPU (was 27.2-29.5), state thread 10.5 s (was 14.4), 1,405 MB (was 1,794); the drill
+end to end, load ~12, 38.1 s CPU (was 44.0) and 1,773 MB (was 1,955); the drill's assessment
+without Dagster, load ~3.5, 26.4 s CPU (was 28.1), 1,701 MB (was 1,805).
+
+Where the CPU goes (per 10M events, one thread each, measured one phase at a time): Parquet
+read + validation ~4.5 s (reading thread, Arrow's pool); chain SHA-256 2.8-3.3 s + checks 0.4 s
+(chain thread); parse 1.5 s (reading thread); room reservation ~1.7 s, apply 5.4 s (hash-table
+probes: mostly cache misses into tables of millions of rows), row hashing at checkpoints ~3.5 s
+(split over two threads); saving the verified state ~2.5 s (drill only); sys time 3.5-4.5 s
+(page faults: first touches of memory are dear on these VMs). The work is now spread so that no
+thread holds much more than half of it, so an idle 2-core machine would replay (an estimate, not measured) in about
+CPU / 2 ~ 12-13 s (0.8M events/s for the engine), the drill adding Dagster/GX's fixed cost and
+the state saving: still short of 1M events/s end to end. What is left: fewer CPU seconds (a
+faster key hash and probes in ``apply_events``, pre-sizing the tables from the log's row count,
+the Parquet decoding), and the fixed cost outside the engine.
 
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
@@ -58,6 +78,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping
@@ -121,12 +142,16 @@ def _pow2(n: int) -> int:
     return 1 << max(4, int(n - 1).bit_length())
 
 
-def _grown(arr: np.ndarray, n: int, fill=0) -> np.ndarray:
-    """arr resized to n rows (first dimension), the new rows set to ``fill``."""
-    out = np.empty((n,) + arr.shape[1:], arr.dtype)
-    m = min(len(arr), n)
+_GROW = 4  # capacity factor when a table or heap is short (its unused tail costs no memory, see _grown)
+
+
+def _grown(arr: np.ndarray, n: int, used: int | None = None) -> np.ndarray:
+    """arr resized to n rows (first dimension), rows from ``used`` on zero. Only the first ``used``
+    rows (all by default) are copied: the rest come from ``np.zeros`` (calloc: untouched pages are
+    neither written nor resident), so spare capacity costs neither time nor RSS until used."""
+    out = np.zeros((n,) + arr.shape[1:], arr.dtype)
+    m = min(len(arr), n, len(arr) if used is None else used)
     out[:m] = arr[:m]
-    out[m:] = fill
     return out
 
 
@@ -227,19 +252,23 @@ class _State:
         "shards": ("s_obj", "s_idx", "s_node", "s_pres", "s_bytes", "s_hoff", "s_hlen", "s_next", "s_hbin"),
         "ledger": ("l_ahi", "l_alo", "l_nhi", "l_nlo", "hcL", "hpL"),
     }
-    _FILL = {"o_first": -1, "s_next": -1}
+    # (o_first and s_next start at -1, but every row gets its value when it is created)
+
+    def _count(self, comp: str) -> int:
+        return {"nodes": self.ktN, "objects": self.ktO, "ledger": self.ktP}[comp].count if comp != "shards" \
+            else int(self.Smeta[0])
 
     def _resize(self, comp: str, n: int) -> None:
+        used = self._count(comp)
         for name in self._PER[comp]:
-            setattr(self, name, _grown(getattr(self, name), n, self._FILL.get(name, 0)))
+            setattr(self, name, _grown(getattr(self, name), n, used))
         f, lst, m = self.D[comp]
-        self.D[comp] = (_grown(f, n), _grown(lst, n), m)
+        self.D[comp] = (_grown(f, n, used), _grown(lst, n, int(m[0])), m)
 
-    def reserve(self, codes: np.ndarray, fs: np.ndarray, fe: np.ndarray) -> None:
-        """Room for every insert the rows could make (each valid event inserts at most one key per
-        table and one string per heap): grown by half again (at least) when short."""
-        need = np.empty(14, np.int64)
-        K.insert_needs(codes, fs, fe, need)
+    def reserve(self, need: np.ndarray) -> None:
+        """Room for every insert the rows could make (``need``: ``kernels.insert_needs`` of them;
+        each valid event inserts at most one key per table and one string per heap): grown
+        ``_GROW`` times (at least) when short."""
         (nr, nr_b, reg_b, ow, ow_b, ch_b, sp, sh_b, pt, pt_b, fc, fc_b, rp, rp_b) = need.tolist()
         self._reserve_kt(self.ktN, nr, nr_b, grow=True)
         self._reserve_kt(self.ktO, ow, ow_b, grow=True)
@@ -252,7 +281,7 @@ class _State:
                 self._resize(comp, kt.cap)
         cnt = int(self.Smeta[0])
         if cnt + sp > len(self.s_obj):
-            self._resize("shards", max(cnt + sp, len(self.s_obj) * 3 // 2))
+            self._resize("shards", max(cnt + sp, len(self.s_obj) * _GROW))
         if 2 * (cnt + sp) > len(self.s_slots):
             self.s_slots = np.full(_pow2(2 * (cnt + sp)), -1, np.int32)
             K.shard_rehash(self.s_obj, self.s_idx, cnt, self.s_slots)
@@ -262,7 +291,7 @@ class _State:
                 self._compact(heap)
                 arr = getattr(self, heap)
                 if int(meta[1]) + need > len(arr):
-                    setattr(self, heap, _grown(arr, max(int(meta[1]) + need, len(arr) * 3 // 2)))
+                    setattr(self, heap, _grown(arr, max(int(meta[1]) + need, len(arr) * _GROW), int(meta[1])))
 
     def _compact(self, heap: str) -> None:
         """Rewrite a string heap with its live strings only, when at least half of it is garbage."""
@@ -331,7 +360,7 @@ class _State:
             key = [("node_id", "ascending")]
         elif component == "objects":
             n = self.ktO.count
-            offs, data = K.gather(self.cheap, self.o_coff, self.o_clen.astype(np.int64), np.arange(n))
+            offs, data = K.gather(self.cheap, self.o_coff, self.o_clen[:n].astype(np.int64), np.arange(n))
             cols = [self.ktO.strings(), pa.array(self.o_ver[:n]), _strings(offs, data), pa.array(self.o_size[:n]),
                     pa.array(self.o_ds[:n]), pa.array(self.o_ts[:n]), pa.array(self.o_del[:n].astype(bool))]
             key = [("object_id", "ascending")]
@@ -369,14 +398,14 @@ class _State:
     def _reserve_kt(self, kt: _KeyTable, n: int, nbytes: int, grow: bool = False) -> None:
         cnt = kt.count
         if cnt + n > kt.cap:
-            kt.koff = _grown(kt.koff, max(cnt + n, kt.cap * 3 // 2 if grow else 0) + 1)
+            kt.koff = _grown(kt.koff, max(cnt + n, kt.cap * _GROW if grow else 0) + 1, cnt + 1)
         if 2 * (cnt + n) > len(kt.slots):
             kt.slots = np.full(_pow2(2 * (cnt + n)), -1, np.int32)
             K.kt_rehash(kt.koff, kt.kheap, cnt, kt.slots)
             kt.meta[1] = len(kt.slots) - 1
         used = int(kt.koff[cnt])
         if used + nbytes > len(kt.kheap):
-            kt.kheap = _grown(kt.kheap, max(used + nbytes, len(kt.kheap) * 3 // 2 if grow else 0))
+            kt.kheap = _grown(kt.kheap, max(used + nbytes, len(kt.kheap) * _GROW if grow else 0), used)
 
     def _insert_keys(self, kt: _KeyTable, col: pa.Array) -> np.ndarray:
         offs, data = _np_bytes(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
@@ -392,7 +421,7 @@ class _State:
         total = int(offs[-1] - offs[0])
         arr = getattr(self, heap)
         if used + total > len(arr):
-            arr = _grown(arr, used + total + 1024)
+            arr = _grown(arr, used + total + 1024, used)
             setattr(self, heap, arr)
         arr[used:used + total] = data[offs[0]:offs[-1]]
         meta[1] = used + total
@@ -461,7 +490,7 @@ class _State:
             offs, data = _np_bytes(t.column("shard_hash").combine_chunks())
             used = int(self.Smeta[1])
             if used + int(offs[-1] - offs[0]) > len(self.sheap):
-                self.sheap = _grown(self.sheap, used + int(offs[-1] - offs[0]) + 1024)
+                self.sheap = _grown(self.sheap, used + int(offs[-1] - offs[0]) + 1024, used)
             K.put_shard_hashes(lo, offs, data, self.s_hoff, self.s_hlen, self.s_hbin, self.sheap, self.Smeta)
             self.Smeta[0] = hi
             if K.link_shards(self.s_obj, self.s_idx, lo, hi, self.o_first, self.s_next, self.s_slots):
@@ -489,6 +518,11 @@ def _snapshot():
     return snapshot
 
 
+def _aligned(data: np.ndarray) -> np.ndarray:
+    """data itself when it starts 8-byte aligned (Arrow's buffers do), else an aligned copy."""
+    return data if data.ctypes.data % 8 == 0 else data.copy()
+
+
 def _strings(offs: np.ndarray, data: np.ndarray) -> pa.Array:
     n = len(offs) - 1
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data)).cast(pa.string())
@@ -514,6 +548,20 @@ def _threads_allowed() -> bool:
         return len(os.sched_getaffinity(0)) >= 2
     except (AttributeError, OSError):
         return (os.cpu_count() or 1) >= 2
+
+
+class _Work:
+    """One slice of the log as ``ColumnarEngine.prepare`` leaves it for ``feed_prepared``."""
+
+    __slots__ = ("rb", "seq", "ts", "n", "limit", "first", "seconds", "fallbacks", "bufs", "codes", "fs", "fe",
+                 "fv", "inv", "inv_arg", "data", "errors", "need")
+
+    def __init__(self, rb: pa.RecordBatch, seq: np.ndarray, ts: np.ndarray, n: int, limit: bool) -> None:
+        self.rb, self.seq, self.ts, self.n, self.limit = rb, seq, ts, n, limit
+        self.first = 0  # rows before it are at or before the start state: chain only
+        self.seconds = {"input": 0.0, "parse": 0.0}
+        self.fallbacks = 0
+        self.bufs = None
 
 
 class ColumnarEngine:
@@ -585,7 +633,7 @@ class ColumnarEngine:
         self.phase_seconds = {"input": 0.0, "chain": 0.0, "parse": 0.0, "apply": 0.0, "roots": 0.0}
         self._pool: ThreadPoolExecutor | None = None
         self._flush_pool: ThreadPoolExecutor | None = None
-        self._bufs: tuple | None = None
+        self._free: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()  # parse buffers to reuse
         self._threads = _threads_allowed()
         self._finished: ReplayResult | None = None
         self._cur_eh: pa.Array | None = None
@@ -602,18 +650,50 @@ class ColumnarEngine:
             raise RuntimeError("replay already finished")
         if self._done:
             return False
+        return self.feed_prepared(self.prepare(batch))
+
+    def prepare(self, batch: pa.RecordBatch | pa.Table) -> list["_Work"]:
+        """The part of feeding a batch that does not depend on the state: normalising, cutting into
+        slices of ``batch_rows``, the limits and the start state's rows, and parsing the payloads.
+        Pure (it reads only the engine's options), so ``replay`` runs it in the reading thread, a
+        batch ahead of the state's thread."""
         t = time.thread_time()
         normalised = normalise(batch)
-        self.phase_seconds["input"] += time.thread_time() - t
+        input_s = time.thread_time() - t
+        works = []
+        for rb in normalised:
+            for off in range(0, rb.num_rows, self._batch_rows):
+                w = self._prepare_slice(rb.slice(off, self._batch_rows))
+                works.append(w)
+                if w.limit:
+                    break
+            if works and works[-1].limit:
+                break
+        if works:
+            works[0].seconds["input"] += input_s
+        return works
+
+    def feed_prepared(self, works: list["_Work"]) -> bool:
+        """Apply batches ``prepare`` made (in order). Returns False once a limit was reached."""
+        if self._finished is not None:
+            raise RuntimeError("replay already finished")
+        if self._done:
+            return False
         with _no_gc():
-            for rb in normalised:
-                for off in range(0, rb.num_rows, self._batch_rows):
-                    self._process(rb.slice(off, self._batch_rows))
-                    if self._done:
-                        return False
+            for w in works:
+                for k, v in w.seconds.items():
+                    self.phase_seconds[k] += v
+                self.payload_fallbacks += w.fallbacks
+                if w.limit:
+                    self._done = True
+                    self._limit_reached = True
+                if w.n:
+                    self._run(w)
+                if self._done:
+                    return False
         return not self._done
 
-    def _process(self, rb: pa.RecordBatch) -> None:
+    def _prepare_slice(self, rb: pa.RecordBatch) -> "_Work":
         seq = rb.column(0).to_numpy()
         ts = rb.column(1).cast(pa.int64()).to_numpy()
         n = len(seq)
@@ -630,14 +710,25 @@ class ColumnarEngine:
             beyond = np.flatnonzero(ts >= self._before_ts)
             if len(beyond):
                 stop = min(stop, int(beyond[0]))
+        w = _Work(rb, seq, ts, n, False)
         if stop < n:
-            self._done = True
-            self._limit_reached = True
-            rb = rb.slice(0, stop)
-            seq, ts, n = seq[:stop], ts[:stop], stop
-        if n == 0:
-            return
-        et, pl, ph, eh = (rb.column(i) for i in range(2, 6))
+            w.limit = True
+            w.rb = rb = rb.slice(0, stop)
+            w.seq, w.ts, w.n = seq[:stop], ts[:stop], stop
+        if w.n == 0:
+            return w
+        # rows before the start state: chain only
+        if self._skip_through >= 0 and int(w.seq[0]) <= self._skip_through:
+            w.first = int(np.searchsorted(np.maximum.accumulate(w.seq), self._skip_through, side="right"))
+        if w.first < w.n:
+            t = time.thread_time()
+            self._parse(w)
+            w.seconds["parse"] += time.thread_time() - t
+        return w
+
+    def _run(self, w: "_Work") -> None:
+        seq, ts, n = w.seq, w.ts, w.n
+        et, pl, ph, eh = (w.rb.column(i) for i in range(2, 6))
         self._cur_eh = eh
 
         # 1. the chain, in a second thread for a big batch
@@ -653,15 +744,14 @@ class ColumnarEngine:
         self.phase_seconds["chain"] += time.thread_time() - ph_
 
         # 2. rows before the start state: chain only
-        first = 0
-        if self._skip_through >= 0 and int(seq[0]) <= self._skip_through:
-            first = int(np.searchsorted(np.maximum.accumulate(seq), self._skip_through, side="right"))
+        first = w.first
+        if first:
             self.events_chain_only += first
             if chain is not None:
                 chain.result()
             self._check_start(seq, eh, first)
         if first < n:
-            self._apply_rows(seq, ts, et, pl, first, n)
+            self._apply_rows(w)
         if chain is not None:
             chain.result()
 
@@ -687,9 +777,13 @@ class ColumnarEngine:
             et_o, et_d = _np_bytes(et)
             pl_o, pl_d = _np_bytes(pl)
             ph_o, ph_d = _np_bytes(ph)
+            eh_o, eh_d = _np_bytes(eh)
             out = np.empty((n, 32), np.uint8)
             K.chain_digests(seq, et_o, et_d, pl_o, pl_d, ph_o, ph_d, out)
-            verdict = verify_batch(self._cursor, seq, ts, et, pl, ph, eh, computed=out.tobytes())
+            hash_ok, link_ok = np.empty(n, np.bool_), np.empty(n, np.bool_)
+            last = np.frombuffer(self._cursor.event_hash, np.uint8)
+            K.chain_checks(out, eh_o, _aligned(eh_d), ph_o, _aligned(ph_d), last, hash_ok, link_ok)
+            verdict = verify_batch(self._cursor, seq, ts, et, pl, ph, eh, checks=(hash_ok, link_ok))
             if len(verdict.bad_rows):
                 self.chain_breaks += len(verdict.bad_rows)
                 if self.first_break is None:
@@ -700,18 +794,30 @@ class ColumnarEngine:
 
     # ------------------------------------------------------------------ parse + apply
 
-    def _apply_rows(self, seq, ts, et, pl, a0: int, n: int) -> None:
-        t = time.thread_time()
+    def _buffers(self, n: int) -> tuple:
+        """Parse buffers for n rows: a set handed back by an applied batch (``_free``), or new."""
+        while True:
+            try:
+                bufs = self._free.get_nowait()
+            except queue.Empty:
+                break
+            if len(bufs[0]) >= n:
+                return bufs
+        m = max(n, min(self._batch_rows, 1 << 20))
+        return (np.empty((m, K.MAX_FIELDS), np.int64), np.empty((m, K.MAX_FIELDS), np.int64),
+                np.zeros((m, K.MAX_FIELDS), np.int64), np.empty(m, np.uint8), np.empty(m, np.int8),
+                np.empty(m, np.int64))
+
+    def _parse(self, w: "_Work") -> None:
+        """Event type codes and the parsed fields of rows [w.first, w.n) (state-independent)."""
+        a0, n = w.first, w.n
+        et, pl = w.rb.column(2), w.rb.column(3)
         codes = pc.fill_null(pc.index_in(et, value_set=_EVENT_TYPE_SET), P.BAD_EVENT).to_numpy().astype(np.int64)
         if a0:
             codes[:a0] = P.BAD_EVENT + 1  # before the start state: not applied, not reported
         pl_o, pl_d = _np_bytes(pl)
-        if self._bufs is None or len(self._bufs[0]) < n:  # reused batch to batch (no page faults)
-            m = max(n, min(self._batch_rows, 1 << 20))
-            self._bufs = (np.empty((m, K.MAX_FIELDS), np.int64), np.empty((m, K.MAX_FIELDS), np.int64),
-                          np.zeros((m, K.MAX_FIELDS), np.int64), np.empty(m, np.uint8), np.empty(m, np.int8),
-                          np.empty(m, np.int64))
-        fs, fe, fv, ok, inv, inv_arg = (b[:n] for b in self._bufs)
+        w.bufs = self._buffers(n)
+        fs, fe, fv, ok, inv, inv_arg = (b[:n] for b in w.bufs)
         fs.fill(-1)
         fe.fill(-1)
         inv.fill(0)
@@ -722,13 +828,24 @@ class ColumnarEngine:
         slow = np.flatnonzero((codes < P.BAD_EVENT) & (ok == 0))
         data = pl_d
         if len(slow):
+            w.fallbacks = len(slow)
             data = self._slow_parse(slow, codes, pl, pl_d, fs, fe, fv, errors)
-        self.state.reserve(codes[a0:], fs[a0:], fe[a0:])
+        need = np.empty(14, np.int64)
+        K.insert_needs(codes[a0:], fs[a0:], fe[a0:], need)
+        w.codes, w.fs, w.fe, w.fv, w.inv, w.inv_arg, w.data, w.errors, w.need = (
+            codes, fs, fe, fv, inv, inv_arg, data, errors, need)
+
+    def _apply_rows(self, w: "_Work") -> None:
+        seq, ts, et, n = w.seq, w.ts, w.rb.column(2), w.n
+        codes, fs, fe, fv, data, inv, inv_arg = w.codes, w.fs, w.fe, w.fv, w.data, w.inv, w.inv_arg
+        errors = w.errors
+        t = time.thread_time()
+        self.state.reserve(w.need)
         self.phase_seconds["parse"] += time.thread_time() - t
 
         t = time.thread_time()
         roots_before = self.phase_seconds["roots"]
-        start = a0
+        start = w.first
         for pos, cp in self._checkpoint_positions(seq):
             if pos > start:
                 self._apply(start, pos, codes, fs, fe, fv, data, inv, inv_arg)
@@ -746,11 +863,12 @@ class ColumnarEngine:
             for i in rows:
                 reason = errors.get(i) or self._reason(int(inv[i]), i, fs, fe, fv, inv_arg, data)
                 self.invalid_events.append(InvalidEvent(int(seq[i]), _text(et, i), reason))
+        self._free.put(w.bufs)  # the next batches may reuse them
+        w.bufs = None
 
     def _slow_parse(self, slow, codes, pl, pl_d, fs, fe, fv, errors) -> np.ndarray:
         """The reference parser for the payloads the compiled pass left; their strings go to a side
         buffer after the payload bytes. Returns the combined buffer."""
-        self.payload_fallbacks += len(slow)
         side = bytearray()
         base = len(pl_d)
         raw = pl.take(pa.array(slow)).cast(pa.binary()).to_pylist()
@@ -980,11 +1098,14 @@ def replay(
     )
     if engine_out is not None:
         engine_out.append(engine)
-    it = _Prefetch(batches) if engine._threads else iter(batches)
+    if engine._threads:  # read and parse a batch ahead, in a thread, while this one applies
+        it, feed = _Prefetch(batches, engine.prepare), engine.feed_prepared
+    else:
+        it, feed = iter(batches), engine.feed
     try:
         try:
-            for batch in it:
-                if not engine.feed(batch):
+            for item in it:
+                if not feed(item):
                     break
         finally:
             close = getattr(it, "close", None)
@@ -996,13 +1117,15 @@ def replay(
 
 
 class _Prefetch:
-    """Iterates ``batches`` one item ahead in a thread (reading Parquet through DuckDB or Arrow
-    releases the GIL, so the next day is read while this one is replayed). The source is created,
-    iterated and closed in that thread only; its exceptions are raised here, in order."""
+    """Iterates ``prepare(item)`` for the items of ``batches``, one ahead, in a thread (reading
+    Parquet through Arrow and the parse kernels release the GIL, so the next day is read and parsed
+    while this one is applied). The source is created, iterated and closed in that thread only; its
+    exceptions (and prepare's) are raised here, in order."""
 
     _END = object()
 
-    def __init__(self, batches: Iterable) -> None:
+    def __init__(self, batches: Iterable, prepare: Callable[[Any], Any] = lambda item: item) -> None:
+        self._prepare = prepare
         import queue
         import threading
 
@@ -1027,7 +1150,7 @@ class _Prefetch:
         try:
             it = iter(batches)
             for item in it:
-                if not self._put((item, None)):
+                if not self._put((self._prepare(item), None)):
                     break
             else:
                 self._put((self._END, None))

@@ -8,7 +8,8 @@ file (``__pycache__``, or ``NUMBA_CACHE_DIR``):
   compiled code by symbol name (so the kernels can be cached); without a loadable ``libcrypto``
   a portable SHA-256 written here (slower, same digests; ``test_replay_columnar`` checks both).
 * ``chain_digests``: the hash-chain digest of every event (``prev_hash|seq|event_type|payload``),
-  on every usable core (rows are independent).
+  on every usable core (rows are independent); ``chain_checks``: the integrity and linkage
+  checks of those digests against the stored hex hashes, 8 bytes at a time.
 * ``parse_payloads``: one pass over the payload bytes that accepts a payload only when it is
   exactly the canonical JSON of its event type's fields (keys in sorted order, no whitespace,
   strings of printable ASCII without ``"`` or ``\\``, JSON integers in their column's range);
@@ -252,6 +253,65 @@ def chain_digests_parallel(seq, et_offs, et_data, pl_offs, pl_data, ph_offs, ph_
 @nb.njit(cache=True, nogil=True)
 def chain_digests(seq, et_offs, et_data, pl_offs, pl_data, ph_offs, ph_data, out):
     _chain_range(0, len(seq), seq, et_offs, et_data, pl_offs, pl_data, ph_offs, ph_data, out)
+
+
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
+# the two lowercase hex digits of a byte as a little-endian 16-bit word
+HEX_PAIRS = np.array([HEX_DIGITS[b >> 4] | (np.uint64(HEX_DIGITS[b & 15]) << 8) for b in range(256)], np.uint64)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _same_bytes(x, a, y, b, m):
+    for k in range(m):
+        if x[a + k] != y[b + k]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def chain_checks(dig, eh_offs, eh_data, ph_offs, ph_data, last, hash_ok, link_ok):
+    """The integrity and linkage checks of ``chain.verify_batch``, from the rows' digests ``dig``
+    (n, 32): hash_ok[i] when event_hash i is the lowercase hex of dig[i]; link_ok[i] when
+    prev_hash i equals event_hash i-1 (``last``, the previous batch's last one, for row 0), byte
+    for byte. Hashes at 8-byte aligned offsets (the usual 64-byte values) are compared a word at a
+    time (``eh_data``/``ph_data`` must then start 8-byte aligned, as Arrow buffers do)."""
+    n = len(hash_ok)
+    ehw = eh_data[:len(eh_data) - len(eh_data) % 8].view(np.uint64)
+    phw = ph_data[:len(ph_data) - len(ph_data) % 8].view(np.uint64)
+    for i in range(n):
+        a = eh_offs[i]
+        ok = eh_offs[i + 1] - a == 64
+        if ok and a % 8 == 0:
+            w = a // 8
+            for k in range(8):
+                v = (HEX_PAIRS[dig[i, 4 * k]] | (HEX_PAIRS[dig[i, 4 * k + 1]] << np.uint64(16))
+                     | (HEX_PAIRS[dig[i, 4 * k + 2]] << np.uint64(32)) | (HEX_PAIRS[dig[i, 4 * k + 3]] << np.uint64(48)))
+                if ehw[w + k] != v:
+                    ok = False
+                    break
+        elif ok:
+            for k in range(32):
+                d = dig[i, k]
+                if eh_data[a + 2 * k] != HEX_DIGITS[d >> 4] or eh_data[a + 2 * k + 1] != HEX_DIGITS[d & 15]:
+                    ok = False
+                    break
+        hash_ok[i] = ok
+        p = ph_offs[i]
+        m = ph_offs[i + 1] - p
+        if i == 0:
+            ok = m == len(last) and _same_bytes(ph_data, p, last, 0, m)
+        else:
+            q = eh_offs[i - 1]
+            ok = m == eh_offs[i] - q
+            if ok:
+                if m == 64 and p % 8 == 0 and q % 8 == 0:
+                    for k in range(8):
+                        if phw[p // 8 + k] != ehw[q // 8 + k]:
+                            ok = False
+                            break
+                else:
+                    ok = _same_bytes(ph_data, p, eh_data, q, m)
+        link_ok[i] = ok
 
 
 # ---------------------------------------------------------------------------------------------
