@@ -24,7 +24,6 @@ Choices where the contract is silent (documented in docs/architecture.md):
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from dataclasses import asdict, dataclass
 
 import duckdb
@@ -134,19 +133,27 @@ def aegis_table(con: duckdb.DuckDBPyConnection, window_end: dt.datetime, p: Node
     ).to_arrow_table()
 
 
+def _per_node(con: duckdb.DuckDBPyConnection) -> str:
+    """Shard count and bytes per node id over the whole shard map (every node id a shard names,
+    in the inventory or not): one group-by over ~10k node ids that never reads ``object_id``,
+    made once and shared by the distribution and the list of nodes not in service."""
+    con.execute("""
+        CREATE TEMP TABLE IF NOT EXISTS __nh_per_node AS
+        SELECT node_id, count(*) AS shard_count, sum(shard_bytes)::HUGEINT AS shard_bytes
+        FROM shards GROUP BY node_id""")
+    return "__nh_per_node"
+
+
 def distribution_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Shard bytes and utilisation per in-service node (zero for an in-service node holding none)."""
-    return con.execute(
+    per_node = _per_node(con)
+    return con.sql(
         f"""
-        WITH per_node AS (
-            SELECT node_id, count(*) AS shard_count, sum(shard_bytes)::HUGEINT AS shard_bytes
-            FROM shards GROUP BY node_id
-        )
         SELECT n.node_id, n.region, n.status, n.capacity_bytes,
                coalesce(p.shard_count, 0) AS shard_count,
                coalesce(p.shard_bytes, 0)::BIGINT AS shard_bytes,
                CASE WHEN n.capacity_bytes > 0 THEN coalesce(p.shard_bytes, 0)::DOUBLE / n.capacity_bytes END AS utilization
-        FROM nodes n LEFT JOIN per_node p USING (node_id)
+        FROM nodes n LEFT JOIN {per_node} p USING (node_id)
         WHERE {IN_SERVICE_SQL}
         ORDER BY n.node_id
         """
@@ -155,12 +162,12 @@ def distribution_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 def _not_healthy_nodes(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Node ids a shard may sit on that are not in service: known and out of service, or unknown to
-    the inventory. Few (a failure touches a handful of nodes), from a group-by over ~10k node ids."""
+    the inventory. Few (a failure touches a handful of nodes), from the per-node tallies."""
     return [r[0] for r in con.execute(
         f"""
         SELECT node_id FROM nodes WHERE NOT ({IN_SERVICE_SQL})
         UNION
-        SELECT DISTINCT s.node_id FROM shards s ANTI JOIN nodes n USING (node_id)
+        SELECT p.node_id FROM {_per_node(con)} p ANTI JOIN nodes n USING (node_id)
         """
     ).fetchall()]
 
@@ -168,15 +175,17 @@ def _not_healthy_nodes(con: duckdb.DuckDBPyConnection) -> list[str]:
 _MAX_LITERAL_NODES = 2000
 DETAIL_SCHEMA = pa.schema([("object_id", pa.string()), ("data_shards", pa.int16()), ("total_shards", pa.int16()),
                           ("healthy_shards", pa.int16()), ("state", pa.string())])
-# The map check's per-index weights: fixed pseudo-random 31-bit odd numbers, one per shard index.
-_WEIGHT_SEED = 0x9E3779B97F4A7C15
 
 
-def _index_weights(n: int, salt: int) -> list[int]:
-    out, x = [], (_WEIGHT_SEED ^ salt) & (2**64 - 1)
-    for _ in range(n):
-        x = (x * 6364136223846793005 + 1442695040888963407) & (2**64 - 1)  # an LCG: deterministic, spread
-        out.append(((x >> 33) | 1) & 0x7FFFFFFF)
+def _expected_per_index(per_total: list[tuple]) -> dict[int, tuple[int, int]]:
+    """From ``(total_shards, objects, sum of hash(object_id))`` over the live objects: for each shard
+    index ``i``, the number of live objects with ``total_shards > i`` and the sum of their hashes."""
+    by_t = {int(t): (int(n), int(h)) for t, n, h in per_total if t is not None and t > 0}
+    out, n_acc, h_acc = {}, 0, 0
+    for i in range(max(by_t, default=0) - 1, -1, -1):
+        n, h = by_t.get(i + 1, (0, 0))
+        n_acc, h_acc = n_acc + n, h_acc + h
+        out[i] = (n_acc, h_acc)
     return out
 
 
@@ -185,25 +194,19 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
 
     Judged where it matters. First, one pass over the shard rows checks that the shard map is
     exactly what the manifest expects, every live object with its indices ``0..total_shards-1``
-    once, and nothing else: two exact integer sums of ``A(object_id) * B(shard_index)`` over the
-    shard rows (A: 32 bits of DuckDB's hash of the id, B: a fixed odd weight per index) must equal
-    ``A(object_id) * (B(0) + ... + B(total_shards - 1))`` summed over the live objects, for two
-    independent (A, B) pairs. When they do, the only degraded objects are those holding a shard on
-    a node not in service (or unknown), found from those few rows alone: no 10M-key hash table.
-    A shard map that differs from the expectation (a missing or extra shard, a repeated key, an
-    unknown or deleted object's shard) fails the check unless both 2^32-scale sums cancel
-    exactly (about 2^-64), and is then judged by :func:`object_health_general`, which also
+    once, and nothing else: for every shard index ``i``, the number of shard rows with that index
+    and the exact sum of ``hash(object_id)`` (DuckDB's 64-bit hash, summed as a 128-bit integer)
+    over them must equal the number and the hash sum of the live objects with ``total_shards > i``
+    (one group-by of the manifest by ``total_shards``), and no other index may occur. When they
+    do, the only degraded objects are those holding a shard on a node not in service (or unknown),
+    found from those few rows alone, grouped in the same pass: no 10M-key hash table. A shard map
+    that differs from the expectation (a missing or extra shard, a repeated key, an unknown or
+    deleted object's shard, a shard under the wrong object) changes some index's multiset of
+    objects, which keeps the same count and hash sum only if the 64-bit hashes of the difference
+    cancel exactly (about 2^-64); it is then judged by :func:`object_health_general`, which also
     names bad input (a repeated key).
     """
     bad = _not_healthy_nodes(con)
-    max_t = int(_one(con, "SELECT coalesce(max(total_shards), 0) FROM objects")[0])
-    minmax = _one(con, "SELECT min(shard_index), max(shard_index) FROM shards")
-    if max_t > 4096 or (minmax[0] is not None and (minmax[0] < 0 or minmax[1] >= 4096)):
-        return object_health_general(con)
-    n = max(max_t, (minmax[1] or 0) + 1, 1)
-    w1, w2 = _index_weights(n, 1), _index_weights(n, 2)
-    p1, p2 = [0] + list(itertools.accumulate(w1)), [0] + list(itertools.accumulate(w2))
-    a1, a2 = "(hash(object_id) >> 32)", "(hash(object_id) & 4294967295::UBIGINT)"
     if not bad:
         on_bad = "FALSE"
     elif len(bad) <= _MAX_LITERAL_NODES:
@@ -211,25 +214,23 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
     else:
         con.register("__nh_bad_nodes", pa.table({"node_id": pa.array(bad, pa.string())}))
         on_bad = "node_id IN (SELECT node_id FROM __nh_bad_nodes)"
-    # one pass: the sums over every row, and the rows on nodes not in service by object (few groups:
-    # every other row falls in the one NULL group)
+    # one pass: per shard index, the rows and their hash sum; the rows on nodes not in service
+    # also by object (few groups: every other row falls in its index's NULL group)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __nh_off AS
-        SELECT CASE WHEN {on_bad} THEN object_id END AS object_id, count(*) AS off,
-               sum({a1} * list_extract(?::UBIGINT[], shard_index + 1)) AS c1,
-               sum({a2} * list_extract(?::UBIGINT[], shard_index + 1)) AS c2
-        FROM shards GROUP BY 1""", [w1, w2])
-    got = _one(con, "SELECT sum(off), sum(c1), sum(c2) FROM __nh_off")
-    want = _one(con, f"""
-        SELECT sum(total_shards), sum({a1}::HUGEINT * list_extract(?::HUGEINT[], total_shards + 1)),
-               sum({a2}::HUGEINT * list_extract(?::HUGEINT[], total_shards + 1))
-        FROM objects WHERE NOT deleted""", [p1, p2])
-    if tuple(int(x or 0) for x in got) != tuple(int(x or 0) for x in want):
+        SELECT shard_index, CASE WHEN {on_bad} THEN object_id END AS object_id,
+               count(*) AS n, sum(hash(object_id))::HUGEINT AS h
+        FROM shards GROUP BY ALL""")
+    got = {int(i): (int(n), int(h)) for i, n, h in
+           con.execute("SELECT shard_index, sum(n), sum(h) FROM __nh_off GROUP BY 1").fetchall()}
+    per_total = con.execute(
+        "SELECT total_shards, count(*), sum(hash(object_id))::HUGEINT FROM objects WHERE NOT deleted GROUP BY 1").fetchall()
+    if got != _expected_per_index(per_total):
         con.execute("DROP TABLE __nh_off")
         return object_health_general(con)
     if bad:
         detail = con.sql("""
-            WITH b AS (SELECT object_id, off FROM __nh_off WHERE object_id IS NOT NULL),
+            WITH b AS (SELECT object_id, sum(n) AS off FROM __nh_off WHERE object_id IS NOT NULL GROUP BY 1),
                  h AS (SELECT o.object_id, o.data_shards, o.total_shards, o.total_shards - b.off AS healthy_shards
                        FROM objects o JOIN b USING (object_id) WHERE NOT o.deleted)
             SELECT object_id, data_shards, total_shards, healthy_shards,
@@ -239,10 +240,9 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
     else:
         detail = DETAIL_SCHEMA.empty_table()
     con.execute("DROP TABLE __nh_off")
-    live = _one(con, "SELECT count(*) FILTER (WHERE NOT deleted) FROM objects")
     unrecoverable = sum(1 for s in detail.column("state").to_pylist() if s == "unrecoverable")
     return detail, {
-        "objects_live": int(live[0]),
+        "objects_live": sum(int(n) for _, n, _ in per_total),
         "objects_degraded": detail.num_rows,
         "objects_unrecoverable": unrecoverable,
         "objects_with_unknown_manifest": 0,
