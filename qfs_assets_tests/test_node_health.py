@@ -191,9 +191,10 @@ def complete_map(root):
     return root
 
 
-@pytest.mark.parametrize("variant", ["complete", "complete_registered", "incomplete"])
+@pytest.mark.parametrize("variant", ["complete", "complete_registered", "complete_one_bucket", "incomplete"])
 def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, variant):
-    """The fast plan (shard map as expected, bad nodes inline or as a table) and the general plan give the same evidence."""
+    """The fast plan (shard map as expected; rows on bad nodes let through by hash bucket, also when
+    every node shares a bucket, or by an exact IN) and the general plan give the same evidence."""
     from qfs_assets.activities.node_health import assess as metrics
 
     root = build(tmp_path / "e") if variant == "incomplete" else complete_map(tmp_path / "e")
@@ -201,7 +202,9 @@ def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, varia
     general = metrics.object_health_general
     monkeypatch.setattr(metrics, "object_health_general", lambda con: calls.append(1) or general(con))
     if variant == "complete_registered":
-        monkeypatch.setattr(metrics, "_MAX_LITERAL_NODES", 0)
+        monkeypatch.setattr(metrics, "_MAX_FILTER_NODES", 0)
+    if variant == "complete_one_bucket":  # every node shares the bad nodes' bucket: all rows let through
+        monkeypatch.setattr(metrics, "_filter_buckets", lambda n_bad: 1)
     got = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
     assert len(calls) == (1 if variant == "incomplete" else 0)  # which plan judged
     monkeypatch.setattr(metrics, "object_health", general)

@@ -172,7 +172,14 @@ def _not_healthy_nodes(con: duckdb.DuckDBPyConnection) -> list[str]:
     ).fetchall()]
 
 
-_MAX_LITERAL_NODES = 2000
+_MAX_FILTER_NODES = 4096  # above: an exact IN (a hash join per row) instead of the bucket filter
+
+
+def _filter_buckets(n_bad: int) -> int:
+    """Buckets of the bad-node filter: a power of two, ~256 per bad node (1/256 of the other rows let through)."""
+    return max(4096, 1 << (256 * n_bad - 1).bit_length())
+
+
 DETAIL_SCHEMA = pa.schema([("object_id", pa.string()), ("data_shards", pa.int16()), ("total_shards", pa.int16()),
                           ("healthy_shards", pa.int16()), ("state", pa.string())])
 
@@ -207,22 +214,28 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
     names bad input (a repeated key).
     """
     bad = _not_healthy_nodes(con)
-    if not bad:
-        on_bad = "FALSE"
-    elif len(bad) <= _MAX_LITERAL_NODES:
-        on_bad = "node_id IN (" + ", ".join("'" + b.replace("'", "''") + "'" for b in bad) + ")"
-    else:
+    caught = ""
+    if bad:
+        # the rows on nodes not in service, kept with their node id: those a cheap filter lets
+        # through (one bit per hash(node_id) bucket, set for the bad nodes; a healthy node sharing
+        # a bucket is let through too and dropped below by its id), or an exact IN for very many
         con.register("__nh_bad_nodes", pa.table({"node_id": pa.array(bad, pa.string())}))
-        on_bad = "node_id IN (SELECT node_id FROM __nh_bad_nodes)"
-    # one pass: per shard index, the rows and their hash sum; the rows on nodes not in service
-    # also by object (few groups: every other row falls in its index's NULL group)
+        if len(bad) <= _MAX_FILTER_NODES:
+            nb = _filter_buckets(len(bad))
+            bits = ["0"] * nb
+            for (b,) in con.execute(f"SELECT hash(node_id) % {nb} FROM __nh_bad_nodes").fetchall():
+                bits[int(b)] = "1"
+            params = ["".join(bits)]
+            let_through = f"get_bit(?::BIT, (hash(node_id) % {nb})::INTEGER) = 1"
+        else:
+            params, let_through = [], "node_id IN (SELECT node_id FROM __nh_bad_nodes)"
+        caught = f", list({{'node_id': node_id, 'object_id': object_id}}) FILTER (WHERE {let_through}) AS caught"
+    # one pass: per shard index, the rows and their hash sum, and the rows on nodes not in service
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __nh_off AS
-        SELECT shard_index, CASE WHEN {on_bad} THEN object_id END AS object_id,
-               count(*) AS n, sum(hash(object_id))::HUGEINT AS h
-        FROM shards GROUP BY ALL""")
-    got = {int(i): (int(n), int(h)) for i, n, h in
-           con.execute("SELECT shard_index, sum(n), sum(h) FROM __nh_off GROUP BY 1").fetchall()}
+        SELECT shard_index, count(*) AS n, sum(hash(object_id))::HUGEINT AS h{caught}
+        FROM shards GROUP BY shard_index""", params if bad else [])
+    got = {int(i): (int(n), int(h)) for i, n, h in con.execute("SELECT shard_index, n, h FROM __nh_off").fetchall()}
     per_total = con.execute(
         "SELECT total_shards, count(*), sum(hash(object_id))::HUGEINT FROM objects WHERE NOT deleted GROUP BY 1").fetchall()
     if got != _expected_per_index(per_total):
@@ -230,7 +243,8 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
         return object_health_general(con)
     if bad:
         detail = con.sql("""
-            WITH b AS (SELECT object_id, sum(n) AS off FROM __nh_off WHERE object_id IS NOT NULL GROUP BY 1),
+            WITH c AS (SELECT unnest(caught, recursive := true) FROM __nh_off),
+                 b AS (SELECT object_id, count(*) AS off FROM c SEMI JOIN __nh_bad_nodes USING (node_id) GROUP BY 1),
                  h AS (SELECT o.object_id, o.data_shards, o.total_shards, o.total_shards - b.off AS healthy_shards
                        FROM objects o JOIN b USING (object_id) WHERE NOT o.deleted)
             SELECT object_id, data_shards, total_shards, healthy_shards,
