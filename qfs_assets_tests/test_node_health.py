@@ -207,7 +207,7 @@ def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, varia
         monkeypatch.setattr(metrics, "_filter_buckets", lambda n_bad: 1)
     got = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
     assert len(calls) == (1 if variant == "incomplete" else 0)  # which plan judged
-    monkeypatch.setattr(metrics, "object_health", general)
+    monkeypatch.setattr(metrics, "object_health", lambda con, check_keys=None: check_keys() or general(con))
     want = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
     assert got.metrics == want.metrics
     assert got.tables["node_health_objects"].equals(want.tables["node_health_objects"])

@@ -24,6 +24,8 @@ Choices where the contract is silent (documented in docs/architecture.md):
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import duckdb
@@ -196,7 +198,7 @@ def _expected_per_index(per_total: list[tuple]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
+def object_health(con: duckdb.DuckDBPyConnection, check_keys: Callable[[], None] | None = None) -> tuple[pa.Table, dict]:
     """Degraded/unrecoverable objects (detail rows) and counts; also finds duplicate shard keys.
 
     Judged where it matters. First, one pass over the shard rows checks that the shard map is
@@ -236,24 +238,40 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
         SELECT shard_index, count(*) AS n, sum(hash(object_id))::HUGEINT AS h{caught}
         FROM shards GROUP BY shard_index""", params if bad else [])
     got = {int(i): (int(n), int(h)) for i, n, h in con.execute("SELECT shard_index, n, h FROM __nh_off").fetchall()}
-    per_total = con.execute(
-        "SELECT total_shards, count(*), sum(hash(object_id))::HUGEINT FROM objects WHERE NOT deleted GROUP BY 1").fetchall()
+    if bad:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE __nh_caught AS
+            SELECT object_id, count(*) AS off
+            FROM (SELECT unnest(caught, recursive := true) FROM __nh_off) SEMI JOIN __nh_bad_nodes USING (node_id)
+            GROUP BY object_id""")
+    con.execute("DROP TABLE __nh_off")
+    if check_keys is not None:
+        check_keys()
+    # the manifest's side, one query: the live objects per total_shards (count, hash sum), and the
+    # live objects caught above with their shard counts
+    join = "LEFT JOIN __nh_caught c USING (object_id)" if bad else ""
+    hit = ("list({'object_id': object_id, 'data_shards': data_shards, 'total_shards': total_shards, 'off': c.off}) "
+           "FILTER (WHERE c.off IS NOT NULL)") if bad else "NULL"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __nh_live AS
+        SELECT total_shards, count(*) AS n, sum(hash(object_id))::HUGEINT AS h, {hit} AS hit
+        FROM objects {join} WHERE NOT deleted GROUP BY total_shards""")
+    per_total = con.execute("SELECT total_shards, n, h FROM __nh_live").fetchall()
+    if bad:
+        con.execute("DROP TABLE __nh_caught")
     if got != _expected_per_index(per_total):
-        con.execute("DROP TABLE __nh_off")
+        con.execute("DROP TABLE __nh_live")
         return object_health_general(con)
     if bad:
         detail = con.sql("""
-            WITH c AS (SELECT unnest(caught, recursive := true) FROM __nh_off),
-                 b AS (SELECT object_id, count(*) AS off FROM c SEMI JOIN __nh_bad_nodes USING (node_id) GROUP BY 1),
-                 h AS (SELECT o.object_id, o.data_shards, o.total_shards, o.total_shards - b.off AS healthy_shards
-                       FROM objects o JOIN b USING (object_id) WHERE NOT o.deleted)
-            SELECT object_id, data_shards, total_shards, healthy_shards,
-                   CASE WHEN healthy_shards < data_shards THEN 'unrecoverable' ELSE 'degraded' END AS state
+            WITH h AS (SELECT unnest(hit, recursive := true) FROM __nh_live)
+            SELECT object_id, data_shards, total_shards, total_shards - off AS healthy_shards,
+                   CASE WHEN total_shards - off < data_shards THEN 'unrecoverable' ELSE 'degraded' END AS state
             FROM h ORDER BY object_id
             """).to_arrow_table().cast(DETAIL_SCHEMA)
     else:
         detail = DETAIL_SCHEMA.empty_table()
-    con.execute("DROP TABLE __nh_off")
+    con.execute("DROP TABLE __nh_live")
     unrecoverable = sum(1 for s in detail.column("state").to_pylist() if s == "unrecoverable")
     return detail, {
         "objects_live": sum(int(n) for _, n, _ in per_total),
@@ -263,32 +281,63 @@ def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
     }
 
 
-def check_object_keys(reader: ExportReader, con: duckdb.DuckDBPyConnection, view: str = "objects") -> None:
-    """``object_id`` is unique in the day's manifest: proved by reading the files in order when
-    the export writes them sorted (each key greater than the one before: about a fifth of the
-    cost of a 10M-key group-by), else by the reader's own duplicate-key check (which names the
-    duplicate and its file)."""
+def _ids_ascending(files: list[str], stop: threading.Event) -> bool:
+    """Whether the ``object_id`` values of ``files``, read in order, each exceed the one before
+    (which proves them unique); False as soon as one does not, or a file cannot be read so."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    files = next((r.files for r in reversed(reader.reads) if r.table == "objects"), [])
+    from qfs_assets.readers.base import parquet_file
+
     last = None
     try:
         for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=1 << 20, columns=["object_id"]):
+            for batch in parquet_file(f).iter_batches(batch_size=1 << 20, columns=["object_id"]):
+                if stop.is_set():
+                    return False
                 ids = batch.column(0).cast(pa.string())
                 if not len(ids):
                     continue
                 if ids.null_count or (last is not None and not ids[0].as_py() > last) or (
                         len(ids) > 1 and not pc.all(pc.greater(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py()):
-                    raise StopIteration
+                    return False
                 last = ids[-1].as_py()
-        return
-    except (StopIteration, pa.ArrowException, OSError):
-        pass
-    from qfs_assets.contract.schema import TABLES
+    except (pa.ArrowException, OSError):
+        return False
+    return True
 
-    reader.validate(con, TABLES["objects"], view, ["object_id"], keys=True)
+
+class ObjectKeyCheck:
+    """``object_id`` is unique in the day's manifest: proved by reading the ids in file order when
+    the export writes them sorted (each key greater than the one before: about a fifth of the cost
+    of a 10M-key group-by; read in a background thread while DuckDB scans the shard map), else by
+    the reader's own duplicate-key check (which names the duplicate and its file). Start it once
+    the ``objects`` view is made; :meth:`check` waits for it and raises BadInput on a repeated key."""
+
+    def __init__(self, reader: ExportReader, con: duckdb.DuckDBPyConnection, view: str = "objects"):
+        self.reader, self.con, self.view = reader, con, view
+        files = next((r.files for r in reversed(reader.reads) if r.table == "objects"), [])
+        self._stop = threading.Event()
+        self._result: list[bool] = []
+        self._thread = threading.Thread(target=lambda: self._result.append(_ids_ascending(files, self._stop)),
+                                        name="qfs-object-keys", daemon=True)
+        self._thread.start()
+
+    def check(self) -> None:
+        self._thread.join()
+        if not (self._result and self._result[0]):
+            from qfs_assets.contract.schema import TABLES
+
+            self.reader.validate(self.con, TABLES["objects"], self.view, ["object_id"], keys=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def check_object_keys(reader: ExportReader, con: duckdb.DuckDBPyConnection, view: str = "objects") -> None:
+    """:class:`ObjectKeyCheck` waited for at once."""
+    keys = ObjectKeyCheck(reader, con, view)
+    keys.check()
 
 
 def _raise_duplicate(con: duckdb.DuckDBPyConnection, object_id: str) -> None:
@@ -375,19 +424,22 @@ def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthPar
     reader = ExportReader(reader.root)  # a fresh read log: `inputs` lists this run's reads only
     start, end = day_window(day)
     con = connect()
+    keys = None
     try:
         node_snapshot(reader, con, day)
         proofs_of_day(reader, con, day)
         object_manifest(reader, con, day, columns=["object_id", "data_shards", "total_shards", "deleted"], validate_keys=False)
-        check_object_keys(reader, con)
+        keys = ObjectKeyCheck(reader, con)
         shard_map(reader, con, day, columns=["object_id", "shard_index", "node_id", "shard_bytes"], validate_keys=False)
 
         aegis = aegis_table(con, end, p)
         dist = distribution_table(con)
-        objects_detail, obj = object_health(con)
+        objects_detail, obj = object_health(con, keys.check)
         proofs = _one(con, "SELECT count(*), count(*) FILTER (WHERE outcome = 'passed') FROM proofs")
         day_errors = errors.day_errors(reader, con, day)
     finally:
+        if keys is not None:
+            keys.close()
         con.close()
 
     in_service = sum(_col(aegis, "in_service"))
