@@ -1,14 +1,21 @@
 """Daily node health assessment (evidence-v1 ``node_health_assessment``), free of Dagster.
 
 Every heavy step is a DuckDB aggregate over the day's Parquet partitions, so memory is
-bounded by the number of nodes (10k) and DuckDB's own spilling hash tables, not by the shard
-rows (1B):
+bounded by the number of nodes (10k) and a few small groups, not by the shard rows (1B):
 
 1. per-node proof tallies over the day's challenges (group by node_id);
-2. per-node shard bytes over the shard map (group by node_id);
-3. per-object healthy-shard counts (group by object_id) joined to the non-deleted objects;
-   the same aggregate detects duplicate ``(object_id, shard_index)`` keys, so the shard map is
-   scanned for validation and judgement in one pass.
+2. per-node shard count and bytes over the shard map (group by node_id, without ``object_id``):
+   the distribution, and which node ids a shard names that the inventory does not know;
+3. one pass over the shard rows grouped by ``shard_index`` (a handful of groups): per index, the
+   row count and the exact sum of ``hash(object_id)``, which must equal those of the live objects
+   with ``total_shards`` above the index (one group-by of the manifest by ``total_shards``): this
+   proves the shard map is exactly what the manifest expects (no missing, extra, repeated or
+   orphan shard), and then the degraded objects are only those with a shard on a node not in
+   service, caught in the same pass (a hash-bucket filter on ``node_id``, checked exactly after).
+   A map off expectation is judged by the general plan (a group-by per object), which also names
+   a repeated ``(object_id, shard_index)`` key;
+4. ``object_id`` uniqueness in the manifest: read in file order in a background thread while
+   DuckDB scans the shards (sorted ids prove it), else the reader's group-by.
 
 Choices where the contract is silent (documented in docs/architecture.md):
 - A proof belongs to the day of its ``proofs/date=`` partition.
@@ -201,19 +208,25 @@ def _expected_per_index(per_total: list[tuple]) -> dict[int, tuple[int, int]]:
 def object_health(con: duckdb.DuckDBPyConnection, check_keys: Callable[[], None] | None = None) -> tuple[pa.Table, dict]:
     """Degraded/unrecoverable objects (detail rows) and counts; also finds duplicate shard keys.
 
-    Judged where it matters. First, one pass over the shard rows checks that the shard map is
-    exactly what the manifest expects, every live object with its indices ``0..total_shards-1``
-    once, and nothing else: for every shard index ``i``, the number of shard rows with that index
-    and the exact sum of ``hash(object_id)`` (DuckDB's 64-bit hash, summed as a 128-bit integer)
-    over them must equal the number and the hash sum of the live objects with ``total_shards > i``
-    (one group-by of the manifest by ``total_shards``), and no other index may occur. When they
-    do, the only degraded objects are those holding a shard on a node not in service (or unknown),
-    found from those few rows alone, grouped in the same pass: no 10M-key hash table. A shard map
-    that differs from the expectation (a missing or extra shard, a repeated key, an unknown or
+    Judged where it matters. One pass over the shard rows, grouped by ``shard_index`` (a handful of
+    groups), checks that the shard map is exactly what the manifest expects, every live object
+    with its indices ``0..total_shards-1`` once, and nothing else: for every index ``i``, the
+    number of rows and the exact sum of ``hash(object_id)`` (DuckDB's 64-bit hash, summed as a
+    128-bit integer) must equal the number and the hash sum of the live objects with
+    ``total_shards > i`` (one group-by of the manifest by ``total_shards``), and no other index may
+    occur. A shard map that differs (a missing or extra shard, a repeated key, an unknown or
     deleted object's shard, a shard under the wrong object) changes some index's multiset of
-    objects, which keeps the same count and hash sum only if the 64-bit hashes of the difference
-    cancel exactly (about 2^-64); it is then judged by :func:`object_health_general`, which also
-    names bad input (a repeated key).
+    objects; it keeps the same count and hash sum only if the hashes of the difference cancel
+    exactly (for one differing object, its hash would have to be one given value of 2^64), and is
+    otherwise judged by :func:`object_health_general`, which also names bad input (a repeated key).
+
+    When the map is as expected, the only degraded objects are those holding a shard on a node not
+    in service (or unknown), taken from those rows alone: the same pass keeps ``(node_id,
+    object_id)`` of the rows a bit filter lets through (one bit per ``hash(node_id)`` bucket, set
+    for the bad nodes: ~1/256 of the other rows per bad node come along) and their node is then
+    checked exactly; the manifest query joins them for ``data_shards``. No 10M-key hash table, no
+    per-row string comparison. ``check_keys`` (the manifest's key check) is waited for before the
+    manifest is used.
     """
     bad = _not_healthy_nodes(con)
     caught = ""
@@ -332,12 +345,6 @@ class ObjectKeyCheck:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def check_object_keys(reader: ExportReader, con: duckdb.DuckDBPyConnection, view: str = "objects") -> None:
-    """:class:`ObjectKeyCheck` waited for at once."""
-    keys = ObjectKeyCheck(reader, con, view)
-    keys.check()
 
 
 def _raise_duplicate(con: duckdb.DuckDBPyConnection, object_id: str) -> None:
