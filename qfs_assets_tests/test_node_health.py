@@ -215,12 +215,14 @@ def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, varia
         assert (want.metrics["objects_degraded"], want.metrics["objects_unrecoverable"]) == (3, 3)
 
 
-@pytest.mark.parametrize("change", ["missing", "extra_index", "orphan", "deleted_object", "swapped_objects"])
+@pytest.mark.parametrize("change", ["missing", "extra_index", "index_beyond_all", "negative_index", "orphan", "deleted_object",
+                                    "swapped_objects"])
 def test_a_shard_map_off_expectation_goes_to_the_general_plan(tmp_path, monkeypatch, change):
     from qfs_assets.activities.node_health import assess as metrics
 
     root = complete_map(tmp_path / "e")
-    extra = {"missing": [], "extra_index": [shard("o6", 1, "n1")], "orphan": [shard("zz", 0, "n1")],
+    extra = {"missing": [], "extra_index": [shard("o6", 1, "n1")], "index_beyond_all": [shard("o6", 9, "n1")],
+             "negative_index": [shard("o6", -1, "n1")], "orphan": [shard("zz", 0, "n1")],
              "deleted_object": [shard("o4", 0, "n1")], "swapped_objects": []}[change]
     rows = [shard("o1", 0, "n1"), shard("o1", 1, "n2"), shard("o1", 2, "n3"),
             shard("o2", 0, "n4"), shard("o2", 1, "n1"), shard("o2", 2, "ghost"),
