@@ -114,8 +114,8 @@ def profile_node_health(a: dict) -> dict:
         reader, con, day, columns=["object_id", "shard_index", "node_id", "shard_bytes"], validate_keys=False))
     step("assessment: aegis_table", lambda: aegis_table(con, day_window(day)[1], __import__(
         "qfs_assets.activities.node_health.assess", fromlist=["NodeHealthParams"]).NodeHealthParams()))
-    step("assessment: distribution_table (group by node over shards)", lambda: distribution_table(con))
-    step("assessment: object_health (group by object over shards + join objects)", lambda: object_health(con))
+    step("assessment: distribution_table (shard count and bytes by node)", lambda: distribution_table(con))
+    step("assessment: object_health (shard rows by index with hash sums, rows on bad nodes; manifest by total_shards)", lambda: object_health(con))
     con.close()
     step("import great_expectations", lambda: __import__("great_expectations"))
     return out

@@ -191,9 +191,10 @@ def complete_map(root):
     return root
 
 
-@pytest.mark.parametrize("variant", ["complete", "complete_registered", "incomplete"])
+@pytest.mark.parametrize("variant", ["complete", "complete_registered", "complete_one_bucket", "incomplete"])
 def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, variant):
-    """The fast plan (shard map as expected, bad nodes inline or as a table) and the general plan give the same evidence."""
+    """The fast plan (shard map as expected; rows on bad nodes let through by hash bucket, also when
+    every node shares a bucket, or by an exact IN) and the general plan give the same evidence."""
     from qfs_assets.activities.node_health import assess as metrics
 
     root = build(tmp_path / "e") if variant == "incomplete" else complete_map(tmp_path / "e")
@@ -201,10 +202,12 @@ def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, varia
     general = metrics.object_health_general
     monkeypatch.setattr(metrics, "object_health_general", lambda con: calls.append(1) or general(con))
     if variant == "complete_registered":
-        monkeypatch.setattr(metrics, "_MAX_LITERAL_NODES", 0)
+        monkeypatch.setattr(metrics, "_MAX_FILTER_NODES", 0)
+    if variant == "complete_one_bucket":  # every node shares the bad nodes' bucket: all rows let through
+        monkeypatch.setattr(metrics, "_filter_buckets", lambda n_bad: 1)
     got = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
     assert len(calls) == (1 if variant == "incomplete" else 0)  # which plan judged
-    monkeypatch.setattr(metrics, "object_health", general)
+    monkeypatch.setattr(metrics, "object_health", lambda con, check_keys=None: check_keys() or general(con))
     want = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
     assert got.metrics == want.metrics
     assert got.tables["node_health_objects"].equals(want.tables["node_health_objects"])
@@ -212,12 +215,14 @@ def test_object_health_fast_and_general_plans_agree(tmp_path, monkeypatch, varia
         assert (want.metrics["objects_degraded"], want.metrics["objects_unrecoverable"]) == (3, 3)
 
 
-@pytest.mark.parametrize("change", ["missing", "extra_index", "orphan", "deleted_object", "swapped_objects"])
+@pytest.mark.parametrize("change", ["missing", "extra_index", "index_beyond_all", "negative_index", "orphan", "deleted_object",
+                                    "swapped_objects"])
 def test_a_shard_map_off_expectation_goes_to_the_general_plan(tmp_path, monkeypatch, change):
     from qfs_assets.activities.node_health import assess as metrics
 
     root = complete_map(tmp_path / "e")
-    extra = {"missing": [], "extra_index": [shard("o6", 1, "n1")], "orphan": [shard("zz", 0, "n1")],
+    extra = {"missing": [], "extra_index": [shard("o6", 1, "n1")], "index_beyond_all": [shard("o6", 9, "n1")],
+             "negative_index": [shard("o6", -1, "n1")], "orphan": [shard("zz", 0, "n1")],
              "deleted_object": [shard("o4", 0, "n1")], "swapped_objects": []}[change]
     rows = [shard("o1", 0, "n1"), shard("o1", 1, "n2"), shard("o1", 2, "n3"),
             shard("o2", 0, "n4"), shard("o2", 1, "n1"), shard("o2", 2, "ghost"),

@@ -132,6 +132,12 @@ def parquet_metadata(path) -> pq.FileMetaData:
         return pq.read_metadata(fh)
 
 
+def parquet_file(path) -> pq.ParquetFile:
+    """A Parquet file opened for reading in batches (a local file or an object in storage)."""
+    p = as_path(path)
+    return pq.ParquetFile(p.open("rb") if hasattr(p, "fs") else p)
+
+
 @dataclass
 class ExportReader:
     """Reads the storage export rooted at ``root``: a local folder or ``s3://bucket/prefix``

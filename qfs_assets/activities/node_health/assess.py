@@ -1,14 +1,21 @@
 """Daily node health assessment (evidence-v1 ``node_health_assessment``), free of Dagster.
 
 Every heavy step is a DuckDB aggregate over the day's Parquet partitions, so memory is
-bounded by the number of nodes (10k) and DuckDB's own spilling hash tables, not by the shard
-rows (1B):
+bounded by the number of nodes (10k) and a few small groups, not by the shard rows (1B):
 
 1. per-node proof tallies over the day's challenges (group by node_id);
-2. per-node shard bytes over the shard map (group by node_id);
-3. per-object healthy-shard counts (group by object_id) joined to the non-deleted objects;
-   the same aggregate detects duplicate ``(object_id, shard_index)`` keys, so the shard map is
-   scanned for validation and judgement in one pass.
+2. per-node shard count and bytes over the shard map (group by node_id, without ``object_id``):
+   the distribution, and which node ids a shard names that the inventory does not know;
+3. one pass over the shard rows grouped by ``shard_index`` (a handful of groups): per index, the
+   row count and the exact sum of ``hash(object_id)``, which must equal those of the live objects
+   with ``total_shards`` above the index (one group-by of the manifest by ``total_shards``): this
+   proves the shard map is exactly what the manifest expects (no missing, extra, repeated or
+   orphan shard), and then the degraded objects are only those with a shard on a node not in
+   service, caught in the same pass (a hash-bucket filter on ``node_id``, checked exactly after).
+   A map off expectation is judged by the general plan (a group-by per object), which also names
+   a repeated ``(object_id, shard_index)`` key;
+4. ``object_id`` uniqueness in the manifest: read in file order in a background thread while
+   DuckDB scans the shards (sorted ids prove it), else the reader's group-by.
 
 Choices where the contract is silent (documented in docs/architecture.md):
 - A proof belongs to the day of its ``proofs/date=`` partition.
@@ -24,7 +31,8 @@ Choices where the contract is silent (documented in docs/architecture.md):
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import duckdb
@@ -134,19 +142,27 @@ def aegis_table(con: duckdb.DuckDBPyConnection, window_end: dt.datetime, p: Node
     ).to_arrow_table()
 
 
+def _per_node(con: duckdb.DuckDBPyConnection) -> str:
+    """Shard count and bytes per node id over the whole shard map (every node id a shard names,
+    in the inventory or not): one group-by over ~10k node ids that never reads ``object_id``,
+    made once and shared by the distribution and the list of nodes not in service."""
+    con.execute("""
+        CREATE TEMP TABLE IF NOT EXISTS __nh_per_node AS
+        SELECT node_id, count(*) AS shard_count, sum(shard_bytes)::HUGEINT AS shard_bytes
+        FROM shards GROUP BY node_id""")
+    return "__nh_per_node"
+
+
 def distribution_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Shard bytes and utilisation per in-service node (zero for an in-service node holding none)."""
-    return con.execute(
+    per_node = _per_node(con)
+    return con.sql(
         f"""
-        WITH per_node AS (
-            SELECT node_id, count(*) AS shard_count, sum(shard_bytes)::HUGEINT AS shard_bytes
-            FROM shards GROUP BY node_id
-        )
         SELECT n.node_id, n.region, n.status, n.capacity_bytes,
                coalesce(p.shard_count, 0) AS shard_count,
                coalesce(p.shard_bytes, 0)::BIGINT AS shard_bytes,
                CASE WHEN n.capacity_bytes > 0 THEN coalesce(p.shard_bytes, 0)::DOUBLE / n.capacity_bytes END AS utilization
-        FROM nodes n LEFT JOIN per_node p USING (node_id)
+        FROM nodes n LEFT JOIN {per_node} p USING (node_id)
         WHERE {IN_SERVICE_SQL}
         ORDER BY n.node_id
         """
@@ -155,126 +171,180 @@ def distribution_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 def _not_healthy_nodes(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Node ids a shard may sit on that are not in service: known and out of service, or unknown to
-    the inventory. Few (a failure touches a handful of nodes), from a group-by over ~10k node ids."""
+    the inventory. Few (a failure touches a handful of nodes), from the per-node tallies."""
     return [r[0] for r in con.execute(
         f"""
         SELECT node_id FROM nodes WHERE NOT ({IN_SERVICE_SQL})
         UNION
-        SELECT DISTINCT s.node_id FROM shards s ANTI JOIN nodes n USING (node_id)
+        SELECT p.node_id FROM {_per_node(con)} p ANTI JOIN nodes n USING (node_id)
         """
     ).fetchall()]
 
 
-_MAX_LITERAL_NODES = 2000
+_MAX_FILTER_NODES = 4096  # above: an exact IN (a hash join per row) instead of the bucket filter
+
+
+def _filter_buckets(n_bad: int) -> int:
+    """Buckets of the bad-node filter: a power of two, ~256 per bad node (1/256 of the other rows let through)."""
+    return max(4096, 1 << (256 * n_bad - 1).bit_length())
+
+
 DETAIL_SCHEMA = pa.schema([("object_id", pa.string()), ("data_shards", pa.int16()), ("total_shards", pa.int16()),
                           ("healthy_shards", pa.int16()), ("state", pa.string())])
-# The map check's per-index weights: fixed pseudo-random 31-bit odd numbers, one per shard index.
-_WEIGHT_SEED = 0x9E3779B97F4A7C15
 
 
-def _index_weights(n: int, salt: int) -> list[int]:
-    out, x = [], (_WEIGHT_SEED ^ salt) & (2**64 - 1)
-    for _ in range(n):
-        x = (x * 6364136223846793005 + 1442695040888963407) & (2**64 - 1)  # an LCG: deterministic, spread
-        out.append(((x >> 33) | 1) & 0x7FFFFFFF)
+def _expected_per_index(per_total: list[tuple]) -> dict[int, tuple[int, int]]:
+    """From ``(total_shards, objects, sum of hash(object_id))`` over the live objects: for each shard
+    index ``i``, the number of live objects with ``total_shards > i`` and the sum of their hashes."""
+    by_t = {int(t): (int(n), int(h)) for t, n, h in per_total if t is not None and t > 0}
+    out, n_acc, h_acc = {}, 0, 0
+    for i in range(max(by_t, default=0) - 1, -1, -1):
+        n, h = by_t.get(i + 1, (0, 0))
+        n_acc, h_acc = n_acc + n, h_acc + h
+        out[i] = (n_acc, h_acc)
     return out
 
 
-def object_health(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict]:
+def object_health(con: duckdb.DuckDBPyConnection, check_keys: Callable[[], None] | None = None) -> tuple[pa.Table, dict]:
     """Degraded/unrecoverable objects (detail rows) and counts; also finds duplicate shard keys.
 
-    Judged where it matters. First, one pass over the shard rows checks that the shard map is
-    exactly what the manifest expects, every live object with its indices ``0..total_shards-1``
-    once, and nothing else: two exact integer sums of ``A(object_id) * B(shard_index)`` over the
-    shard rows (A: 32 bits of DuckDB's hash of the id, B: a fixed odd weight per index) must equal
-    ``A(object_id) * (B(0) + ... + B(total_shards - 1))`` summed over the live objects, for two
-    independent (A, B) pairs. When they do, the only degraded objects are those holding a shard on
-    a node not in service (or unknown), found from those few rows alone: no 10M-key hash table.
-    A shard map that differs from the expectation (a missing or extra shard, a repeated key, an
-    unknown or deleted object's shard) fails the check unless both 2^32-scale sums cancel
-    exactly (about 2^-64), and is then judged by :func:`object_health_general`, which also
-    names bad input (a repeated key).
+    Judged where it matters. One pass over the shard rows, grouped by ``shard_index`` (a handful of
+    groups), checks that the shard map is exactly what the manifest expects, every live object
+    with its indices ``0..total_shards-1`` once, and nothing else: for every index ``i``, the
+    number of rows and the exact sum of ``hash(object_id)`` (DuckDB's 64-bit hash, summed as a
+    128-bit integer) must equal the number and the hash sum of the live objects with
+    ``total_shards > i`` (one group-by of the manifest by ``total_shards``), and no other index may
+    occur. A shard map that differs (a missing or extra shard, a repeated key, an unknown or
+    deleted object's shard, a shard under the wrong object) changes some index's multiset of
+    objects; it keeps the same count and hash sum only if the hashes of the difference cancel
+    exactly (for one differing object, its hash would have to be one given value of 2^64), and is
+    otherwise judged by :func:`object_health_general`, which also names bad input (a repeated key).
+
+    When the map is as expected, the only degraded objects are those holding a shard on a node not
+    in service (or unknown), taken from those rows alone: the same pass keeps ``(node_id,
+    object_id)`` of the rows a bit filter lets through (one bit per ``hash(node_id)`` bucket, set
+    for the bad nodes: ~1/256 of the other rows per bad node come along) and their node is then
+    checked exactly; the manifest query joins them for ``data_shards``. No 10M-key hash table, no
+    per-row string comparison. ``check_keys`` (the manifest's key check) is waited for before the
+    manifest is used.
     """
     bad = _not_healthy_nodes(con)
-    max_t = int(_one(con, "SELECT coalesce(max(total_shards), 0) FROM objects")[0])
-    minmax = _one(con, "SELECT min(shard_index), max(shard_index) FROM shards")
-    if max_t > 4096 or (minmax[0] is not None and (minmax[0] < 0 or minmax[1] >= 4096)):
-        return object_health_general(con)
-    n = max(max_t, (minmax[1] or 0) + 1, 1)
-    w1, w2 = _index_weights(n, 1), _index_weights(n, 2)
-    p1, p2 = [0] + list(itertools.accumulate(w1)), [0] + list(itertools.accumulate(w2))
-    a1, a2 = "(hash(object_id) >> 32)", "(hash(object_id) & 4294967295::UBIGINT)"
-    if not bad:
-        on_bad = "FALSE"
-    elif len(bad) <= _MAX_LITERAL_NODES:
-        on_bad = "node_id IN (" + ", ".join("'" + b.replace("'", "''") + "'" for b in bad) + ")"
-    else:
+    caught = ""
+    if bad:
+        # the rows on nodes not in service, kept with their node id: those a cheap filter lets
+        # through (one bit per hash(node_id) bucket, set for the bad nodes; a healthy node sharing
+        # a bucket is let through too and dropped below by its id), or an exact IN for very many
         con.register("__nh_bad_nodes", pa.table({"node_id": pa.array(bad, pa.string())}))
-        on_bad = "node_id IN (SELECT node_id FROM __nh_bad_nodes)"
-    # one pass: the sums over every row, and the rows on nodes not in service by object (few groups:
-    # every other row falls in the one NULL group)
+        if len(bad) <= _MAX_FILTER_NODES:
+            nb = _filter_buckets(len(bad))
+            bits = ["0"] * nb
+            for (b,) in con.execute(f"SELECT hash(node_id) % {nb} FROM __nh_bad_nodes").fetchall():
+                bits[int(b)] = "1"
+            params = ["".join(bits)]
+            let_through = f"get_bit(?::BIT, (hash(node_id) % {nb})::INTEGER) = 1"
+        else:
+            params, let_through = [], "node_id IN (SELECT node_id FROM __nh_bad_nodes)"
+        caught = f", list({{'node_id': node_id, 'object_id': object_id}}) FILTER (WHERE {let_through}) AS caught"
+    # one pass: per shard index, the rows and their hash sum, and the rows on nodes not in service
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __nh_off AS
-        SELECT CASE WHEN {on_bad} THEN object_id END AS object_id, count(*) AS off,
-               sum({a1} * list_extract(?::UBIGINT[], shard_index + 1)) AS c1,
-               sum({a2} * list_extract(?::UBIGINT[], shard_index + 1)) AS c2
-        FROM shards GROUP BY 1""", [w1, w2])
-    got = _one(con, "SELECT sum(off), sum(c1), sum(c2) FROM __nh_off")
-    want = _one(con, f"""
-        SELECT sum(total_shards), sum({a1}::HUGEINT * list_extract(?::HUGEINT[], total_shards + 1)),
-               sum({a2}::HUGEINT * list_extract(?::HUGEINT[], total_shards + 1))
-        FROM objects WHERE NOT deleted""", [p1, p2])
-    if tuple(int(x or 0) for x in got) != tuple(int(x or 0) for x in want):
-        con.execute("DROP TABLE __nh_off")
+        SELECT shard_index, count(*) AS n, sum(hash(object_id))::HUGEINT AS h{caught}
+        FROM shards GROUP BY shard_index""", params if bad else [])
+    got = {int(i): (int(n), int(h)) for i, n, h in con.execute("SELECT shard_index, n, h FROM __nh_off").fetchall()}
+    if bad:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE __nh_caught AS
+            SELECT object_id, count(*) AS off
+            FROM (SELECT unnest(caught, recursive := true) FROM __nh_off) SEMI JOIN __nh_bad_nodes USING (node_id)
+            GROUP BY object_id""")
+    con.execute("DROP TABLE __nh_off")
+    if check_keys is not None:
+        check_keys()
+    # the manifest's side, one query: the live objects per total_shards (count, hash sum), and the
+    # live objects caught above with their shard counts
+    join = "LEFT JOIN __nh_caught c USING (object_id)" if bad else ""
+    hit = ("list({'object_id': object_id, 'data_shards': data_shards, 'total_shards': total_shards, 'off': c.off}) "
+           "FILTER (WHERE c.off IS NOT NULL)") if bad else "NULL"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __nh_live AS
+        SELECT total_shards, count(*) AS n, sum(hash(object_id))::HUGEINT AS h, {hit} AS hit
+        FROM objects {join} WHERE NOT deleted GROUP BY total_shards""")
+    per_total = con.execute("SELECT total_shards, n, h FROM __nh_live").fetchall()
+    if bad:
+        con.execute("DROP TABLE __nh_caught")
+    if got != _expected_per_index(per_total):
+        con.execute("DROP TABLE __nh_live")
         return object_health_general(con)
     if bad:
         detail = con.sql("""
-            WITH b AS (SELECT object_id, off FROM __nh_off WHERE object_id IS NOT NULL),
-                 h AS (SELECT o.object_id, o.data_shards, o.total_shards, o.total_shards - b.off AS healthy_shards
-                       FROM objects o JOIN b USING (object_id) WHERE NOT o.deleted)
-            SELECT object_id, data_shards, total_shards, healthy_shards,
-                   CASE WHEN healthy_shards < data_shards THEN 'unrecoverable' ELSE 'degraded' END AS state
+            WITH h AS (SELECT unnest(hit, recursive := true) FROM __nh_live)
+            SELECT object_id, data_shards, total_shards, total_shards - off AS healthy_shards,
+                   CASE WHEN total_shards - off < data_shards THEN 'unrecoverable' ELSE 'degraded' END AS state
             FROM h ORDER BY object_id
             """).to_arrow_table().cast(DETAIL_SCHEMA)
     else:
         detail = DETAIL_SCHEMA.empty_table()
-    con.execute("DROP TABLE __nh_off")
-    live = _one(con, "SELECT count(*) FILTER (WHERE NOT deleted) FROM objects")
+    con.execute("DROP TABLE __nh_live")
     unrecoverable = sum(1 for s in detail.column("state").to_pylist() if s == "unrecoverable")
     return detail, {
-        "objects_live": int(live[0]),
+        "objects_live": sum(int(n) for _, n, _ in per_total),
         "objects_degraded": detail.num_rows,
         "objects_unrecoverable": unrecoverable,
         "objects_with_unknown_manifest": 0,
     }
 
 
-def check_object_keys(reader: ExportReader, con: duckdb.DuckDBPyConnection, view: str = "objects") -> None:
-    """``object_id`` is unique in the day's manifest: proved by reading the files in order when
-    the export writes them sorted (each key greater than the one before: about a fifth of the
-    cost of a 10M-key group-by), else by the reader's own duplicate-key check (which names the
-    duplicate and its file)."""
+def _ids_ascending(files: list[str], stop: threading.Event) -> bool:
+    """Whether the ``object_id`` values of ``files``, read in order, each exceed the one before
+    (which proves them unique); False as soon as one does not, or a file cannot be read so."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    files = next((r.files for r in reversed(reader.reads) if r.table == "objects"), [])
+    from qfs_assets.readers.base import parquet_file
+
     last = None
     try:
         for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=1 << 20, columns=["object_id"]):
+            for batch in parquet_file(f).iter_batches(batch_size=1 << 20, columns=["object_id"]):
+                if stop.is_set():
+                    return False
                 ids = batch.column(0).cast(pa.string())
                 if not len(ids):
                     continue
                 if ids.null_count or (last is not None and not ids[0].as_py() > last) or (
                         len(ids) > 1 and not pc.all(pc.greater(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py()):
-                    raise StopIteration
+                    return False
                 last = ids[-1].as_py()
-        return
-    except (StopIteration, pa.ArrowException, OSError):
-        pass
-    from qfs_assets.contract.schema import TABLES
+    except (pa.ArrowException, OSError):
+        return False
+    return True
 
-    reader.validate(con, TABLES["objects"], view, ["object_id"], keys=True)
+
+class ObjectKeyCheck:
+    """``object_id`` is unique in the day's manifest: proved by reading the ids in file order when
+    the export writes them sorted (each key greater than the one before: about a fifth of the cost
+    of a 10M-key group-by; read in a background thread while DuckDB scans the shard map), else by
+    the reader's own duplicate-key check (which names the duplicate and its file). Start it once
+    the ``objects`` view is made; :meth:`check` waits for it and raises BadInput on a repeated key."""
+
+    def __init__(self, reader: ExportReader, con: duckdb.DuckDBPyConnection, view: str = "objects"):
+        self.reader, self.con, self.view = reader, con, view
+        files = next((r.files for r in reversed(reader.reads) if r.table == "objects"), [])
+        self._stop = threading.Event()
+        self._result: list[bool] = []
+        self._thread = threading.Thread(target=lambda: self._result.append(_ids_ascending(files, self._stop)),
+                                        name="qfs-object-keys", daemon=True)
+        self._thread.start()
+
+    def check(self) -> None:
+        self._thread.join()
+        if not (self._result and self._result[0]):
+            from qfs_assets.contract.schema import TABLES
+
+            self.reader.validate(self.con, TABLES["objects"], self.view, ["object_id"], keys=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _raise_duplicate(con: duckdb.DuckDBPyConnection, object_id: str) -> None:
@@ -361,19 +431,22 @@ def assess_node_health(reader: ExportReader, day: dt.date, params: NodeHealthPar
     reader = ExportReader(reader.root)  # a fresh read log: `inputs` lists this run's reads only
     start, end = day_window(day)
     con = connect()
+    keys = None
     try:
         node_snapshot(reader, con, day)
         proofs_of_day(reader, con, day)
         object_manifest(reader, con, day, columns=["object_id", "data_shards", "total_shards", "deleted"], validate_keys=False)
-        check_object_keys(reader, con)
+        keys = ObjectKeyCheck(reader, con)
         shard_map(reader, con, day, columns=["object_id", "shard_index", "node_id", "shard_bytes"], validate_keys=False)
 
         aegis = aegis_table(con, end, p)
         dist = distribution_table(con)
-        objects_detail, obj = object_health(con)
+        objects_detail, obj = object_health(con, keys.check)
         proofs = _one(con, "SELECT count(*), count(*) FILTER (WHERE outcome = 'passed') FROM proofs")
         day_errors = errors.day_errors(reader, con, day)
     finally:
+        if keys is not None:
+            keys.close()
         con.close()
 
     in_service = sum(_col(aegis, "in_service"))
