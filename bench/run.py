@@ -575,11 +575,6 @@ def main() -> None:
 
         report.write_docs(ROOT / "docs" / "benchmarks.md", meta, results, md)
         log("wrote docs/benchmarks.md")
-    elif not args.no_docs and not args.quick and only == ["replay"]:
-        import report
-
-        report.update_replay(ROOT / "docs" / "benchmarks.md", meta, results[0], table(results, False))
-        log("updated the replay rows and section of docs/benchmarks.md")
 
 
 if __name__ == "__main__":
