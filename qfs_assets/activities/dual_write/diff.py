@@ -590,7 +590,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
     warm.start()  # numba loads its kernels while the server hashes
     with sor.snapshot_reader(SOR_STREAMS) as snap:
         lock = threading.Lock()
-        got: dict[str, Any] = {"table": np.zeros(_slots(sor_estimate), np.int64), "n": 0,
+        got: dict[str, Any] = {"table": pghash.zeroed_table(_slots(sor_estimate)), "n": 0,
                                "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges]}
 
         def on_batch(part: int, batch: pa.RecordBatch) -> None:
@@ -604,7 +604,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
                 got["h"][part].append(h)
                 got["n"] += len(h)
                 if 10 * got["n"] > 7 * len(got["table"]):  # more rows than the statistics said: a bigger table
-                    got["table"] = np.zeros(_slots(2 * got["n"]), np.int64)
+                    got["table"] = pghash.zeroed_table(_slots(2 * got["n"]))
                     for hs in got["h"]:
                         for x in hs:
                             pghash.insert(got["table"], x)
