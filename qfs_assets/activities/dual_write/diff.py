@@ -525,7 +525,9 @@ def _pg_row_hash(end_sql: str) -> str:
     from qfs_assets.activities.dual_write.pghash import IN_FLIGHT_TAG, TOMBSTONE_TAG
 
     live = f'hashtextextended(content_hash COLLATE "C", {_PG_KEY_HASH})'
-    for col in ("data_shards", "total_shards", "version", "size_bytes"):
+    for col in ("data_shards", "total_shards"):  # smallint (row_hash_support): no cast to bigint first
+        live = f"hashint2extended({col}, {live})"
+    for col in ("version", "size_bytes"):
         live = f"hashint8extended({col}, {live})"
     return (f"CASE WHEN updated_at >= {end_sql} THEN hashint8extended({IN_FLIGHT_TAG}, {_PG_KEY_HASH}) "
             f"WHEN deleted THEN hashint8extended({TOMBSTONE_TAG}, {_PG_KEY_HASH}) ELSE {live} END")

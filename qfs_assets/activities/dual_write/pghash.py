@@ -27,8 +27,10 @@ The row hash of the diff (:func:`row_hash`, and the SQL in ``diff.py`` that must
   an object in flight is only counted);
 * else a tombstone: ``hashint8extended(2, base)`` (a row deleted on both sides is consistent
   whatever its other fields);
-* else ``hashint8extended(size_bytes, hashint8extended(version, hashint8extended(total_shards,
-  hashint8extended(data_shards, hashtextextended(content_hash, base)))))``: every field the
+* else ``hashint8extended(size_bytes, hashint8extended(version, hashint2extended(total_shards,
+  hashint2extended(data_shards, hashtextextended(content_hash, base)))))`` (the SQL hashes the
+  smallint shard counts with ``hashint2extended``, equal to ``hashint8extended`` of the same value
+  and one cast cheaper a row on the server): every field the
   classification compares, chained through the seed (so values cannot trade places unnoticed).
   ``updated_at`` is left out on purpose: it decides only whether a row is in flight.
 """
