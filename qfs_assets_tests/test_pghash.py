@@ -137,3 +137,12 @@ def test_row_hash_matches_the_sql_the_diff_sends(pg, nullable):
         us.to_numpy(), np.array([r["deleted"] for r in rows], np.uint8), end_us, hs, bases)
     assert [pghash.fold(v) for v in got[:len(rows)]] == hs.tolist()
     assert bases.tolist() == [_text_hash(r["object_id"], 0) for r in rows]
+
+
+def test_zeroed_table_is_a_writable_empty_table_of_the_asked_size():
+    for slots in (1024, 1 << 21):  # plain np.zeros below 8 MiB; advised anonymous memory above
+        table = pghash.zeroed_table(slots)
+        assert table.dtype == np.int64 and len(table) == slots and not table.any()
+        h = np.array([5, -7, 5, 0], np.int64)
+        pghash.insert(table, h)
+        assert sorted(pghash.untaken(table).tolist()) == [-7, 1, 5, 5]  # 0 folds to 1

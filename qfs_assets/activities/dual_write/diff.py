@@ -23,7 +23,7 @@ Method ``method="pg_hash"`` (the default; PostgreSQL 14+ only, anywhere else ``h
 comparison is pushed into PostgreSQL instead of moving every row out of it. The server computes
 one 64-bit hash of every row from PostgreSQL's own extended hash functions
 (``hashtextextended(object_id COLLATE "C", 0)`` seeds a chain of ``hashtextextended`` /
-``hashint8extended`` over every field the classification compares; an in-flight row hashes its
+``hashint8extended`` / ``hashint2extended`` over every field the classification compares; an in-flight row hashes its
 key and "in flight" only, a tombstone its key and "deleted" only, so a pair the rules call
 consistent whatever its other fields hashes alike; ``updated_at`` only decides "in flight").
 It streams ``(object_id, row hash)`` -- 2 connections over page ranges of one exported snapshot,
@@ -51,16 +51,36 @@ then needs a second scan to fetch the differing buckets' rows (4,096 buckets: a 
 rows with 0.01% drift). Matching row hashes on the client needs no second scan and no bucket
 count to tune.
 
-Measured (10M rows, 0.01% drift, ``bench/`` data; the machine shared, load average ~10, so
-wall times are meaningless and CPU seconds are compared), ``diff_snapshot`` alone:
+Measured (10M rows, 0.01% drift, ``bench/`` data, ``diff_snapshot`` alone; the machine shared,
+load average ~5, so wall times are meaningless and CPU seconds are compared; server CPU from
+``/proc/<pid>/stat`` of the backends; both methods gave the same counts and detail table):
 
-    method   client CPU   server CPU (all backends)   peak RSS (process)
-    pg_hash  7.3 s        3.3 s                         1.17 GB
-    hash     15.9 s       7.7 s                         0.81 GB
+    method            client CPU   server CPU (all backends)   peak RSS (process)
+    pg_hash           6.0-6.3 s    2.9-3.0 s                     1.2 GB
+    pg_hash before    6.5-6.8 s    3.0-3.5 s                     1.2 GB   (4K-page table, byte-wise lookup3)
+    hash              10.8 s       4.5 s                         2.4 GB
 
-Of the pg_hash client time, the numba kernels take ~3 s (hashing and probing the manifest
-1.6 s, building the table 1.0 s, loading them 0.4 s, in a thread while the server works);
-the rest is DuckDB's Parquet scan into Arrow (~2 s over its threads) and receiving 10M keys.
+Of the pg_hash client time: DuckDB's Parquet scan into Arrow ~2.0 s (over its threads);
+hashing and probing the manifest (``match_rows``) 1.2 s; receiving ``(object_id, row hash)``
+through ADBC ~1.1 s; building the table 0.5 s; loading the numba kernels 0.3 s (in a thread
+while the server works); the rest (~0.6 s) casts, the leftovers and page faults. The table is
+advised to use huge pages (:func:`~qfs_assets.activities.dual_write.pghash.zeroed_table`;
+``transparent_hugepage`` is ``madvise`` here): building it fell from 0.6-0.8 s to 0.5 s and its
+probes got cheaper; the lookup3 of the client reads whole 32-bit words (10M rows hashed in
+0.94 s instead of 1.33 s).
+
+Where the server's time goes (one backend, 10M rows, CPU): the sequential scan 0.62 s, the row
+hash +0.8 s, sending the result rows (COPY BINARY, which ADBC reads) +0.8 s. Measured and not
+kept (2 connections unless said): streaming only the row hash costs 2.66 s on the server and
+0.81 s on the client against 3.20 s and 1.41 s for ``(object_id, row hash)``, but the ~750 SoR
+rows left over must then be found again: by their row hash that is a second scan computing it
+(~1.4 s of server CPU, more than the key saved), and by ``ctid`` (a TID scan) the ``ctid``
+column costs as much as the key (server 3.13 s, client 1.32 s: ADBC hands it over as opaque
+binary). One ``array_agg`` of the hashes instead of 10M rows: server 2.18 s against 2.21 s (one
+backend), so no gain there. ``hash_record_extended(ROW(...))`` instead of the chain: three times
+slower. ``hashint2extended`` for the smallint shard counts (kept): ~0.06 s less server CPU
+than ``hashint8extended`` with its cast. Reading the manifest in a producer thread beside the
+probing: no difference measurable at load ~5 (not kept).
 
 Method ``method="hash"``: only the rows that differ are compared field by field.
 DuckDB hashes every manifest row twice, ``kh = hash(object_id)`` and ``rh = hash(<the row's
@@ -525,7 +545,9 @@ def _pg_row_hash(end_sql: str) -> str:
     from qfs_assets.activities.dual_write.pghash import IN_FLIGHT_TAG, TOMBSTONE_TAG
 
     live = f'hashtextextended(content_hash COLLATE "C", {_PG_KEY_HASH})'
-    for col in ("data_shards", "total_shards", "version", "size_bytes"):
+    for col in ("data_shards", "total_shards"):  # smallint (row_hash_support): no cast to bigint first
+        live = f"hashint2extended({col}, {live})"
+    for col in ("version", "size_bytes"):
         live = f"hashint8extended({col}, {live})"
     return (f"CASE WHEN updated_at >= {end_sql} THEN hashint8extended({IN_FLIGHT_TAG}, {_PG_KEY_HASH}) "
             f"WHEN deleted THEN hashint8extended({TOMBSTONE_TAG}, {_PG_KEY_HASH}) ELSE {live} END")
@@ -590,7 +612,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
     warm.start()  # numba loads its kernels while the server hashes
     with sor.snapshot_reader(SOR_STREAMS) as snap:
         lock = threading.Lock()
-        got: dict[str, Any] = {"table": np.zeros(_slots(sor_estimate), np.int64), "n": 0,
+        got: dict[str, Any] = {"table": pghash.zeroed_table(_slots(sor_estimate)), "n": 0,
                                "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges]}
 
         def on_batch(part: int, batch: pa.RecordBatch) -> None:
@@ -604,7 +626,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
                 got["h"][part].append(h)
                 got["n"] += len(h)
                 if 10 * got["n"] > 7 * len(got["table"]):  # more rows than the statistics said: a bigger table
-                    got["table"] = np.zeros(_slots(2 * got["n"]), np.int64)
+                    got["table"] = pghash.zeroed_table(_slots(2 * got["n"]))
                     for hs in got["h"]:
                         for x in hs:
                             pghash.insert(got["table"], x)

