@@ -350,7 +350,10 @@ class _State:
 
     # ------------------------------------------------------------------ export
 
-    def table(self, component: str, sort: bool = True, rows: np.ndarray | None = None) -> pa.Table:
+    def table(self, component: str, sort: bool = True, rows: np.ndarray | None = None,
+              keys: tuple[pa.Array, pa.Array] | None = None) -> pa.Table:
+        """The component's rows (``rows``: those shard rows only); ``keys``: the object and node
+        keys as ``_KeyTable.strings()`` made them (so that chunks of shards need not rebuild them)."""
         schema = COMPONENT_SCHEMAS[component]
         if component == "nodes":
             n = self.ktN.count
@@ -368,8 +371,9 @@ class _State:
             if rows is None:
                 rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
             offs, data = K.gather_shard_hashes(self.sheap, self.s_hoff, self.s_hlen, self.s_hbin, rows)
-            cols = [self.ktO.strings(self.s_obj[rows]), pa.array(self.s_idx[rows]),
-                    self.ktN.strings(self.s_node[rows]), _strings(offs, data), pa.array(self.s_bytes[rows])]
+            objs, nodes = keys if keys is not None else (self.ktO.strings(), self.ktN.strings())
+            cols = [objs.take(pa.array(self.s_obj[rows])), pa.array(self.s_idx[rows]),
+                    nodes.take(pa.array(self.s_node[rows])), _strings(offs, data), pa.array(self.s_bytes[rows])]
             key = [("object_id", "ascending"), ("shard_index", "ascending")]
         elif component == "ledger":
             n = self.ktP.count
@@ -390,8 +394,9 @@ class _State:
             yield self.table(component, sort=False)
             return
         rows_all = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
+        keys = (self.ktO.strings(), self.ktN.strings())  # once, not per chunk
         for lo in range(0, len(rows_all), size):
-            yield self.table("shards", sort=False, rows=rows_all[lo:lo + size])
+            yield self.table("shards", sort=False, rows=rows_all[lo:lo + size], keys=keys)
 
     # ------------------------------------------------------------------ load (snapshot.StartState)
 
