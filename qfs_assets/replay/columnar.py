@@ -388,8 +388,10 @@ class _State:
     def ids(self, which: str) -> pa.Array:
         return (self.ktT if which == "tx_ids" else self.ktR).strings()
 
-    def chunks(self, component: str, size: int = 1 << 20):
-        """The component's rows as Arrow tables of up to ``size`` rows, in no particular order."""
+    def chunks(self, component: str, size: int = 1 << 18):
+        """The component's rows as Arrow tables of up to ``size`` rows, in no particular order
+        (shards in chunks: 256K rows kept the saved state's peak ~200 MB under 1M-row chunks, at
+        the same CPU)."""
         if component != "shards":
             yield self.table(component, sort=False)
             return
