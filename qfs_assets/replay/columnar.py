@@ -63,6 +63,24 @@ the state saving: still short of 1M events/s end to end. What is left: fewer CPU
 faster key hash and probes in ``apply_events``, pre-sizing the tables from the log's row count,
 the Parquet decoding), and the fixed cost outside the engine.
 
+The drill beyond the engine (2026-12-06, second round, load 4.5-7, one process at a time):
+the assessment without Dagster (``assess_replay_drill``) was 26.9 s CPU against 23.1 s for the
+engine alone in the same minutes; the difference was the day reader (``read_table``'s dataset
+layer, ~0.5 s more than ``ParquetFile.read``, now used; the log is read and validated once, in
+the reading thread, as it is replayed) and saving the verified state (2.3 s CPU, 3.8 s wall, in
+the state's thread after the last checkpoint: nothing is left to overlap it with, since the
+bench's last checkpoint is the quarter's last event). The save now builds the shard rows' key
+strings once (not per chunk), uses Parquet dictionaries only where values repeat and writes
+shards in 256K-row chunks: 2.2 s CPU, 2.6 s wall, and ~200 MB less peak. After: the assessment
+25.1 s CPU, 1,653 MB; ``qfs-assure run`` side by side with main, load ~4.5-5.5: 28.7 and 30.1 s
+CPU (main 29.4 and 30.5), process tree 1,761 and 1,770 MB (main 2,012 and 1,953: over 2 GiB once
+with the GX helper). What the save still costs is mostly the 5.7M shard rows as text (64-hex
+hashes, object ids): memory traffic and page faults. Not done: a word-at-a-time key hash
+measured no faster than FNV-1a on 30-byte keys (probes are cache misses, not hashing), so
+``apply_events`` is unchanged; pre-sizing the tables from the log's row count would fill
+``-1`` slot arrays sized for every event (hundreds of MB resident), so it needs empty = 0
+slots first.
+
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
 ``qfs_assets_tests/test_replay_columnar.py`` runs both on every engine test log, on fuzzed and
