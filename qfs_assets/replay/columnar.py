@@ -71,10 +71,11 @@ the reading thread, as it is replayed) and saving the verified state (2.3 s CPU,
 the state's thread after the last checkpoint: nothing is left to overlap it with, since the
 bench's last checkpoint is the quarter's last event). The save now builds the shard rows' key
 strings once (not per chunk), uses Parquet dictionaries only where values repeat and writes
-shards in 256K-row chunks: 2.2 s CPU, 2.6 s wall, and ~200 MB less peak. After: the assessment
-25.1 s CPU, 1,653 MB; ``qfs-assure run`` side by side with main, load ~4.5-5.5: 28.7 and 30.1 s
-CPU (main 29.4 and 30.5), process tree 1,761 and 1,770 MB (main 2,012 and 1,953: over 2 GiB once
-with the GX helper). What the save still costs is mostly the 5.7M shard rows as text (64-hex
+shards in 256K-row chunks: still ~2.2 s CPU (1.4-2.2 s wall), but ~150-250 MB less peak. Side
+by side with main, load ~5: the assessment 25.5 s CPU and 1,520 MB (main 26.6 s, 1,665 MB; the
+reading thread's share ~0.8 s less); ``qfs-assure run``, load ~4.5-5.5: 28.7 and 30.1 s CPU (main
+29.4 and 30.5), process tree with the GX helper 1,761 and 1,770 MB (main 2,012 and 1,953: over
+2 GiB once). What the save still costs is mostly the 5.7M shard rows as text (64-hex
 hashes, object ids): memory traffic and page faults. Not done: a word-at-a-time key hash
 measured no faster than FNV-1a on 30-byte keys (probes are cache misses, not hashing), so
 ``apply_events`` is unchanged; pre-sizing the tables from the log's row count would fill
