@@ -233,3 +233,20 @@ def test_openssl_sha256_is_used_here_and_matches_hashlib():
     out = np.empty((3, 32), np.uint8)
     K.sha256_many(data, offs, out)
     assert [bytes(r) for r in out] == [hashlib.sha256(m).digest() for m in msgs]
+
+
+@pytest.mark.parametrize("size", [1, 5, 64, 1 << 18])
+def test_state_chunks_hold_every_row_once(size):
+    """The saved state's chunks (``_State.chunks``, the key strings built once for all chunks of
+    shards) hold exactly the component's rows, whatever the chunk size."""
+    rows = build_log(_random_log(random.Random(11), 400))
+    out = []
+    C.replay([to_table(rows)], engine_out=out)
+    st = out[0].state
+    for c in COMPONENTS:
+        parts = list(st.chunks(c, size))
+        got = sorted(r for t in parts for r in (tuple(d.values()) for d in t.to_pylist()))
+        want = sorted(tuple(d.values()) for d in out[0].table(c).to_pylist())
+        assert got == want and want, c
+        if c == "shards":
+            assert max(t.num_rows for t in parts) <= size

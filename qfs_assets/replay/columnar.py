@@ -63,6 +63,25 @@ the state saving: still short of 1M events/s end to end. What is left: fewer CPU
 faster key hash and probes in ``apply_events``, pre-sizing the tables from the log's row count,
 the Parquet decoding), and the fixed cost outside the engine.
 
+The drill beyond the engine (2026-12-06, second round, load 4.5-7, one process at a time):
+the assessment without Dagster (``assess_replay_drill``) was 26.9 s CPU against 23.1 s for the
+engine alone in the same minutes; the difference was the day reader (``read_table``'s dataset
+layer, ~0.5 s more than ``ParquetFile.read``, now used; the log is read and validated once, in
+the reading thread, as it is replayed) and saving the verified state (2.3 s CPU, 3.8 s wall, in
+the state's thread after the last checkpoint: nothing is left to overlap it with, since the
+bench's last checkpoint is the quarter's last event). The save now builds the shard rows' key
+strings once (not per chunk), uses Parquet dictionaries only where values repeat and writes
+shards in 256K-row chunks: still ~2.2 s CPU (1.4-2.2 s wall), but ~150-250 MB less peak. Side
+by side with main, load ~5: the assessment 25.5 s CPU and 1,520 MB (main 26.6 s, 1,665 MB; the
+reading thread's share ~0.8 s less); ``qfs-assure run``, load ~4.5-5.5: 28.7 and 30.1 s CPU (main
+29.4 and 30.5), process tree with the GX helper 1,761 and 1,770 MB (main 2,012 and 1,953: over
+2 GiB once). What the save still costs is mostly the 5.7M shard rows as text (64-hex
+hashes, object ids): memory traffic and page faults. Not done: a word-at-a-time key hash
+measured no faster than FNV-1a on 30-byte keys (probes are cache misses, not hashing), so
+``apply_events`` is unchanged; pre-sizing the tables from the log's row count would fill
+``-1`` slot arrays sized for every event (hundreds of MB resident), so it needs empty = 0
+slots first.
+
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
 ``qfs_assets_tests/test_replay_columnar.py`` runs both on every engine test log, on fuzzed and
@@ -350,7 +369,10 @@ class _State:
 
     # ------------------------------------------------------------------ export
 
-    def table(self, component: str, sort: bool = True, rows: np.ndarray | None = None) -> pa.Table:
+    def table(self, component: str, sort: bool = True, rows: np.ndarray | None = None,
+              keys: tuple[pa.Array, pa.Array] | None = None) -> pa.Table:
+        """The component's rows (``rows``: those shard rows only); ``keys``: the object and node
+        keys as ``_KeyTable.strings()`` made them (so that chunks of shards need not rebuild them)."""
         schema = COMPONENT_SCHEMAS[component]
         if component == "nodes":
             n = self.ktN.count
@@ -368,8 +390,9 @@ class _State:
             if rows is None:
                 rows = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
             offs, data = K.gather_shard_hashes(self.sheap, self.s_hoff, self.s_hlen, self.s_hbin, rows)
-            cols = [self.ktO.strings(self.s_obj[rows]), pa.array(self.s_idx[rows]),
-                    self.ktN.strings(self.s_node[rows]), _strings(offs, data), pa.array(self.s_bytes[rows])]
+            objs, nodes = keys if keys is not None else (self.ktO.strings(), self.ktN.strings())
+            cols = [objs.take(pa.array(self.s_obj[rows])), pa.array(self.s_idx[rows]),
+                    nodes.take(pa.array(self.s_node[rows])), _strings(offs, data), pa.array(self.s_bytes[rows])]
             key = [("object_id", "ascending"), ("shard_index", "ascending")]
         elif component == "ledger":
             n = self.ktP.count
@@ -384,14 +407,17 @@ class _State:
     def ids(self, which: str) -> pa.Array:
         return (self.ktT if which == "tx_ids" else self.ktR).strings()
 
-    def chunks(self, component: str, size: int = 1 << 20):
-        """The component's rows as Arrow tables of up to ``size`` rows, in no particular order."""
+    def chunks(self, component: str, size: int = 1 << 18):
+        """The component's rows as Arrow tables of up to ``size`` rows, in no particular order
+        (shards in chunks: 256K rows kept the saved state's peak ~200 MB under 1M-row chunks, at
+        the same CPU)."""
         if component != "shards":
             yield self.table(component, sort=False)
             return
         rows_all = np.flatnonzero(self.s_pres[:int(self.Smeta[0])])
+        keys = (self.ktO.strings(), self.ktN.strings())  # once, not per chunk
         for lo in range(0, len(rows_all), size):
-            yield self.table("shards", sort=False, rows=rows_all[lo:lo + size])
+            yield self.table("shards", sort=False, rows=rows_all[lo:lo + size], keys=keys)
 
     # ------------------------------------------------------------------ load (snapshot.StartState)
 

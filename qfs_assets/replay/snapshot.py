@@ -51,6 +51,9 @@ STATE_DIR = "_replay_state"
 ID_FILES = ("tx_ids", "reward_ids")
 ID_SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False)])
 ROOT_NAMES = COMPONENTS + ("state",)
+# Parquet dictionary encoding only where values repeat (a shard's object and node); on unique keys
+# and hashes Arrow builds a dictionary, then falls back to plain: ~0.3 s CPU for nothing at 5.7M shards
+DICTIONARY_COLUMNS = {"shards": ["object_id", "node_id"], "objects": ["data_shards", "total_shards"]}
 
 
 class SnapshotInvalid(ValueError):
@@ -108,7 +111,8 @@ class StateWriter:
         counts, ids_roots = {}, {}
 
         def component(comp: str) -> None:
-            with pq.ParquetWriter(self.tmp / f"{comp}.parquet", COMPONENT_SCHEMAS[comp]) as w:
+            with pq.ParquetWriter(self.tmp / f"{comp}.parquet", COMPONENT_SCHEMAS[comp],
+                                  use_dictionary=DICTIONARY_COLUMNS.get(comp, True)) as w:
                 n = 0
                 for chunk in st.chunks(comp):
                     w.write_table(chunk)
@@ -116,7 +120,8 @@ class StateWriter:
             counts[comp] = n
 
         def ids(name: str, kt) -> None:
-            pq.write_table(pa.table([kt.strings()], schema=ID_SCHEMA), self.tmp / f"{name}.parquet")
+            pq.write_table(pa.table([kt.strings()], schema=ID_SCHEMA), self.tmp / f"{name}.parquet",
+                           use_dictionary=False)
             counts[name] = kt.count
             ids_roots[name] = _ids_root(kt)
 
