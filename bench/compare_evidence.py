@@ -41,9 +41,10 @@ ALERT_KEYS = {"at", "created_at", "run_id", "fingerprint", "dedupe_key"}
 
 
 def activities(base: Path, dsn: str | None) -> list[tuple[str, str, Path, str | None]]:
-    storage, econ = base / "storage" / "export", base / "economics" / "export"
+    storage, econ, eqm = base / "storage" / "export", base / "economics" / "export", base / "replay" / "export"
     out = [("node_health_assessment", bench.DAY.isoformat(), storage, None),
-           ("economics_sanity_check", bench.WEEK.isoformat(), econ, None)]
+           ("economics_sanity_check", bench.WEEK.isoformat(), econ, None),
+           ("storage_replay_drill", bench.QUARTER.isoformat(), eqm, None)]
     if dsn:
         out += [("dual_write_diff", bench.DAY.isoformat(), storage, dsn),
                 ("dual_write_verification", bench.DAY.replace(day=1).isoformat(), storage, dsn)]
