@@ -82,6 +82,11 @@ measured no faster than FNV-1a on 30-byte keys (probes are cache misses, not has
 ``-1`` slot arrays sized for every event (hundreds of MB resident), so it needs empty = 0
 slots first.
 
+On a quiet machine (``bench/run.py --runs 3``, 2026-12-06 10:24 UTC, load 1.2-2.0, medians; the
+figures docs/benchmarks.md shows): the engine alone 12.45 s wall (0.80M events/s), 22 s CPU,
+1,360 MB; the drill end to end 18.0 s (0.56M events/s), 30.4 s CPU, 1,612 MB (1,844 MB with the
+GX helper); the reference engine 47.2 s (0.21M events/s), 2,814 MB.
+
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
 ``qfs_assets_tests/test_replay_columnar.py`` runs both on every engine test log, on fuzzed and
