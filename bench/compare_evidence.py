@@ -9,7 +9,7 @@ every evidence JSON (key by key, in order) and every Parquet detail table (schem
 order), and prints one line per activity.
 
 Left out of the comparison: values that measure the run rather than the data (keys named
-``seconds``, the ``judged_at`` stamp) and the diff's ``method`` name (a new default method may
+``seconds`` or ending in ``_seconds``, the ``judged_at`` stamp) and the diff's ``method`` name (a new default method may
 be named differently).
 
     .venv/bin/python bench/compare_evidence.py --size quick          # after bench/run.py --quick
@@ -67,7 +67,8 @@ def run_cli(src: Path | None, activity: str, partition: str, export: Path, evide
 def _strip(doc, root: Path, ignored=IGNORED_KEYS):
     """The document without run-dependent keys, with the evidence root's path replaced by a token."""
     if isinstance(doc, dict):
-        return {k: _strip(v, root, ignored) for k, v in doc.items() if k not in ignored}
+        return {k: _strip(v, root, ignored) for k, v in doc.items()
+                if k not in ignored and not k.endswith("_seconds")}  # e.g. the drill's timings.elapsed_seconds
     if isinstance(doc, list):
         return [_strip(v, root, ignored) for v in doc]
     if isinstance(doc, str):
