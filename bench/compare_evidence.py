@@ -9,7 +9,7 @@ every evidence JSON (key by key, in order) and every Parquet detail table (schem
 order), and prints one line per activity.
 
 Left out of the comparison: values that measure the run rather than the data (keys named
-``seconds`` or ending in ``_seconds``, the ``judged_at`` stamp) and the diff's ``method`` name (a new default method may
+``seconds`` or ending in ``_seconds``, the drill's ``timings``, the ``judged_at`` stamp) and the diff's ``method`` name (a new default method may
 be named differently).
 
     .venv/bin/python bench/compare_evidence.py --size quick          # after bench/run.py --quick
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import run as bench  # noqa: E402  (paths, dates and the database of the benchmark data)
 
-IGNORED_KEYS = {"seconds", "method", "judged_at"}  # judged_at: when the run judged (main stamps it)
+IGNORED_KEYS = {"seconds", "method", "judged_at", "timings"}  # judged_at: when the run judged; timings: the drill's own speed
 # the alert outbox (``_alerts/``) also records when and from which run it alerted
 ALERT_KEYS = {"at", "created_at", "run_id", "fingerprint", "dedupe_key"}
 
