@@ -296,8 +296,12 @@ def object_health(con: duckdb.DuckDBPyConnection, check_keys: Callable[[], None]
 
 def _ids_ascending(files: list[str], stop: threading.Event) -> bool:
     """Whether the ``object_id`` values of ``files``, read in order, each exceed the one before
-    (which proves them unique); False as soon as one does not, or a file cannot be read so."""
+    (which proves them unique); False as soon as one does not, or a file cannot be read so, or
+    no file is named (then the exact group-by decides)."""
     import pyarrow.compute as pc
+
+    if not files:
+        return False
 
     from qfs_assets.readers.base import parquet_file
 
