@@ -365,20 +365,22 @@ def _merge(sor_batches: Iterator[pa.RecordBatch], man_batches: Iterator[pa.Recor
 
 # -- the DuckDB full outer join (alternative) -----------------------------------------------------
 
+def _counted(batches: Iterator[pa.RecordBatch], seen: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """The SoR batches as they stream into DuckDB, their rows counted in ``seen["rows"]``; a
+    ``BadInput`` is kept in ``seen["error"]`` so the caller can raise it as it is (DuckDB would wrap it)."""
+    try:
+        for b in batches:
+            seen["rows"] += b.num_rows
+            yield b
+    except BadInput as exc:
+        seen["error"] = exc
+        raise
+
+
 def _duckdb_diff(sor_batches: Iterator[pa.RecordBatch], con: duckdb.DuckDBPyConnection, view: str,
                  snapshot_end: dt.datetime) -> tuple[dict[str, int], pa.Table, int, int]:
     seen: dict[str, Any] = {"rows": 0, "error": None}
-
-    def counted() -> Iterator[pa.RecordBatch]:
-        try:
-            for b in sor_batches:
-                seen["rows"] += b.num_rows
-                yield b
-        except BadInput as exc:  # DuckDB would wrap it: keep the one-line error
-            seen["error"] = exc
-            raise
-
-    stream = pa.RecordBatchReader.from_batches(SOR_SCHEMA, counted())
+    stream = pa.RecordBatchReader.from_batches(SOR_SCHEMA, _counted(sor_batches, seen))
     name = "__dual_write_sor_stream"
     con.register(name, stream)
     end = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
@@ -469,18 +471,9 @@ def _hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, s
     seen: dict[str, Any] = {"rows": 0, "error": None}
     parts = sor.iter_batch_parts(SOR_STREAMS, batch_rows)  # read side by side, one snapshot
 
-    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        try:
-            for b in batches:
-                seen["rows"] += b.num_rows
-                yield b
-        except BadInput as exc:  # DuckDB would wrap it: keep the one-line error
-            seen["error"] = exc
-            raise
-
     names = [f"__dw_sor_stream_{i}" for i in range(len(parts))]
     for name, batches in zip(names, parts):
-        con.register(name, pa.RecordBatchReader.from_batches(SOR_SCHEMA, counted(batches)))
+        con.register(name, pa.RecordBatchReader.from_batches(SOR_SCHEMA, _counted(batches, seen)))
     source = " UNION ALL ".join(f"SELECT * FROM {n}" for n in names)
     cols = ", ".join(f"s.{c}" for c in SOR_COLUMNS)
     try:
