@@ -684,5 +684,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def entry() -> None:
+    """The ``qfs-assure`` console script: :func:`main`, then an exit without the interpreter's teardown.
+
+    Tearing down the modules of Dagster, GX's client, DuckDB and Arrow costs ~0.4-0.5 s of CPU at
+    the end of every command, after its work and output are done. This exit first does what the
+    teardown must do (the threads' own exit: non-daemon threads and thread pools are joined; the
+    ``atexit`` functions: log handlers flushed, temporary folders removed, the GX helper stopped;
+    stdout and stderr flushed), then ends the process with the exit code.
+    """
+    code = main()
+    import atexit
+    import threading
+
+    threading._shutdown()  # what the interpreter's teardown does first (joins non-daemon threads)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

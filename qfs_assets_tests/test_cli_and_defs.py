@@ -194,3 +194,54 @@ def test_the_resources_read_the_environment_with_no_fallback():
                      (resources.evidence, "QFS_EVIDENCE_ROOT")):
         values = list(res._get_non_default_public_field_values().values())  # noqa: SLF001
         assert values == [dg.EnvVar(var)], (res, values)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """The live processes whose environment holds ``marker`` (Linux /proc)."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if marker.encode() in (p / "environ").read_bytes() and (p / "stat").read_text().split()[2] != "Z":
+                    found.append(int(p.name))
+            except OSError:
+                continue
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def test_the_console_script_exits_without_teardown_yet_finishes_its_work(tmp_path):
+    """`qfs-assure` ends with ``os._exit`` after its own exit work (cli.entry): the verdict is
+    printed, the run is recorded SUCCESS in the instance, the evidence is whole, and no process
+    it started (the GX helper) outlives it; a bad input still exits 2 with its one line."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    export = build_healthy(tmp_path / "export")
+    (tmp_path / "home").mkdir()
+    marker = f"QFS_TEST_MARKER={uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QFS_")}
+    env.update(DAGSTER_HOME=str(tmp_path / "home"), PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               **dict([marker.split("=")]))
+    cmd = [sys.executable, "-m", "qfs_assets.cli", "run", "node_health_assessment", "--partition", DAY,
+           "--export-root", str(export), "--evidence-root", str(tmp_path / "ev")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    evidence = tmp_path / "ev" / "node_health_assessment" / "node_health_assessment_20260302.json"
+    assert proc.stdout == f"node_health_assessment {DAY}: PASSED\nevidence: {evidence}\n"
+    assert json.loads(evidence.read_text())["passed"] is True
+    assert _processes_with(marker) == []  # the GX helper was stopped before the exit
+    with DagsterInstance.from_config(str(tmp_path / "home")) as inst:
+        [run] = inst.get_runs()
+        assert run.status.value == "SUCCESS" and run.tags["qfs/source"] == "cli"
+
+    (export / "nodes" / f"snapshot_date={DAY}" / "part-0.parquet").write_bytes(b"broken")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("qfs-assure: bad input: table 'nodes', file '") and proc.stderr.count("\n") == 1
+    assert _processes_with(marker) == []
