@@ -244,8 +244,13 @@ def execute(activity_name: str, partition: str, *, export_root=None, sor_url=Non
         sor_url = _setting("sor_url", sor_url, "--sor-url", "system of record URL")
     deployment_settings()
     prefetch_judge(activity.name)  # (`qfs-assure run` started it already, before its first import)
-    if defs is None:
-        from qfs_assets.definitions import defs
+    if defs is None:  # the whole code location when it is loaded already, else the activity's own folder
+        if "qfs_assets.definitions" in sys.modules:
+            from qfs_assets.definitions import defs
+        else:
+            from qfs_assets.activity_definitions import activity_definitions
+
+            defs = activity_definitions(activity.name)
     from qfs_assets.storage_uri import StorageURIError, check_root
 
     try:  # a refused URL (credentials in it, unknown scheme) is a usage error, before any run

@@ -16,6 +16,7 @@ Pure Python: importing this module imports neither Dagster nor any data library.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Activity:
     evidence_table: str | None = None
     order: int = 100
     summary: str = field(default="", compare=False)
+    #: the name of its folders, ``activities/<package>/`` and ``defs/<package>/`` (set by the registry)
+    package: str = field(default="", compare=False)
 
     @property
     def job_name(self) -> str:
@@ -85,7 +88,7 @@ def _load() -> dict[str, Activity]:
         if not info.ispkg:
             continue
         module = importlib.import_module(f"{package.__name__}.{info.name}")
-        found.extend(getattr(module, "SPECS", ()))
+        found.extend(dataclasses.replace(spec, package=info.name) for spec in getattr(module, "SPECS", ()))
     found.sort(key=lambda a: (a.order, a.name))
     out: dict[str, Activity] = {}
     for spec in found:

@@ -245,3 +245,22 @@ def test_the_console_script_exits_without_teardown_yet_finishes_its_work(tmp_pat
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("qfs-assure: bad input: table 'nodes', file '") and proc.stderr.count("\n") == 1
     assert _processes_with(marker) == []
+
+
+@pytest.mark.parametrize("name", sorted(__import__("qfs_assets.registry").registry.activities()))
+def test_the_cli_runs_the_code_locations_job_from_the_activitys_own_folder(name):
+    """`qfs-assure run` loads only the activity's folder of defs/ and the resources
+    (qfs_assets.activity_definitions); its job must be the code location's: the same job
+    snapshot (assets, checks, ops, config schema) and the same executable assets."""
+    from qfs_assets import registry
+    from qfs_assets.activity_definitions import activity_definitions
+
+    spec = registry.get(name)
+    ours, served = activity_definitions(name).resolve_job_def(spec.job_name), defs.resolve_job_def(spec.job_name)
+    assert ours.get_job_snapshot().snapshot_id == served.get_job_snapshot().snapshot_id
+    assert ours.asset_layer.executable_asset_keys == served.asset_layer.executable_asset_keys
+    assert set(ours.asset_layer.asset_graph.asset_check_keys) == set(served.asset_layer.asset_graph.asset_check_keys)
+    import qfs_assets.defs
+    from pathlib import Path
+
+    assert (Path(qfs_assets.defs.__file__).parent / spec.package / "assets.py").is_file()
