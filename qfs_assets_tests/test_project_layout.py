@@ -21,11 +21,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 import qfs_assets
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
-ORCHESTRATION = ("qfs_assets.defs", "qfs_assets.definitions", "qfs_assets.cli")
+ORCHESTRATION = ("qfs_assets.defs", "qfs_assets.definitions", "qfs_assets.activity_definitions", "qfs_assets.cli")
 
 
 def pure_modules() -> list[str]:
@@ -61,9 +63,14 @@ NOT_AT_LOAD = {
 }
 
 
-def test_loading_the_definitions_imports_only_what_every_run_needs():
+@pytest.mark.parametrize("load", ["import qfs_assets.definitions",
+                                  "from qfs_assets import registry\n"
+                                  "from qfs_assets.activity_definitions import activity_definitions\n"
+                                  "for name in registry.activities(): activity_definitions(name)"],
+                         ids=["code location", "each activity's own definitions (qfs-assure run)"])
+def test_loading_the_definitions_imports_only_what_every_run_needs(load):
     probe = ("import sys, json\n"
-             "import qfs_assets.definitions\n"
+             f"{load}\n"
              f"print(json.dumps(sorted(m for m in {sorted(NOT_AT_LOAD)!r} if m in sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
