@@ -62,8 +62,9 @@ load average ~5, so wall times are meaningless and CPU seconds are compared; ser
 
 Of the pg_hash client time: DuckDB's Parquet scan into Arrow ~2.0 s (over its threads);
 hashing and probing the manifest (``match_rows``) 1.2 s; receiving ``(object_id, row hash)``
-through ADBC ~1.1 s; building the table 0.5 s; loading the numba kernels 0.3 s (in a thread
-while the server works); the rest (~0.6 s) casts, the leftovers and page faults. The table is
+through ADBC ~1.1 s; building the table 0.5 s; importing numba (~0.4 s) and loading the
+kernels (0.3 s), in a thread started before the catalogue query, while the snapshot is taken
+and the server works; the rest (~0.6 s) casts, the leftovers and page faults. The table is
 advised to use huge pages (:func:`~qfs_assets.activities.dual_write.pghash.zeroed_table`;
 ``transparent_hugepage`` is ``madvise`` here): building it fell from 0.6-0.8 s to 0.5 s and its
 probes got cheaper; the lookup3 of the client reads whole 32-bit words (10M rows hashed in
@@ -589,24 +590,34 @@ def _slots(rows: int) -> int:
     return slots
 
 
+def _pghash():
+    """The pg_hash kernels' module (imports numba: loaded by :func:`_load_pghash` in a thread)."""
+    from qfs_assets.activities.dual_write import pghash
+
+    return pghash
+
+
+def _load_pghash() -> None:
+    _pghash().warm_up()
+
+
 def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, snapshot_end: dt.datetime,
                   batch_rows: int, classifier: _Classifier) -> tuple[dict[str, int], int, int]:
     """Counts of the consistent pairs, SoR rows, manifest rows; the leftovers go to ``classifier``."""
     import numpy as np
 
-    from qfs_assets.activities.dual_write import pghash
-
+    # numba and the kernels load in a thread while the catalogue is asked, the snapshot taken and
+    # the server hashes (importing numba alone is ~0.4 s of CPU); the first batch waits for them
+    warm = threading.Thread(target=_load_pghash, name="pghash-warm-up", daemon=True)
+    warm.start()
     nullable, sor_estimate, why = sor.row_hash_support()
     if nullable is None:
         raise _NeedsHash(why)
     end_sql = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
     end_us = to_epoch_us(snapshot_end)
-    warm = threading.Thread(target=pghash.warm_up, name="pghash-warm-up", daemon=True)
-    warm.start()  # numba loads its kernels while the server hashes
     with sor.snapshot_reader(SOR_STREAMS) as snap:
         lock = threading.Lock()
-        got: dict[str, Any] = {"table": pghash.zeroed_table(_slots(sor_estimate)), "n": 0,
-                               "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges]}
+        got: dict[str, Any] = {"table": None, "n": 0, "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges]}
 
         def on_batch(part: int, batch: pa.RecordBatch) -> None:
             hcol = batch.column(1)
@@ -614,7 +625,10 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
                 raise _NeedsHash("a row the reader would reject")
             h = hcol.to_numpy()
             with lock:
-                warm.join()
+                if got["table"] is None:  # the first batch: numba is loaded by now, or waited for here
+                    warm.join()
+                    got["table"] = _pghash().zeroed_table(_slots(sor_estimate))
+                pghash = _pghash()
                 got["keys"][part].append(batch.column(0))
                 got["h"][part].append(h)
                 got["n"] += len(h)
@@ -628,7 +642,8 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
 
         snap.scan(f"object_id, {row_hash_sql(end_sql, nullable)} AS h", on_batch)
         warm.join()
-        table = got["table"]
+        pghash = _pghash()  # loaded by the thread (or its import error raised here)
+        table = got["table"] if got["table"] is not None else pghash.zeroed_table(_slots(0))
         s_rows = got["n"]
         sor.rows_read = s_rows
         keys = [k for part in got["keys"] for k in part]
