@@ -146,3 +146,17 @@ def test_zeroed_table_is_a_writable_empty_table_of_the_asked_size():
         h = np.array([5, -7, 5, 0], np.int64)
         pghash.insert(table, h)
         assert sorted(pghash.untaken(table).tolist()) == [-7, 1, 5, 5]  # 0 folds to 1
+
+
+def test_the_table_is_sized_from_the_estimate_only_when_it_is_plausible():
+    """PostgreSQL's reltuples sizes the pg_hash table when it is within twice the manifest's rows;
+    a stale estimate (a table emptied since ANALYZE: 10^9 for 10^4 rows) or none (-1, never
+    analysed) gives way to the manifest's count."""
+    from qfs_assets.activities.dual_write.diff import _expected_sor_rows, _slots
+
+    assert _expected_sor_rows(9_000, 10_000) == 9_000
+    assert _expected_sor_rows(20_000, 10_000) == 20_000  # the boundary: twice is still plausible
+    assert _expected_sor_rows(20_001, 10_000) == 10_000
+    assert _expected_sor_rows(10**9, 10_000) == 10_000
+    assert _expected_sor_rows(-1, 10_000) == 10_000 and _expected_sor_rows(0, 10_000) == 10_000
+    assert _slots(_expected_sor_rows(10**9, 10_000)) == 16_384  # 10k rows at most 70% full

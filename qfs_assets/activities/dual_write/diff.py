@@ -590,6 +590,15 @@ def _slots(rows: int) -> int:
     return slots
 
 
+def _expected_sor_rows(estimate: int, manifest_rows: int) -> int:
+    """The SoR rows to size the table for: PostgreSQL's estimate (``reltuples``) when it is within
+    twice the manifest's row count (the two sides hold the same objects but for the drift), else
+    the manifest's count. A stale estimate (a table emptied since its last ``ANALYZE``) would
+    otherwise reserve a table for rows that are gone: its probes touch every page of it, so the
+    memory would be resident. Too small a guess only costs a rebuild (see ``on_batch``)."""
+    return estimate if 0 < estimate <= 2 * manifest_rows else manifest_rows
+
+
 def _pghash():
     """The pg_hash kernels' module (imports numba: loaded by :func:`_load_pghash` in a thread)."""
     from qfs_assets.activities.dual_write import pghash
@@ -615,6 +624,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
         raise _NeedsHash(why)
     end_sql = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
     end_us = to_epoch_us(snapshot_end)
+    expected = _expected_sor_rows(sor_estimate, int(settle(con).execute(f"SELECT count(*) FROM {quote_ident(view)}").fetchall()[0][0]))
     with sor.snapshot_reader(SOR_STREAMS) as snap:
         lock = threading.Lock()
         got: dict[str, Any] = {"table": None, "n": 0, "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges]}
@@ -627,7 +637,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
             with lock:
                 if got["table"] is None:  # the first batch: numba is loaded by now, or waited for here
                     warm.join()
-                    got["table"] = _pghash().zeroed_table(_slots(sor_estimate))
+                    got["table"] = _pghash().zeroed_table(_slots(expected))
                 pghash = _pghash()
                 got["keys"][part].append(batch.column(0))
                 got["h"][part].append(h)
