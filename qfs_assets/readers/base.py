@@ -114,22 +114,23 @@ def as_path(path):
     return storage_uri.upath(text) if storage_uri.is_remote(text) else Path(text)
 
 
-def parquet_schema(path) -> pa.Schema:
-    """A Parquet file's schema from its footer (a local file or an object in storage)."""
+def _footer(path, read):
+    """``read`` (``pq.read_schema`` or ``pq.read_metadata``) of a local file or an object in storage."""
     p = as_path(path)
     if not hasattr(p, "fs"):
-        return pq.read_schema(p)
+        return read(p)
     with p.open("rb") as fh:
-        return pq.read_schema(fh)
+        return read(fh)
+
+
+def parquet_schema(path) -> pa.Schema:
+    """A Parquet file's schema from its footer (a local file or an object in storage)."""
+    return _footer(path, pq.read_schema)
 
 
 def parquet_metadata(path) -> pq.FileMetaData:
     """A Parquet file's footer metadata (a local file or an object in storage)."""
-    p = as_path(path)
-    if not hasattr(p, "fs"):
-        return pq.read_metadata(p)
-    with p.open("rb") as fh:
-        return pq.read_metadata(fh)
+    return _footer(path, pq.read_metadata)
 
 
 def parquet_file(path) -> pq.ParquetFile:
