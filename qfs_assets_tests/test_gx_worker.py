@@ -25,6 +25,7 @@ def worker(monkeypatch):
     monkeypatch.setenv("QFS_GX_WORKER", "1")
     gx_suite._stop_worker()
     monkeypatch.delitem(gx_suite._STATE, "ctx", raising=False)
+    monkeypatch.delitem(gx_suite._STATE, "prefetching", raising=False)  # (left by an in-process prefetch)
     gx_suite.prefetch()
     w = gx_suite._STATE.get("worker")
     assert w is not None and w.proc.poll() is None
@@ -50,6 +51,9 @@ def test_helper_process_verdicts_equal_in_process_verdicts(worker):
     assert not first["nodes_verified"].passed and not first["proof_success"].passed
     assert not first["proof_success"].could_not_run and not first["no_unrecoverable_objects"].passed
     assert by_name["nodes_verified"].passed and by_name["no_unrecoverable_objects"].passed
+    # the helper judged without loading what it hides or defers (their compiled extensions are not mapped)
+    maps = open(f"/proc/{worker.proc.pid}/maps").read()
+    assert "scipy/stats" not in maps and "sqlalchemy" not in maps, "the helper loaded scipy.stats or SQLAlchemy"
 
 
 def test_a_dead_helper_falls_back_to_gx_in_this_process(worker):
@@ -80,6 +84,7 @@ def test_a_helper_still_importing_gx_is_not_waited_for(monkeypatch):
     monkeypatch.setenv("QFS_GX_WORKER", "1")
     gx_suite._stop_worker()
     monkeypatch.delitem(gx_suite._STATE, "ctx", raising=False)
+    monkeypatch.delitem(gx_suite._STATE, "prefetching", raising=False)  # (left by an in-process prefetch)
     gx_suite.prefetch()
     w = gx_suite._STATE["worker"]
     t0 = time.perf_counter()
@@ -87,22 +92,58 @@ def test_a_helper_still_importing_gx_is_not_waited_for(monkeypatch):
     assert w.proc.returncode is not None and time.perf_counter() - t0 < 1.0
 
 
-def test_the_helper_judges_without_gx_optional_integrations():
-    """The helper hides SQLAlchemy, psycopg2 and boto3 from GX (they are optional for GX and its
-    pandas source never uses them): GX still imports and judges, and none of them is loaded."""
+def _verdicts_in_a_fresh_process(setup: str) -> list[str]:
     probe = (
         "import sys\n"
         "from qfs_assets.evidence import gx_worker\n"
-        "gx_worker.hide_optional_integrations()\n"
+        f"{setup}\n"
         "from qfs_assets.evidence import gx_suite\n"
         "from qfs_assets_tests.test_gx_worker import judge, SPECS, METRICS\n"
         "v = gx_suite.validate_local('node_health_assessment', judge(), SPECS, METRICS)\n"
         "assert [c.name for c in v] == [s.name for s in SPECS]\n"
+        "print(repr(v))\n"
         "print(sorted(m for m in gx_worker.NOT_FOR_GX if sys.modules.get(m) is not None))\n"
+        "print(sorted(m for m in gx_worker.DEFERRED_FOR_GX if not isinstance(sys.modules.get(m), gx_worker.Deferred)))\n"
     )
     from pathlib import Path
 
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    return out.stdout.strip().splitlines()[-3:]
+
+
+def test_the_helper_judges_without_gx_optional_integrations_and_without_loading_scipy_stats_or_altair():
+    """The helper hides SQLAlchemy, psycopg2 and boto3 from GX (they are optional for GX and its
+    pandas source never uses them) and defers scipy.stats and altair (imported by GX, used only by
+    expectations and renderers never run here): GX still imports and judges, with exactly the
+    verdicts of a plain GX import, none of the hidden modules is loaded and the deferred ones
+    are still stand-ins."""
+    verdicts, hidden, loaded = _verdicts_in_a_fresh_process(
+        "gx_worker.hide_optional_integrations(); gx_worker.defer_unused_imports()")
+    assert hidden == "[]" and loaded == "[]"
+    plain, _, loaded_plain = _verdicts_in_a_fresh_process("pass")
+    assert verdicts == plain
+    assert loaded_plain == repr(sorted(DEFERRED)), "a plain GX import loads them (else the deferral is moot)"
+
+
+DEFERRED = __import__("qfs_assets.evidence.gx_worker").evidence.gx_worker.DEFERRED_FOR_GX
+
+
+def test_a_deferred_module_is_imported_on_first_use():
+    import types
+
+    from qfs_assets.evidence.gx_worker import Deferred
+
+    name = "json.tool"  # a stdlib module no test imports
+    saved = sys.modules.pop(name, None)
+    try:
+        sys.modules[name] = stand_in = Deferred(name)
+        assert isinstance(sys.modules[name], Deferred)
+        assert callable(stand_in.main)  # first use: the real module is imported and used
+        assert isinstance(sys.modules[name], types.ModuleType) and not isinstance(sys.modules[name], Deferred)
+        assert stand_in.main is sys.modules[name].main
+    finally:
+        sys.modules.pop(name, None)
+        if saved is not None:
+            sys.modules[name] = saved
