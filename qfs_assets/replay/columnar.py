@@ -166,6 +166,8 @@ def _pow2(n: int) -> int:
     return 1 << max(4, int(n - 1).bit_length())
 
 
+_MARGIN = 1.125  # a projected table size's margin (see ColumnarEngine's expected_events)
+_MAX_SCALE = 64.0  # a projection grows a table at most this many times at once (a wrong count costs little)
 _GROW = 4  # capacity factor when a table or heap is short (its unused tail costs no memory, see _grown)
 
 
@@ -269,6 +271,7 @@ class _State:
         self.D = {comp: (np.zeros(c, np.uint8), np.zeros(c, np.int32), np.zeros(1, np.int64)) for comp in COMPONENTS}
         self.acc = np.zeros((4, 8), np.uint64)
         self.scratch = np.empty(4096, np.uint8)
+        self.scale: float | None = None  # set during reserve (a projection to the whole log)
 
     _PER = {
         "nodes": ("n_cap", "n_stake", "n_status", "n_roff", "n_rlen", "hcN", "hpN"),
@@ -289,10 +292,21 @@ class _State:
         f, lst, m = self.D[comp]
         self.D[comp] = (_grown(f, n, used), _grown(lst, n, int(m[0])), m)
 
-    def reserve(self, need: np.ndarray) -> None:
+    def _room(self, required: int, cap: int, have: int) -> int:
+        """The new capacity of a table or heap of ``have`` rows (or bytes) that cannot hold
+        ``required``: ``_GROW`` times the old one or, with a projection (``reserve``'s ``scale``),
+        ``have`` scaled to the whole log (at least twice the old one), so that a table reaches
+        its final size in a step or two instead of a copy every ``_GROW`` times."""
+        if self.scale is None:
+            return max(required, cap * _GROW)
+        return max(required, cap * 2, int(have * self.scale))
+
+    def reserve(self, need: np.ndarray, scale: float | None = None) -> None:
         """Room for every insert the rows could make (``need``: ``kernels.insert_needs`` of them;
         each valid event inserts at most one key per table and one string per heap): grown
-        ``_GROW`` times (at least) when short."""
+        ``_GROW`` times (at least) when short, or to the projected size with ``scale`` (see
+        ``ColumnarEngine``'s ``expected_events``)."""
+        self.scale = scale
         (nr, nr_b, reg_b, ow, ow_b, ch_b, sp, sh_b, pt, pt_b, fc, fc_b, rp, rp_b) = need.tolist()
         self._reserve_kt(self.ktN, nr, nr_b, grow=True)
         self._reserve_kt(self.ktO, ow, ow_b, grow=True)
@@ -305,9 +319,9 @@ class _State:
                 self._resize(comp, kt.cap)
         cnt = int(self.Smeta[0])
         if cnt + sp > len(self.s_obj):
-            self._resize("shards", max(cnt + sp, len(self.s_obj) * _GROW))
+            self._resize("shards", self._room(cnt + sp, len(self.s_obj), cnt))
         if 2 * (cnt + sp) > len(self.s_slots):
-            self.s_slots = np.full(_pow2(2 * (cnt + sp)), -1, np.int32)
+            self.s_slots = np.full(_pow2(2 * self._slots_for(cnt + sp, cnt)), -1, np.int32)
             K.shard_rehash(self.s_obj, self.s_idx, cnt, self.s_slots)
         for heap, meta, need in (("rheap", self.Nmeta, reg_b), ("cheap", self.Ometa, ch_b), ("sheap", self.Smeta, sh_b)):
             arr = getattr(self, heap)
@@ -315,7 +329,16 @@ class _State:
                 self._compact(heap)
                 arr = getattr(self, heap)
                 if int(meta[1]) + need > len(arr):
-                    setattr(self, heap, _grown(arr, max(int(meta[1]) + need, len(arr) * _GROW), int(meta[1])))
+                    setattr(self, heap, _grown(arr, self._room(int(meta[1]) + need, len(arr), int(meta[1])),
+                                               int(meta[1])))
+        self.scale = None
+
+    def _slots_for(self, required: int, have: int) -> int:
+        """Keys a new slots array is sized for: ``required``, or the projection of ``have`` (a
+        slots array is written all over, so it is resident whatever its use: projected without
+        the margin, since the power of two above twice the keys leaves room anyway; never
+        ``_GROW`` times)."""
+        return required if self.scale is None else max(required, int(have * self.scale / _MARGIN))
 
     def _compact(self, heap: str) -> None:
         """Rewrite a string heap with its live strings only, when at least half of it is garbage."""
@@ -429,14 +452,14 @@ class _State:
     def _reserve_kt(self, kt: _KeyTable, n: int, nbytes: int, grow: bool = False) -> None:
         cnt = kt.count
         if cnt + n > kt.cap:
-            kt.koff = _grown(kt.koff, max(cnt + n, kt.cap * _GROW if grow else 0) + 1, cnt + 1)
+            kt.koff = _grown(kt.koff, (self._room(cnt + n, kt.cap, cnt) if grow else cnt + n) + 1, cnt + 1)
         if 2 * (cnt + n) > len(kt.slots):
-            kt.slots = np.full(_pow2(2 * (cnt + n)), -1, np.int32)
+            kt.slots = np.full(_pow2(2 * (self._slots_for(cnt + n, cnt) if grow else cnt + n)), -1, np.int32)
             K.kt_rehash(kt.koff, kt.kheap, cnt, kt.slots)
             kt.meta[1] = len(kt.slots) - 1
         used = int(kt.koff[cnt])
         if used + nbytes > len(kt.kheap):
-            kt.kheap = _grown(kt.kheap, max(used + nbytes, len(kt.kheap) * _GROW if grow else 0), used)
+            kt.kheap = _grown(kt.kheap, self._room(used + nbytes, len(kt.kheap), used) if grow else used + nbytes, used)
 
     def _insert_keys(self, kt: _KeyTable, col: pa.Array) -> np.ndarray:
         offs, data = _np_bytes(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
@@ -603,6 +626,12 @@ class ColumnarEngine:
     seq are only hash-chain verified; the state starts as that state and applies the events after
     it. ``SnapshotMismatch`` is raised when the log's event at that seq is not the one the state
     was taken after.
+
+    ``expected_events``: how many rows the log holds, when the caller knows (the drill reads it
+    from the Parquet footers). A table or heap that is short then grows to its size so far
+    scaled to the whole log (plus 12.5%, at most 64 times at once) instead of 4 times, so it
+    reaches its final size in a step or two: fewer copies and no intermediate arrays. Only
+    capacities change; a wrong count costs memory or copies, never results.
     """
 
     def __init__(
@@ -619,6 +648,7 @@ class ColumnarEngine:
         fast_path: bool | str = "auto",
         batch_rows: int = 262_144,
         start_state: Any = None,
+        expected_events: int | None = None,
     ) -> None:
         self._t0 = time.perf_counter()
         self.state = _State()
@@ -652,6 +682,8 @@ class ColumnarEngine:
         if fast_path not in (True, False, "auto"):
             raise ValueError("fast_path must be True, False or 'auto'")
         self._batch_rows = max(1, int(batch_rows))
+        self._expected_events = int(expected_events) if expected_events else 0
+        self._rows_seen = 0
         self._cursor = ChainCursor()
         self.events_replayed = 0
         self.events_chain_only = 0
@@ -783,6 +815,7 @@ class ColumnarEngine:
             self._check_start(seq, eh, first)
         if first < n:
             self._apply_rows(w)
+        self._rows_seen += n
         if chain is not None:
             chain.result()
 
@@ -871,7 +904,7 @@ class ColumnarEngine:
         codes, fs, fe, fv, data, inv, inv_arg = w.codes, w.fs, w.fe, w.fv, w.data, w.inv, w.inv_arg
         errors = w.errors
         t = time.thread_time()
-        self.state.reserve(w.need)
+        self.state.reserve(w.need, self._projection())
         self.phase_seconds["parse"] += time.thread_time() - t
 
         t = time.thread_time()
@@ -930,6 +963,13 @@ class ColumnarEngine:
         if not side:
             return pl_d
         return np.concatenate([pl_d, np.frombuffer(bytes(side), np.uint8)])
+
+    def _projection(self) -> float | None:
+        """How many times the rows before this batch the log holds (with a margin), when the caller
+        said how many rows it has (``expected_events``): tables then grow to the whole log's size."""
+        if not (0 < self._rows_seen < self._expected_events):
+            return None
+        return min(self._expected_events / self._rows_seen * _MARGIN, _MAX_SCALE)
 
     def _apply(self, a, b, codes, fs, fe, fv, data, inv, inv_arg) -> None:
         st = self.state
@@ -1117,6 +1157,7 @@ def replay(
     batch_rows: int = 262_144,
     start_state: Any = None,
     engine_out: list | None = None,
+    expected_events: int | None = None,
 ) -> ReplayResult:
     """Replay a whole log (an iterable of EQM batches in seq order); see ``ColumnarEngine``.
 
@@ -1125,7 +1166,7 @@ def replay(
         checkpoint_seqs=checkpoint_seqs, expected_checkpoints=expected_checkpoints, snapshot_at=snapshot_at,
         snapshot_first_mismatch=snapshot_first_mismatch, on_checkpoint=on_checkpoint, through_seq=through_seq,
         through_ts=through_ts, before_ts=before_ts, fast_path=fast_path, batch_rows=batch_rows,
-        start_state=start_state,
+        start_state=start_state, expected_events=expected_events,
     )
     if engine_out is not None:
         engine_out.append(engine)
