@@ -167,7 +167,7 @@ def _pow2(n: int) -> int:
 
 
 _MARGIN = 1.125  # a projected table size's margin (see ColumnarEngine's expected_events)
-_MAX_SCALE = 64.0  # a projection grows a table at most this many times at once (a wrong count costs little)
+_MAX_SCALE = 64  # no projection before 1/64 of the log is seen (so a wrong count costs little)
 _GROW = 4  # capacity factor when a table or heap is short (its unused tail costs no memory, see _grown)
 
 
@@ -342,17 +342,18 @@ class _State:
 
     def _compact(self, heap: str) -> None:
         """Rewrite a string heap with its live strings only, when at least half of it is garbage."""
-        if heap == "rheap":
-            meta, off, ln, rows = self.Nmeta, self.n_roff, self.n_rlen, np.arange(self.ktN.count)
-        elif heap == "cheap":
-            meta, off, ln, rows = self.Ometa, self.o_coff, self.o_clen, np.arange(self.ktO.count)
-        else:
-            meta, off, ln = self.Smeta, self.s_hoff, self.s_hlen
-            n = int(self.Smeta[0])
-            rows = np.flatnonzero((self.s_pres[:n] != 0) & (self.s_hlen[:n] > 0))
+        meta = {"rheap": self.Nmeta, "cheap": self.Ometa, "sheap": self.Smeta}[heap]
         used, live = int(meta[1]), int(meta[2])
         if used < 2 * live + (1 << 16):
-            return
+            return  # (before the live rows are listed: a scan of every shard at every checkpoint)
+        if heap == "rheap":
+            off, ln, rows = self.n_roff, self.n_rlen, np.arange(self.ktN.count)
+        elif heap == "cheap":
+            off, ln, rows = self.o_coff, self.o_clen, np.arange(self.ktO.count)
+        else:
+            off, ln = self.s_hoff, self.s_hlen
+            n = int(self.Smeta[0])
+            rows = np.flatnonzero((self.s_pres[:n] != 0) & (self.s_hlen[:n] > 0))
         old = getattr(self, heap)
         new = np.empty(max(1024, 2 * live + (1 << 16)), np.uint8)
         meta[1] = K.compact(old, off, ln, rows, new)
@@ -629,8 +630,8 @@ class ColumnarEngine:
 
     ``expected_events``: how many rows the log holds, when the caller knows (the drill reads it
     from the Parquet footers). A table or heap that is short then grows to its size so far
-    scaled to the whole log (plus 12.5%, at most 64 times at once) instead of 4 times, so it
-    reaches its final size in a step or two: fewer copies and no intermediate arrays. Only
+    scaled to the whole log (plus 12.5%) instead of 4 times, once 1/64 of the log is seen, so it
+    reaches its final size in a step or two: fewer copies and no big intermediate arrays. Only
     capacities change; a wrong count costs memory or copies, never results.
     """
 
@@ -967,9 +968,10 @@ class ColumnarEngine:
     def _projection(self) -> float | None:
         """How many times the rows before this batch the log holds (with a margin), when the caller
         said how many rows it has (``expected_events``): tables then grow to the whole log's size."""
-        if not (0 < self._rows_seen < self._expected_events):
-            return None
-        return min(self._expected_events / self._rows_seen * _MARGIN, _MAX_SCALE)
+        seen = self._rows_seen
+        if not (0 < seen < self._expected_events) or seen * _MAX_SCALE < self._expected_events:
+            return None  # (too early to tell: tables grow _GROW times, a few small copies)
+        return self._expected_events / seen * _MARGIN
 
     def _apply(self, a, b, codes, fs, fe, fv, data, inv, inv_arg) -> None:
         st = self.state
