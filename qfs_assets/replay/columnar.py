@@ -34,7 +34,10 @@ SHA-256 (the library Python's ``hashlib`` already uses) called directly from com
   bounded by the state (plus a few batches of the log), ~70 bytes per shard row plus its
   strings. A short table grows 4x into ``np.zeros`` (calloc: the unused tail is neither written
   nor resident) copying only its used rows: growing by half with a filled tail had cost ~3 s of
-  the 10M log's CPU (copies and page faults, which are dear on these VMs) and ~350 MB of RSS;
+  the 10M log's CPU (copies and page faults, which are dear on these VMs) and ~350 MB of RSS.
+  When the caller gives the log's row count (``expected_events``; the drill reads it from the
+  Parquet footers), a short table grows instead to its size so far scaled to the whole log, so
+  the big tables reach their final size in one step (see "The tables sized from the log" below);
 * roots: dirty-row tracking between checkpoints as in the reference engine, the canonical row
   texts written by the kernels, 256-bit sums in limbs.
 
@@ -61,7 +64,8 @@ thread holds much more than half of it, so an idle 2-core machine would replay (
 CPU / 2 ~ 12-13 s (0.8M events/s for the engine), the drill adding Dagster/GX's fixed cost and
 the state saving: still short of 1M events/s end to end. What is left: fewer CPU seconds (a
 faster key hash and probes in ``apply_events``, pre-sizing the tables from the log's row count,
-the Parquet decoding), and the fixed cost outside the engine.
+the Parquet decoding), and the fixed cost outside the engine. (Room reservation is now ~0.1-0.4 s
+in the drill, see below.)
 
 The drill beyond the engine (2026-12-06, second round, load 4.5-7, one process at a time):
 the assessment without Dagster (``assess_replay_drill``) was 26.9 s CPU against 23.1 s for the
@@ -80,7 +84,34 @@ hashes, object ids): memory traffic and page faults. Not done: a word-at-a-time 
 measured no faster than FNV-1a on 30-byte keys (probes are cache misses, not hashing), so
 ``apply_events`` is unchanged; pre-sizing the tables from the log's row count would fill
 ``-1`` slot arrays sized for every event (hundreds of MB resident), so it needs empty = 0
-slots first.
+slots first (not so: see below).
+
+The tables sized from the log (2026-12-06, third round; load 2.5-5, the 2 cores shared with other
+work, so CPU seconds are the comparable figures): the drill passes the log's row count (Parquet
+footers, ~15 ms for the 90 files) and a short table grows to its rows so far scaled to the whole
+log plus 12.5% (once 1/64 of the log is seen; before that 4x, small copies): on the 10M log the
+shard, object, tx and reward tables grow once, to 12-13% above their final size. Room
+reservation in the state's thread 0.1-0.4 s (was 1.1-1.6 s, same minutes, thread CPU), ~60-100
+MB less peak (no 4.7M-row shard arrays beside their 18.9M-row copy). Slot arrays are sized for
+the projected keys (not for every event): a slots array filled at random is written all over,
+so it is resident whatever its empty value, and ``-1`` slots cost nothing more than ``0`` would.
+``_compact`` listed the live shard rows (a scan of 5.7M rows) at every checkpoint before deciding
+there was nothing to compact: 0.12-0.22 s, now ~0. The saved state's Parquet files are written
+without column statistics (nothing filters them): the save ~1.45-1.55 s CPU (was 1.6-1.85, same
+minutes). Tried and dropped: prefetching the key-table slot of the row 16 ahead in
+``apply_events`` (LLVM's prefetch through a numba intrinsic, the key hash computed once): apply
+5.4-6.7 s against 5.3-5.6 s without, no better (the probes that miss are the dependent ones:
+the key's bytes, the shard slot); gathering the next chunk of shard rows in a third thread while
+the save encodes the current one: no faster on 2 cores, ~40 MB more peak; Parquet reading with
+``memory_map`` or ``pre_buffer``: 3.3-3.6 s CPU for the 10M log either way. Overlapping the save
+with what follows the engine in the drill would gain ~0.15 s wall at most: after the save the run
+spends ~0.15 s (result, GX's verdict from the helper, evidence, Dagster's events) before the
+process exit, whose ~0.5-0.9 s (the interpreter's final garbage collection of Dagster's
+objects; the engine is freed before it) is not the drill's. The drill end to end after these
+changes (``qfs-assure run``, 12:12-12:15 UTC, load 2.4-3.9, three runs each, alternately with
+main): 32.6-33.8 s CPU (main 35.4-38.7), peak RSS 1,418-1,470 MB, 1,651-1,702 MB with the GX
+helper (main 1,535-1,556 and 1,765-1,782); wall 24-34 s against 32.5-33.3 s (loaded: not
+comparable).
 
 On a quiet machine (``bench/run.py --runs 3``, 2026-12-06 10:24 UTC, load 1.2-2.0, medians; the
 figures docs/benchmarks.md shows): the engine alone 12.45 s wall (0.80M events/s), 22 s CPU,
