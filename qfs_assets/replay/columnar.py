@@ -106,12 +106,14 @@ the save encodes the current one: no faster on 2 cores, ~40 MB more peak; Parque
 ``memory_map`` or ``pre_buffer``: 3.3-3.6 s CPU for the 10M log either way. Overlapping the save
 with what follows the engine in the drill would gain ~0.15 s wall at most: after the save the run
 spends ~0.15 s (result, GX's verdict from the helper, evidence, Dagster's events) before the
-process exit, whose ~0.5-0.9 s (the interpreter's final garbage collection of Dagster's
-objects; the engine is freed before it) is not the drill's. The drill end to end after these
-changes (``qfs-assure run``, 12:12-12:15 UTC, load 2.4-3.9, three runs each, alternately with
-main): 32.6-33.8 s CPU (main 35.4-38.7), peak RSS 1,418-1,470 MB, 1,651-1,702 MB with the GX
-helper (main 1,535-1,556 and 1,765-1,782); wall 24-34 s against 32.5-33.3 s (loaded: not
-comparable).
+process exit (the interpreter's teardown, 0.5-0.9 s, was the CLI's; it now ends with
+``os._exit``). The drill end to end (``qfs-assure run``, three runs each, alternately with main,
+the 2 cores shared with other work): against main at 36a2fdb (12:12-12:15 UTC, load 2.4-3.9)
+32.6-33.8 s CPU (main 35.4-38.7), peak RSS 1,418-1,470 MB, 1,651-1,702 MB with the GX helper
+(main 1,535-1,556 and 1,765-1,782); rebased on main at ce7c414 (12:27-12:29 UTC, load 3.1-4.7)
+24.5, 29.3, 27.1 s CPU (main 26.3, 29.0, 30.4), 1,417-1,478 MB, 1,574-1,630 MB with the helper
+(main 1,529-1,598 and 1,679-1,734), wall 27.2, 16.9, 15.5 s (main 29.8, 16.9, 18.1: loaded,
+not comparable).
 
 On a quiet machine (``bench/run.py --runs 3``, 2026-12-06 10:24 UTC, load 1.2-2.0, medians; the
 figures docs/benchmarks.md shows): the engine alone 12.45 s wall (0.80M events/s), 22 s CPU,
