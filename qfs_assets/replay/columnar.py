@@ -113,7 +113,9 @@ the 2 cores shared with other work): against main at 36a2fdb (12:12-12:15 UTC, l
 (main 1,535-1,556 and 1,765-1,782); rebased on main at ce7c414 (12:27-12:29 UTC, load 3.1-4.7)
 24.5, 29.3, 27.1 s CPU (main 26.3, 29.0, 30.4), 1,417-1,478 MB, 1,574-1,630 MB with the helper
 (main 1,529-1,598 and 1,679-1,734), wall 27.2, 16.9, 15.5 s (main 29.8, 16.9, 18.1: loaded,
-not comparable).
+not comparable); then, quieter (12:34-12:36 UTC, load 1.8-2.8, four runs each), medians: 12.95 s
+wall (0.77M events/s; main 14.05 s, 0.71M), 22.6 s CPU (main 24.1), peak RSS at most 1,498 MB,
+1,654 MB with the GX helper (main 1,637 and 1,790).
 
 On a quiet machine (``bench/run.py --runs 3``, 2026-12-06 10:24 UTC, load 1.2-2.0, medians; the
 figures docs/benchmarks.md shows): the engine alone 12.45 s wall (0.80M events/s), 22 s CPU,
