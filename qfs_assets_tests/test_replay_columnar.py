@@ -54,15 +54,16 @@ def result_key(r):
             {s: {c: t.to_pylist() for c, t in comps.items()} for s, comps in r.snapshots.items()})
 
 
-def both(batches_fn, with_state=True, **kw):
-    """Replay with both engines; assert identical results (and final states); return them."""
+def both(batches_fn, with_state=True, columnar_kw=None, **kw):
+    """Replay with both engines; assert identical results (and final states); return them.
+    ``columnar_kw``: options only the columnar engine has (``expected_events``)."""
     ref_engine = E.ReplayEngine(**kw)
     for b in batches_fn():
         if not ref_engine.feed(b):
             break
     ref = ref_engine.finish()
     out = []
-    new = C.replay(batches_fn(), engine_out=out, **kw)
+    new = C.replay(batches_fn(), engine_out=out, **kw, **(columnar_kw or {}))
     assert result_key(new) == result_key(ref)
     if with_state:
         for c in COMPONENTS:
@@ -99,6 +100,21 @@ def test_fuzzed_and_broken_logs_in_batches_with_limits(seed):
         both(lambda: batches_of(variant, size), checkpoint_seqs=cps, through_seq=len(variant) // 2)
         both(lambda: [to_table(variant)], checkpoint_seqs=cps,
              before_ts=variant[len(variant) // 3]["ts"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tables_sized_from_the_log_row_count_give_identical_results(seed):
+    """``expected_events`` (the drill passes the log's row count) only changes how the tables
+    grow: exact, too small, too large or absurd, in small batches (so that the projection is used
+    at every growth), on clean and broken logs."""
+    rnd = random.Random(200 + seed)
+    rows = build_log(_random_log(rnd, 600))
+    cps = sorted(rnd.sample(range(-1, len(rows) + 3), 20))
+    for variant in _broken_variants(rows)[:2]:
+        for hint in (len(variant), len(variant) // 7, len(variant) * 13, 1, 10**9):
+            size = rnd.choice([1, 9, 40])
+            both(lambda: batches_of(variant, size), checkpoint_seqs=cps, batch_rows=rnd.choice([3, 17, 64]),
+                 columnar_kw={"expected_events": hint})
 
 
 def _published(roots_at, rows, tamper=None):

@@ -34,7 +34,10 @@ SHA-256 (the library Python's ``hashlib`` already uses) called directly from com
   bounded by the state (plus a few batches of the log), ~70 bytes per shard row plus its
   strings. A short table grows 4x into ``np.zeros`` (calloc: the unused tail is neither written
   nor resident) copying only its used rows: growing by half with a filled tail had cost ~3 s of
-  the 10M log's CPU (copies and page faults, which are dear on these VMs) and ~350 MB of RSS;
+  the 10M log's CPU (copies and page faults, which are dear on these VMs) and ~350 MB of RSS.
+  When the caller gives the log's row count (``expected_events``; the drill reads it from the
+  Parquet footers), a short table grows instead to its size so far scaled to the whole log, so
+  the big tables reach their final size in one step (see "The tables sized from the log" below);
 * roots: dirty-row tracking between checkpoints as in the reference engine, the canonical row
   texts written by the kernels, 256-bit sums in limbs.
 
@@ -61,7 +64,8 @@ thread holds much more than half of it, so an idle 2-core machine would replay (
 CPU / 2 ~ 12-13 s (0.8M events/s for the engine), the drill adding Dagster/GX's fixed cost and
 the state saving: still short of 1M events/s end to end. What is left: fewer CPU seconds (a
 faster key hash and probes in ``apply_events``, pre-sizing the tables from the log's row count,
-the Parquet decoding), and the fixed cost outside the engine.
+the Parquet decoding), and the fixed cost outside the engine. (Room reservation is now ~0.1-0.4 s
+in the drill, see below.)
 
 The drill beyond the engine (2026-12-06, second round, load 4.5-7, one process at a time):
 the assessment without Dagster (``assess_replay_drill``) was 26.9 s CPU against 23.1 s for the
@@ -80,7 +84,38 @@ hashes, object ids): memory traffic and page faults. Not done: a word-at-a-time 
 measured no faster than FNV-1a on 30-byte keys (probes are cache misses, not hashing), so
 ``apply_events`` is unchanged; pre-sizing the tables from the log's row count would fill
 ``-1`` slot arrays sized for every event (hundreds of MB resident), so it needs empty = 0
-slots first.
+slots first (not so: see below).
+
+The tables sized from the log (2026-12-06, third round; load 2.5-5, the 2 cores shared with other
+work, so CPU seconds are the comparable figures): the drill passes the log's row count (Parquet
+footers, ~15 ms for the 90 files) and a short table grows to its rows so far scaled to the whole
+log plus 12.5% (once 1/64 of the log is seen; before that 4x, small copies): on the 10M log the
+shard, object, tx and reward tables grow once, to 12-13% above their final size. Room
+reservation in the state's thread 0.1-0.4 s (was 1.1-1.6 s, same minutes, thread CPU), ~60-100
+MB less peak (no 4.7M-row shard arrays beside their 18.9M-row copy). Slot arrays are sized for
+the projected keys (not for every event): a slots array filled at random is written all over,
+so it is resident whatever its empty value, and ``-1`` slots cost nothing more than ``0`` would.
+``_compact`` listed the live shard rows (a scan of 5.7M rows) at every checkpoint before deciding
+there was nothing to compact: 0.12-0.22 s, now ~0. The saved state's Parquet files are written
+without column statistics (nothing filters them): the save ~1.45-1.55 s CPU (was 1.6-1.85, same
+minutes). Tried and dropped: prefetching the key-table slot of the row 16 ahead in
+``apply_events`` (LLVM's prefetch through a numba intrinsic, the key hash computed once): apply
+5.4-6.7 s against 5.3-5.6 s without, no better (the probes that miss are the dependent ones:
+the key's bytes, the shard slot); gathering the next chunk of shard rows in a third thread while
+the save encodes the current one: no faster on 2 cores, ~40 MB more peak; Parquet reading with
+``memory_map`` or ``pre_buffer``: 3.3-3.6 s CPU for the 10M log either way. Overlapping the save
+with what follows the engine in the drill would gain ~0.15 s wall at most: after the save the run
+spends ~0.15 s (result, GX's verdict from the helper, evidence, Dagster's events) before the
+process exit (the interpreter's teardown, 0.5-0.9 s, was the CLI's; it now ends with
+``os._exit``). The drill end to end (``qfs-assure run``, three runs each, alternately with main,
+the 2 cores shared with other work): against main at 36a2fdb (12:12-12:15 UTC, load 2.4-3.9)
+32.6-33.8 s CPU (main 35.4-38.7), peak RSS 1,418-1,470 MB, 1,651-1,702 MB with the GX helper
+(main 1,535-1,556 and 1,765-1,782); rebased on main at ce7c414 (12:27-12:29 UTC, load 3.1-4.7)
+24.5, 29.3, 27.1 s CPU (main 26.3, 29.0, 30.4), 1,417-1,478 MB, 1,574-1,630 MB with the helper
+(main 1,529-1,598 and 1,679-1,734), wall 27.2, 16.9, 15.5 s (main 29.8, 16.9, 18.1: loaded,
+not comparable); then, quieter (12:34-12:36 UTC, load 1.8-2.8, four runs each), medians: 12.95 s
+wall (0.77M events/s; main 14.05 s, 0.71M), 22.6 s CPU (main 24.1), peak RSS at most 1,498 MB,
+1,654 MB with the GX helper (main 1,637 and 1,790).
 
 On a quiet machine (``bench/run.py --runs 3``, 2026-12-06 10:24 UTC, load 1.2-2.0, medians; the
 figures docs/benchmarks.md shows): the engine alone 12.45 s wall (0.80M events/s), 22 s CPU,
@@ -166,6 +201,8 @@ def _pow2(n: int) -> int:
     return 1 << max(4, int(n - 1).bit_length())
 
 
+_MARGIN = 1.125  # a projected table size's margin (see ColumnarEngine's expected_events)
+_MAX_SCALE = 64  # no projection before 1/64 of the log is seen (so a wrong count costs little)
 _GROW = 4  # capacity factor when a table or heap is short (its unused tail costs no memory, see _grown)
 
 
@@ -269,6 +306,7 @@ class _State:
         self.D = {comp: (np.zeros(c, np.uint8), np.zeros(c, np.int32), np.zeros(1, np.int64)) for comp in COMPONENTS}
         self.acc = np.zeros((4, 8), np.uint64)
         self.scratch = np.empty(4096, np.uint8)
+        self.scale: float | None = None  # set during reserve (a projection to the whole log)
 
     _PER = {
         "nodes": ("n_cap", "n_stake", "n_status", "n_roff", "n_rlen", "hcN", "hpN"),
@@ -289,10 +327,21 @@ class _State:
         f, lst, m = self.D[comp]
         self.D[comp] = (_grown(f, n, used), _grown(lst, n, int(m[0])), m)
 
-    def reserve(self, need: np.ndarray) -> None:
+    def _room(self, required: int, cap: int, have: int) -> int:
+        """The new capacity of a table or heap of ``have`` rows (or bytes) that cannot hold
+        ``required``: ``_GROW`` times the old one or, with a projection (``reserve``'s ``scale``),
+        ``have`` scaled to the whole log (at least twice the old one), so that a table reaches
+        its final size in a step or two instead of a copy every ``_GROW`` times."""
+        if self.scale is None:
+            return max(required, cap * _GROW)
+        return max(required, cap * 2, int(have * self.scale))
+
+    def reserve(self, need: np.ndarray, scale: float | None = None) -> None:
         """Room for every insert the rows could make (``need``: ``kernels.insert_needs`` of them;
         each valid event inserts at most one key per table and one string per heap): grown
-        ``_GROW`` times (at least) when short."""
+        ``_GROW`` times (at least) when short, or to the projected size with ``scale`` (see
+        ``ColumnarEngine``'s ``expected_events``)."""
+        self.scale = scale
         (nr, nr_b, reg_b, ow, ow_b, ch_b, sp, sh_b, pt, pt_b, fc, fc_b, rp, rp_b) = need.tolist()
         self._reserve_kt(self.ktN, nr, nr_b, grow=True)
         self._reserve_kt(self.ktO, ow, ow_b, grow=True)
@@ -305,9 +354,9 @@ class _State:
                 self._resize(comp, kt.cap)
         cnt = int(self.Smeta[0])
         if cnt + sp > len(self.s_obj):
-            self._resize("shards", max(cnt + sp, len(self.s_obj) * _GROW))
+            self._resize("shards", self._room(cnt + sp, len(self.s_obj), cnt))
         if 2 * (cnt + sp) > len(self.s_slots):
-            self.s_slots = np.full(_pow2(2 * (cnt + sp)), -1, np.int32)
+            self.s_slots = np.full(_pow2(2 * self._slots_for(cnt + sp, cnt)), -1, np.int32)
             K.shard_rehash(self.s_obj, self.s_idx, cnt, self.s_slots)
         for heap, meta, need in (("rheap", self.Nmeta, reg_b), ("cheap", self.Ometa, ch_b), ("sheap", self.Smeta, sh_b)):
             arr = getattr(self, heap)
@@ -315,21 +364,31 @@ class _State:
                 self._compact(heap)
                 arr = getattr(self, heap)
                 if int(meta[1]) + need > len(arr):
-                    setattr(self, heap, _grown(arr, max(int(meta[1]) + need, len(arr) * _GROW), int(meta[1])))
+                    setattr(self, heap, _grown(arr, self._room(int(meta[1]) + need, len(arr), int(meta[1])),
+                                               int(meta[1])))
+        self.scale = None
+
+    def _slots_for(self, required: int, have: int) -> int:
+        """Keys a new slots array is sized for: ``required``, or the projection of ``have`` (a
+        slots array is written all over, so it is resident whatever its use: projected without
+        the margin, since the power of two above twice the keys leaves room anyway; never
+        ``_GROW`` times)."""
+        return required if self.scale is None else max(required, int(have * self.scale / _MARGIN))
 
     def _compact(self, heap: str) -> None:
         """Rewrite a string heap with its live strings only, when at least half of it is garbage."""
-        if heap == "rheap":
-            meta, off, ln, rows = self.Nmeta, self.n_roff, self.n_rlen, np.arange(self.ktN.count)
-        elif heap == "cheap":
-            meta, off, ln, rows = self.Ometa, self.o_coff, self.o_clen, np.arange(self.ktO.count)
-        else:
-            meta, off, ln = self.Smeta, self.s_hoff, self.s_hlen
-            n = int(self.Smeta[0])
-            rows = np.flatnonzero((self.s_pres[:n] != 0) & (self.s_hlen[:n] > 0))
+        meta = {"rheap": self.Nmeta, "cheap": self.Ometa, "sheap": self.Smeta}[heap]
         used, live = int(meta[1]), int(meta[2])
         if used < 2 * live + (1 << 16):
-            return
+            return  # (before the live rows are listed: a scan of every shard at every checkpoint)
+        if heap == "rheap":
+            off, ln, rows = self.n_roff, self.n_rlen, np.arange(self.ktN.count)
+        elif heap == "cheap":
+            off, ln, rows = self.o_coff, self.o_clen, np.arange(self.ktO.count)
+        else:
+            off, ln = self.s_hoff, self.s_hlen
+            n = int(self.Smeta[0])
+            rows = np.flatnonzero((self.s_pres[:n] != 0) & (self.s_hlen[:n] > 0))
         old = getattr(self, heap)
         new = np.empty(max(1024, 2 * live + (1 << 16)), np.uint8)
         meta[1] = K.compact(old, off, ln, rows, new)
@@ -429,14 +488,14 @@ class _State:
     def _reserve_kt(self, kt: _KeyTable, n: int, nbytes: int, grow: bool = False) -> None:
         cnt = kt.count
         if cnt + n > kt.cap:
-            kt.koff = _grown(kt.koff, max(cnt + n, kt.cap * _GROW if grow else 0) + 1, cnt + 1)
+            kt.koff = _grown(kt.koff, (self._room(cnt + n, kt.cap, cnt) if grow else cnt + n) + 1, cnt + 1)
         if 2 * (cnt + n) > len(kt.slots):
-            kt.slots = np.full(_pow2(2 * (cnt + n)), -1, np.int32)
+            kt.slots = np.full(_pow2(2 * (self._slots_for(cnt + n, cnt) if grow else cnt + n)), -1, np.int32)
             K.kt_rehash(kt.koff, kt.kheap, cnt, kt.slots)
             kt.meta[1] = len(kt.slots) - 1
         used = int(kt.koff[cnt])
         if used + nbytes > len(kt.kheap):
-            kt.kheap = _grown(kt.kheap, max(used + nbytes, len(kt.kheap) * _GROW if grow else 0), used)
+            kt.kheap = _grown(kt.kheap, self._room(used + nbytes, len(kt.kheap), used) if grow else used + nbytes, used)
 
     def _insert_keys(self, kt: _KeyTable, col: pa.Array) -> np.ndarray:
         offs, data = _np_bytes(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
@@ -603,6 +662,12 @@ class ColumnarEngine:
     seq are only hash-chain verified; the state starts as that state and applies the events after
     it. ``SnapshotMismatch`` is raised when the log's event at that seq is not the one the state
     was taken after.
+
+    ``expected_events``: how many rows the log holds, when the caller knows (the drill reads it
+    from the Parquet footers). A table or heap that is short then grows to its size so far
+    scaled to the whole log (plus 12.5%) instead of 4 times, once 1/64 of the log is seen, so it
+    reaches its final size in a step or two: fewer copies and no big intermediate arrays. Only
+    capacities change; a wrong count costs memory or copies, never results.
     """
 
     def __init__(
@@ -619,6 +684,7 @@ class ColumnarEngine:
         fast_path: bool | str = "auto",
         batch_rows: int = 262_144,
         start_state: Any = None,
+        expected_events: int | None = None,
     ) -> None:
         self._t0 = time.perf_counter()
         self.state = _State()
@@ -652,6 +718,8 @@ class ColumnarEngine:
         if fast_path not in (True, False, "auto"):
             raise ValueError("fast_path must be True, False or 'auto'")
         self._batch_rows = max(1, int(batch_rows))
+        self._expected_events = int(expected_events) if expected_events else 0
+        self._rows_seen = 0
         self._cursor = ChainCursor()
         self.events_replayed = 0
         self.events_chain_only = 0
@@ -783,6 +851,7 @@ class ColumnarEngine:
             self._check_start(seq, eh, first)
         if first < n:
             self._apply_rows(w)
+        self._rows_seen += n
         if chain is not None:
             chain.result()
 
@@ -871,7 +940,7 @@ class ColumnarEngine:
         codes, fs, fe, fv, data, inv, inv_arg = w.codes, w.fs, w.fe, w.fv, w.data, w.inv, w.inv_arg
         errors = w.errors
         t = time.thread_time()
-        self.state.reserve(w.need)
+        self.state.reserve(w.need, self._projection())
         self.phase_seconds["parse"] += time.thread_time() - t
 
         t = time.thread_time()
@@ -930,6 +999,14 @@ class ColumnarEngine:
         if not side:
             return pl_d
         return np.concatenate([pl_d, np.frombuffer(bytes(side), np.uint8)])
+
+    def _projection(self) -> float | None:
+        """How many times the rows before this batch the log holds (with a margin), when the caller
+        said how many rows it has (``expected_events``): tables then grow to the whole log's size."""
+        seen = self._rows_seen
+        if not (0 < seen < self._expected_events) or seen * _MAX_SCALE < self._expected_events:
+            return None  # (too early to tell: tables grow _GROW times, a few small copies)
+        return self._expected_events / seen * _MARGIN
 
     def _apply(self, a, b, codes, fs, fe, fv, data, inv, inv_arg) -> None:
         st = self.state
@@ -1117,6 +1194,7 @@ def replay(
     batch_rows: int = 262_144,
     start_state: Any = None,
     engine_out: list | None = None,
+    expected_events: int | None = None,
 ) -> ReplayResult:
     """Replay a whole log (an iterable of EQM batches in seq order); see ``ColumnarEngine``.
 
@@ -1125,7 +1203,7 @@ def replay(
         checkpoint_seqs=checkpoint_seqs, expected_checkpoints=expected_checkpoints, snapshot_at=snapshot_at,
         snapshot_first_mismatch=snapshot_first_mismatch, on_checkpoint=on_checkpoint, through_seq=through_seq,
         through_ts=through_ts, before_ts=before_ts, fast_path=fast_path, batch_rows=batch_rows,
-        start_state=start_state,
+        start_state=start_state, expected_events=expected_events,
     )
     if engine_out is not None:
         engine_out.append(engine)

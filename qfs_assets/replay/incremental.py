@@ -37,8 +37,10 @@ class DrillReplay:
 
 def drill_replay(stream: Callable[[], Iterable[pa.RecordBatch]], *, quarter: dt.date, end: dt.datetime,
                  checkpoints: pa.Table, in_quarter: pa.Table, start_from: str = "genesis",
-                 state_root: str | Path | None = None, batch_rows: int = 262_144) -> DrillReplay:
-    """Replay ``stream()`` (the log from genesis, in seq order) up to ``end`` (see the module doc)."""
+                 state_root: str | Path | None = None, batch_rows: int = 262_144,
+                 expected_events: int | None = None) -> DrillReplay:
+    """Replay ``stream()`` (the log from genesis, in seq order) up to ``end`` (see the module doc);
+    ``expected_events``: the log's row count when known (the engine sizes its tables from it)."""
     if start_from not in START_FROM:
         raise ValueError(f"start_from must be one of {START_FROM}, got {start_from!r}")
     notes: list[str] = []
@@ -68,7 +70,8 @@ def drill_replay(stream: Callable[[], Iterable[pa.RecordBatch]], *, quarter: dt.
         out: list = []
         try:
             res = replay(stream(), engine_out=out, before_ts=end, expected_checkpoints=in_quarter, snapshot_first_mismatch=True,
-                         on_checkpoint=on_checkpoint, batch_rows=batch_rows, start_state=start_state)
+                         on_checkpoint=on_checkpoint, batch_rows=batch_rows, start_state=start_state,
+                         expected_events=expected_events)
         except BaseException:
             if writer is not None:
                 writer.discard()

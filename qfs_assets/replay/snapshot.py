@@ -52,7 +52,8 @@ ID_FILES = ("tx_ids", "reward_ids")
 ID_SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False)])
 ROOT_NAMES = COMPONENTS + ("state",)
 # Parquet dictionary encoding only where values repeat (a shard's object and node); on unique keys
-# and hashes Arrow builds a dictionary, then falls back to plain: ~0.3 s CPU for nothing at 5.7M shards
+# and hashes Arrow builds a dictionary, then falls back to plain: ~0.3 s CPU for nothing at 5.7M shards.
+# No column statistics (min/max per page: nothing filters a state that is read whole): ~0.2 s less
 DICTIONARY_COLUMNS = {"shards": ["object_id", "node_id"], "objects": ["data_shards", "total_shards"]}
 
 
@@ -112,7 +113,7 @@ class StateWriter:
 
         def component(comp: str) -> None:
             with pq.ParquetWriter(self.tmp / f"{comp}.parquet", COMPONENT_SCHEMAS[comp],
-                                  use_dictionary=DICTIONARY_COLUMNS.get(comp, True)) as w:
+                                  use_dictionary=DICTIONARY_COLUMNS.get(comp, True), write_statistics=False) as w:
                 n = 0
                 for chunk in st.chunks(comp):
                     w.write_table(chunk)
@@ -121,7 +122,7 @@ class StateWriter:
 
         def ids(name: str, kt) -> None:
             pq.write_table(pa.table([kt.strings()], schema=ID_SCHEMA), self.tmp / f"{name}.parquet",
-                           use_dictionary=False)
+                           use_dictionary=False, write_statistics=False)
             counts[name] = kt.count
             ids_roots[name] = _ids_root(kt)
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qfs_assets.evidence.model import ActivityResult, CriterionSpec, Rule
-from qfs_assets.readers.base import BadInput, ExportReader
+from qfs_assets.readers.base import BadInput, ExportReader, parquet_metadata
 from qfs_assets.readers.eqm import eqm_dates, read_checkpoints, stream_eqm
 from qfs_assets.activities.replay_drill.params import DrillParams
 from qfs_assets.replay import ReplayInputError  # the replay engine itself is imported by the run (numba)
@@ -69,6 +69,15 @@ def first_missing_day(days: list[dt.date], last_day: dt.date) -> dt.date | None:
     return None
 
 
+def log_rows(reader: ExportReader, days: list[dt.date]) -> int | None:
+    """The log's row count from the Parquet footers (a few ms), so the engine can size its tables
+    for the whole log at once; None when a file cannot be read (the replay then reports it)."""
+    try:
+        return sum(parquet_metadata(f).num_rows for f in reader.files("eqm", days))
+    except Exception:  # noqa: BLE001 - only a sizing hint: the replay reads and validates every file
+        return None
+
+
 def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: DrillParams | None = None,
                         state_root=None) -> ActivityResult:
     """Replay through the quarter and compare with its checkpoints; BadInput on bad input.
@@ -95,7 +104,7 @@ def assess_replay_drill(reader: ExportReader, quarter_start: dt.date, params: Dr
     try:
         run = drill_replay(lambda: stream_eqm(reader, through=last_day, batch_rows=p.batch_rows), quarter=quarter_start,
                            end=end, checkpoints=checkpoints, in_quarter=in_quarter, start_from=p.start_from,
-                           state_root=state_root, batch_rows=p.batch_rows)
+                           state_root=state_root, batch_rows=p.batch_rows, expected_events=log_rows(reader, days))
     except ReplayInputError as exc:
         raise BadInput("eqm", str(exc)) from None
     result = run.result
