@@ -160,3 +160,22 @@ def test_the_table_is_sized_from_the_estimate_only_when_it_is_plausible():
     assert _expected_sor_rows(10**9, 10_000) == 10_000
     assert _expected_sor_rows(-1, 10_000) == 10_000 and _expected_sor_rows(0, 10_000) == 10_000
     assert _slots(_expected_sor_rows(10**9, 10_000)) == 16_384  # 10k rows at most 70% full
+
+
+def test_a_kernel_load_failure_is_an_internal_error_not_a_source_error(monkeypatch):
+    """numba failing to load (llvmlite reports some failures as OSError) must reach the run as an
+    internal error, not as the system of record's failure: the loader re-raises it as RuntimeError."""
+    from qfs_assets.activities.dual_write import diff, pghash
+
+    def broken():
+        raise OSError("libllvmlite.so: cannot open shared object file")
+
+    monkeypatch.setattr(pghash, "warm_up", broken)
+    loader = diff._KernelLoader()
+    loader.start()
+    with pytest.raises(RuntimeError, match="could not load the pg_hash kernels: OSError"):
+        loader.module()
+    monkeypatch.undo()
+    ok = diff._KernelLoader()
+    ok.start()
+    assert ok.module() is pghash

@@ -103,18 +103,41 @@ def test_fuzzed_and_broken_logs_in_batches_with_limits(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_tables_sized_from_the_log_row_count_give_identical_results(seed):
+def test_tables_sized_from_the_log_row_count_give_identical_results(seed, monkeypatch):
     """``expected_events`` (the drill passes the log's row count) only changes how the tables
-    grow: exact, too small, too large or absurd, in small batches (so that the projection is used
-    at every growth), on clean and broken logs."""
+    grow: exact, too small, too large or absurd, in small batches, on clean and broken logs. The
+    logs are long enough for the tables to outgrow their first size, and a spy checks that the
+    projection was used (tables grown with a scale) when the count is right."""
+    grown = []
+    room = C._State._room
+
+    def spy(self, required, cap, have):
+        grown.append(self.scale)
+        return room(self, required, cap, have)
+
+    monkeypatch.setattr(C._State, "_room", spy)
     rnd = random.Random(200 + seed)
-    rows = build_log(_random_log(rnd, 600))
+    rows = build_log(_random_log(rnd, 2500))
     cps = sorted(rnd.sample(range(-1, len(rows) + 3), 20))
     for variant in _broken_variants(rows)[:2]:
         for hint in (len(variant), len(variant) // 7, len(variant) * 13, 1, 10**9):
+            grown.clear()
             size = rnd.choice([1, 9, 40])
             both(lambda: batches_of(variant, size), checkpoint_seqs=cps, batch_rows=rnd.choice([3, 17, 64]),
                  columnar_kw={"expected_events": hint})
+            if hint == len(variant):
+                assert any(scale is not None for scale in grown), "the projection was never used"
+
+
+def test_projected_slots_stay_within_a_few_times_the_keys():
+    """A projection from a bulk start (a tenth of the log seen with most of its keys) must not
+    size the resident slot arrays for keys that never come: at most _GROW times what is needed."""
+    st = C._State()
+    st.scale = 64.0
+    assert st._slots_for(1000, 990) == C._GROW * 1000
+    assert st._slots_for(1000, 10) == 1000  # a projection below what is needed changes nothing
+    st.scale = None
+    assert st._slots_for(1000, 990) == 1000
 
 
 def _published(roots_at, rows, tamper=None):

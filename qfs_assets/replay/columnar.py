@@ -371,9 +371,14 @@ class _State:
     def _slots_for(self, required: int, have: int) -> int:
         """Keys a new slots array is sized for: ``required``, or the projection of ``have`` (a
         slots array is written all over, so it is resident whatever its use: projected without
-        the margin, since the power of two above twice the keys leaves room anyway; never
-        ``_GROW`` times)."""
-        return required if self.scale is None else max(required, int(have * self.scale / _MARGIN))
+        the margin, since the power of two above twice the keys leaves room anyway), at most
+        ``_GROW`` times ``required``: a log whose keys do not arrive evenly (a bulk import at
+        genesis, then a trickle) would otherwise get resident slots for keys that never come (a
+        review found 512 MB for 2.7M shards). On an even log this costs a rehash or two more
+        while the table is small."""
+        if self.scale is None:
+            return required
+        return max(required, min(int(have * self.scale / _MARGIN), _GROW * required))
 
     def _compact(self, heap: str) -> None:
         """Rewrite a string heap with its live strings only, when at least half of it is garbage."""

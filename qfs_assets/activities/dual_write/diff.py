@@ -600,14 +600,34 @@ def _expected_sor_rows(estimate: int, manifest_rows: int) -> int:
 
 
 def _pghash():
-    """The pg_hash kernels' module (imports numba: loaded by :func:`_load_pghash` in a thread)."""
+    """The pg_hash kernels' module (imports numba: loaded by :class:`_KernelLoader` in a thread)."""
     from qfs_assets.activities.dual_write import pghash
 
     return pghash
 
 
-def _load_pghash() -> None:
-    _pghash().warm_up()
+class _KernelLoader(threading.Thread):
+    """Imports numba and loads the pg_hash kernels in a thread; :meth:`module` waits for it and
+    returns the module, or raises its failure as a ``RuntimeError`` (an internal error: the
+    system-of-record reader, which calls back into the diff, would take an ``OSError`` raised by
+    llvmlite for the source's failure)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="pghash-warm-up", daemon=True)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            _pghash().warm_up()
+        except BaseException as exc:  # noqa: BLE001 - reported by module(), on the diff's thread
+            self.error = exc
+
+    def module(self):
+        self.join()
+        if self.error is not None:
+            raise RuntimeError(f"could not load the pg_hash kernels: {type(self.error).__name__}: {self.error}") \
+                from self.error
+        return _pghash()
 
 
 def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str, snapshot_end: dt.datetime,
@@ -617,7 +637,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
 
     # numba and the kernels load in a thread while the catalogue is asked, the snapshot taken and
     # the server hashes (importing numba alone is ~0.4 s of CPU); the first batch waits for them
-    warm = threading.Thread(target=_load_pghash, name="pghash-warm-up", daemon=True)
+    warm = _KernelLoader()
     warm.start()
     nullable, sor_estimate, why = sor.row_hash_support()
     if nullable is None:
@@ -635,10 +655,9 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
                 raise _NeedsHash("a row the reader would reject")
             h = hcol.to_numpy()
             with lock:
-                if got["table"] is None:  # the first batch: numba is loaded by now, or waited for here
-                    warm.join()
-                    got["table"] = _pghash().zeroed_table(_slots(expected))
-                pghash = _pghash()
+                pghash = warm.module()  # the first batch: numba is loaded by now, or waited for here
+                if got["table"] is None:
+                    got["table"] = pghash.zeroed_table(_slots(expected))
                 got["keys"][part].append(batch.column(0))
                 got["h"][part].append(h)
                 got["n"] += len(h)
@@ -651,8 +670,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
                     pghash.insert(got["table"], h)
 
         snap.scan(f"object_id, {row_hash_sql(end_sql, nullable)} AS h", on_batch)
-        warm.join()
-        pghash = _pghash()  # loaded by the thread (or its import error raised here)
+        pghash = warm.module()
         table = got["table"] if got["table"] is not None else pghash.zeroed_table(_slots(0))
         s_rows = got["n"]
         sor.rows_read = s_rows

@@ -262,7 +262,8 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
     # The log's fee_charged sum does not depend on the ledgers: it runs in a thread, on its own
     # connection and reader, while the ledgers are scanned (see _log_fees).
     early_log = ThreadPoolExecutor(max_workers=1, thread_name_prefix="economics-log")
-    log_row = early_log.submit(_fee_charged_row, ExportReader(reader.root), plan["eqm"][0], in_window)
+    log_con = connect()
+    log_row = early_log.submit(_fee_charged_row, log_con, ExportReader(reader.root), plan["eqm"][0], in_window)
     try:
         # One aggregate scan per ledger: its value validation (nulls, types, ranges, enumerations),
         # daily sums, window counts, non-positive amounts (and, for rewards, the rewards to failed
@@ -308,7 +309,10 @@ def assess_economics(reader: ExportReader, week_start: dt.date, params: Economic
         duplicate_reward_ids = _duplicates(con, rewards.repeated, "rewards_w", "reward_id", "dup_rewards")
         findings = _findings(con, non_positive, duplicate_tx_ids, duplicate_reward_ids, rewards_to_failed_nodes)
     finally:
+        if not log_row.done():  # bad input elsewhere (or an interrupt): the log's scan is not needed
+            log_con.interrupt()
         early_log.shutdown(wait=True, cancel_futures=True)
+        log_con.close()
         con.close()
 
     zero = (0, 0)
@@ -493,16 +497,13 @@ def _fee_charged_sql(in_window: str) -> str:
             f"WHERE event_type = 'fee_charged' AND {in_window}))")
 
 
-def _fee_charged_row(reader: ExportReader, days: list[dt.date], in_window: str) -> tuple:
+def _fee_charged_row(con: duckdb.DuckDBPyConnection, reader: ExportReader, days: list[dt.date], in_window: str) -> tuple:
     """:func:`_fee_charged_sql` on a connection and reader of its own (run in a thread while the
-    ledgers are scanned). The log is not validated here: the caller validates it, and uses this
-    row only when that passed (any error here sends it back to the serial query)."""
-    con = connect()
-    try:
-        reader.relation(con, "eqm", days, view_name="eqm", columns=EQM_COLUMNS, validate=False)
-        return _row(con, _fee_charged_sql(in_window))
-    finally:
-        con.close()
+    ledgers are scanned; the caller closes the connection, and interrupts it when the run stops
+    early). The log is not validated here: the caller validates it, and uses this row only when
+    that passed (any error here sends it back to the serial query)."""
+    reader.relation(con, "eqm", days, view_name="eqm", columns=EQM_COLUMNS, validate=False)
+    return _row(con, _fee_charged_sql(in_window))
 
 
 def _log_fees(con: duckdb.DuckDBPyConnection, in_window: str, early: Future | None = None) -> tuple[int, int]:
