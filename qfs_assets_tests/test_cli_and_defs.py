@@ -260,7 +260,44 @@ def test_the_cli_runs_the_code_locations_job_from_the_activitys_own_folder(name)
     assert ours.get_job_snapshot().snapshot_id == served.get_job_snapshot().snapshot_id
     assert ours.asset_layer.executable_asset_keys == served.asset_layer.executable_asset_keys
     assert set(ours.asset_layer.asset_graph.asset_check_keys) == set(served.asset_layer.asset_graph.asset_check_keys)
+    # every asset the job's graph knows, upstream ones included (their partitions decide which
+    # upstream version a run records as its input), is the code location's
+    ours_graph, served_graph = ours.asset_layer.asset_graph, served.asset_layer.asset_graph
+    assert ours_graph.get_all_asset_keys() == served_graph.get_all_asset_keys()
+    for key in ours_graph.get_all_asset_keys():
+        a, b = ours_graph.get(key), served_graph.get(key)
+        assert (a.is_materializable, a.is_executable, a.partitions_def) == \
+               (b.is_materializable, b.is_executable, b.partitions_def), key
     import qfs_assets.defs
     from pathlib import Path
 
     assert (Path(qfs_assets.defs.__file__).parent / spec.package / "assets.py").is_file()
+
+
+def test_the_console_scripts_exit_runs_atexit_functions_and_waits_for_threads(tmp_path):
+    """cli.entry skips the interpreter's teardown but not its exit work: a non-daemon thread still
+    running when the command returns is waited for, and the atexit functions run (both write a
+    file after a delay), before the process ends with the command's exit code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import atexit, sys, threading, time\n"
+        "from pathlib import Path\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "def late(name, delay):\n"
+        "    time.sleep(delay)\n"
+        "    (out / name).write_text('done')\n"
+        "threading.Thread(target=late, args=('thread', 1.5)).start()\n"
+        "atexit.register(late, 'atexit', 0.1)\n"
+        "sys.argv = ['qfs-assure', 'run', 'no_such_activity', '--partition', '2026-03-02']\n"
+        "from qfs_assets.cli import entry\n"
+        "entry()\n"
+        "(out / 'after').write_text('entry returned')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2 and "unknown activity 'no_such_activity'" in proc.stderr
+    assert (tmp_path / "thread").read_text() == "done" and (tmp_path / "atexit").read_text() == "done"
+    assert not (tmp_path / "after").exists()  # entry() ended the process
