@@ -488,13 +488,17 @@ def _int_amount(amount: str, value: str | None = None) -> str:
     return f"{value or _amount_value(amount)}::VARCHAR = {amount}::VARCHAR"
 
 
+def _fee_charged(in_window: str) -> str:
+    """SQL predicate: a fee_charged event of the window."""
+    return f"event_type = 'fee_charged' AND {in_window}"
+
+
 def _fee_charged_sql(in_window: str) -> str:
     """SQL over view ``eqm``: (events, exact sum of amount_atr, events whose amount is not an int64)
     of the window's fee_charged events; the payload is parsed once (``json_extract``)."""
     return (f"SELECT count(*), sum(value::HUGEINT), count(*) FILTER (WHERE NOT coalesce({_int_amount('amount', 'value')}, false)) "
             f"FROM (SELECT amount, {_amount_value('amount')} AS value FROM "
-            f"(SELECT json_extract(payload, '$.amount_atr') AS amount FROM eqm "
-            f"WHERE event_type = 'fee_charged' AND {in_window}))")
+            f"(SELECT json_extract(payload, '$.amount_atr') AS amount FROM eqm WHERE {_fee_charged(in_window)}))")
 
 
 def _fee_charged_row(con: duckdb.DuckDBPyConnection, reader: ExportReader, days: list[dt.date], in_window: str) -> tuple:
@@ -518,7 +522,7 @@ def _log_fees(con: duckdb.DuckDBPyConnection, in_window: str, early: Future | No
     the query takes ~0.85 s wall alone, and ``assess_economics`` ~2.55 s when it ran after the
     ledger scans.
     """
-    fee_charged = f"event_type = 'fee_charged' AND {in_window}"
+    fee_charged = _fee_charged(in_window)
     row = None
     if early is not None:
         try:
