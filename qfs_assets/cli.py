@@ -692,8 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The ``qfs-assure`` console script: :func:`main`, then an exit without the interpreter's teardown.
 
-    Tearing down the modules of Dagster, GX's client, DuckDB and Arrow costs ~0.4-0.5 s of CPU at
-    the end of every command, after its work and output are done. This exit first does what the
+    Tearing down the modules and heaps of Dagster, DuckDB and Arrow costs 0.5-1.5 s of CPU (the
+    most after a big diff or drill) at the end of every command, after its work and output are done. This exit first does what the
     teardown must do (the threads' own exit: non-daemon threads and thread pools are joined; the
     ``atexit`` functions: log handlers flushed, temporary folders removed, the GX helper stopped;
     stdout and stderr flushed), then ends the process with the exit code.

@@ -114,8 +114,9 @@ def as_path(path):
     return storage_uri.upath(text) if storage_uri.is_remote(text) else Path(text)
 
 
-def _footer(path, read):
-    """``read`` (``pq.read_schema`` or ``pq.read_metadata``) of a local file or an object in storage."""
+def read_source(path, read):
+    """``read(source)`` of a local file (its path) or an object in storage (an open file, closed
+    afterwards): e.g. ``pq.read_schema``, ``pq.read_metadata``, or a whole-file read."""
     p = as_path(path)
     if not hasattr(p, "fs"):
         return read(p)
@@ -125,12 +126,12 @@ def _footer(path, read):
 
 def parquet_schema(path) -> pa.Schema:
     """A Parquet file's schema from its footer (a local file or an object in storage)."""
-    return _footer(path, pq.read_schema)
+    return read_source(path, pq.read_schema)
 
 
 def parquet_metadata(path) -> pq.FileMetaData:
     """A Parquet file's footer metadata (a local file or an object in storage)."""
-    return _footer(path, pq.read_metadata)
+    return read_source(path, pq.read_metadata)
 
 
 def parquet_file(path) -> pq.ParquetFile:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qfs_assets.contract.schema import TABLES
-from qfs_assets.readers.base import BadInput, ExportReader
+from qfs_assets.readers.base import BadInput, ExportReader, read_source
 
 
 def eqm_dates(reader: ExportReader, through: dt.date | None = None) -> list[dt.date]:
@@ -36,11 +36,7 @@ def read_eqm_day(reader: ExportReader, day: dt.date) -> pa.Table:
     for f in reader.files("eqm", [day]):
         reader.check_file_schema(spec, f, cols)
         try:
-            if hasattr(f, "fs"):  # an object in storage (s3://): read through its file system
-                with f.open("rb") as fh:
-                    t = pq.ParquetFile(fh).read(columns=cols, use_threads=False)
-            else:
-                t = pq.ParquetFile(f).read(columns=cols, use_threads=False)
+            t = read_source(f, lambda src: pq.ParquetFile(src).read(columns=cols, use_threads=False))
         except Exception as exc:  # noqa: BLE001 - unreadable data past the footer
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BadInput("eqm", f"unreadable Parquet file ({reason})", file=f) from None
