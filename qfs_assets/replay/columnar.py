@@ -146,14 +146,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from qfs_assets.contract.hashing import COMPONENTS, state_root
+from qfs_assets.contract.hashing import COMPONENTS, GENESIS_PREV_HASH, canonical_json, event_hash, state_root
 from qfs_assets.contract.schema import NODE_STATUSES
 
 from . import kernels as K
 from . import payloads as P
 from .chain import ChainCursor, _string_parts, ts_to_datetime, verify_batch
 from .compare import compare_checkpoints, diff_roots, expected_roots
-from .result import ChainBreak, InvalidEvent, ReplayResult, Roots, _no_gc, _to_us, normalise
+from .result import EQM_COLUMNS, ChainBreak, InvalidEvent, ReplayResult, Roots, _no_gc, _to_us, normalise
 from .rows import COMPONENT_FIELDS, COMPONENT_SCHEMAS
 
 __all__ = ["ColumnarEngine", "replay", "SnapshotMismatch"]
@@ -1214,6 +1214,7 @@ def replay(
         engine_out.append(engine)
     if engine._threads:  # read and parse a batch ahead, in a thread, while this one applies
         it, feed = _Prefetch(batches, engine.prepare), engine.feed_prepared
+        warm_up()  # (meanwhile: the first day is read)
     else:
         it, feed = iter(batches), engine.feed
     try:
@@ -1228,6 +1229,44 @@ def replay(
         return engine.finish()
     finally:
         engine.close()
+
+
+def _warm_up_batch() -> pa.RecordBatch:
+    """A tiny hash-chained log taking every path of the state's kernels: each event type, a shard
+    hash stored packed and one stored as text, a move, and a deletion (of another object, so that
+    a shard is left for the state's export)."""
+    values = {"str": "w", "str?": "w", "int64": 1, "int32": 0, "int16": 1}
+    node = {"node_id": "n0"}
+    events = [("node_registered", node), ("node_registered", {"node_id": "n1"}),
+              ("object_written", {"object_id": "o0"}), ("object_written", {"object_id": "o1"}),
+              ("shard_placed", {"object_id": "o0", "node_id": "n0", "shard_hash": "0" * 64}),
+              ("shard_placed", {"object_id": "o1", "node_id": "n0", "shard_hash": "h"}),
+              ("shard_moved", {"object_id": "o0", "from_node_id": "n0", "to_node_id": "n1"}),
+              ("node_status_changed", {"node_id": "n0", "status": NODE_STATUSES[0]}),
+              ("fee_charged", {}), ("reward_paid", node), ("object_deleted", {"object_id": "o1", "version": 2})]
+    rows, prev = {name: [] for name in EQM_COLUMNS}, GENESIS_PREV_HASH
+    for seq, (et, fields) in enumerate(events):
+        text = canonical_json({**{name: values[kind] for name, kind in P.EVENT_FIELDS[et]}, **fields})
+        digest = event_hash(prev, seq, et, text)
+        for name, value in zip(EQM_COLUMNS, (seq, seq, et, text, prev, digest)):
+            rows[name].append(value)
+        prev = digest
+    return pa.RecordBatch.from_arrays(
+        [pa.array(rows["seq"], pa.int64()), pa.array(rows["ts"], pa.int64()).cast(pa.timestamp("us", "UTC"))]
+        + [pa.array(rows[name], pa.string()) for name in EQM_COLUMNS[2:]], names=list(EQM_COLUMNS))
+
+
+def warm_up() -> None:
+    """Load the compiled kernels (numba's on-disk cache: ~0.3 s of CPU the first time each is
+    called in a process) by replaying a tiny synthetic log in a throwaway engine, in this thread.
+    ``replay`` calls it in the state's thread while the reading thread reads and parses the
+    first day, so the state's kernels are ready when that day is."""
+    engine = ColumnarEngine(checkpoint_seqs=[4])
+    engine._threads = False
+    engine.feed(_warm_up_batch())
+    engine.finish()
+    for comp in COMPONENTS:
+        list(engine.state.chunks(comp))
 
 
 class _Prefetch:

@@ -1,0 +1,53 @@
+"""The columnar engine loads its compiled kernels while the first day is read (columnar.warm_up)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from qfs_assets.replay import EVENT_TYPES, columnar
+from qfs_assets_tests.test_replay_engine import build_log, place, reg, to_table, write
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_warm_up_log_takes_every_path_of_the_state_kernels():
+    batch = columnar._warm_up_batch()
+    assert set(batch.column("event_type").to_pylist()) == set(EVENT_TYPES)
+    engine = columnar.ColumnarEngine(checkpoint_seqs=[4])
+    engine._threads = False
+    engine.feed(batch)
+    result = engine.finish()
+    assert result.chain_intact and result.invalid_events == [] and result.payload_fallbacks == 0
+    shards = engine.table("shards").to_pylist()
+    assert [(s["object_id"], s["node_id"], s["shard_hash"]) for s in shards] == [("o0", "n1", "0" * 64)]
+    assert [o["deleted"] for o in engine.table("objects").to_pylist()] == [False, True]
+
+
+def test_warm_up_loads_the_kernels_a_replay_calls_first():
+    probe = (
+        "from qfs_assets.replay import columnar, kernels as K\n"
+        "names = ['parse_payloads', 'insert_needs', 'apply_events', 'flush', 'chain_digests', 'chain_checks',\n"
+        "         'gather', 'gather_shard_hashes']\n"
+        "assert not any(getattr(K, n).signatures for n in names)\n"
+        "columnar.warm_up()\n"
+        "print(sorted(n for n in names if not getattr(K, n).signatures))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_threaded_replay_warms_up_before_applying_its_first_batch(monkeypatch):
+    calls = []
+    real_warm_up, real_apply = columnar.warm_up, columnar.ColumnarEngine._apply_rows
+    monkeypatch.setattr(columnar, "_threads_allowed", lambda: True)
+    monkeypatch.setattr(columnar, "warm_up", lambda: (calls.append("warm_up"), real_warm_up())[1])
+    monkeypatch.setattr(columnar.ColumnarEngine, "_apply_rows",
+                        lambda self, w: (calls.append("apply"), real_apply(self, w))[1])
+    log = to_table(build_log([reg("n1"), write("o1"), place("o1", 0, "n1")]))
+    result = columnar.replay([log])
+    assert calls[0] == "warm_up" and calls.count("warm_up") == 1 and "apply" in calls
+    assert result.events_replayed == 3 and result.invalid_events == []
+    # and results do not depend on it
+    monkeypatch.setattr(columnar, "_threads_allowed", lambda: False)
+    assert columnar.replay([log]).final_roots == result.final_roots
