@@ -65,6 +65,9 @@ class Activity:
     summary: str = field(default="", compare=False)
     #: the name of its folders, ``activities/<package>/`` and ``defs/<package>/`` (set by the registry)
     package: str = field(default="", compare=False)
+    #: environment that ``qfs-assure run`` sets (unless already set) before any data library loads,
+    #: for settings a library reads only when it loads (an allocator's, say): ``(name, value)`` pairs
+    process_env: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def job_name(self) -> str:
