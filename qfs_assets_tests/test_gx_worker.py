@@ -147,3 +147,28 @@ def test_a_deferred_module_is_imported_on_first_use():
         sys.modules.pop(name, None)
         if saved is not None:
             sys.modules[name] = saved
+
+
+def test_the_helper_loads_gx_with_the_collector_off_then_freezes_it_and_turns_it_back_on():
+    """gx_worker.main: no collector pass while GX loads (its classes are never garbage), then the
+    loaded objects are frozen and the collector is on again for the requests."""
+    probe = (
+        "import gc, json, os, sys\n"
+        "from qfs_assets.evidence import gx_suite, gx_worker\n"
+        "seen = {}\n"
+        "real_context, real_exit = gx_suite._context, os._exit\n"
+        "def context():\n"
+        "    seen['during'] = gc.isenabled()\n"
+        "    return real_context()\n"
+        "gx_suite._context = context\n"
+        "def leave(code):\n"  # the helper leaves by os._exit once its stdin is closed
+        "    seen.update(after=gc.isenabled(), frozen=gc.get_freeze_count())\n"
+        "    sys.__stderr__.write('SEEN' + json.dumps(seen) + '\\n'); sys.__stderr__.flush()\n"
+        "    real_exit(code)\n"
+        "os._exit = leave\n"
+        "gx_worker.main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], input=b"", capture_output=True, timeout=180)
+    line = [x for x in proc.stderr.decode().splitlines() if x.startswith("SEEN")][-1]
+    seen = __import__("json").loads(line[4:])
+    assert seen["during"] is False and seen["after"] is True and seen["frozen"] > 100_000

@@ -22,6 +22,7 @@ parent process is not affected.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pickle
@@ -75,6 +76,10 @@ def main() -> int:
     os.dup2(2, 1)  # stray prints (progress bars, warnings) cannot corrupt the protocol
     sys.stdout = sys.stderr
 
+    # the collector is off while GX loads (thousands of classes and pydantic models: its passes
+    # over them were ~0.15-0.2 s of the helper's ~1.3 s of CPU), then what was loaded is frozen
+    # (never collected, never scanned again) and the collector is back for the requests
+    gc.disable()
     hide_optional_integrations()
     defer_unused_imports()
     from qfs_assets.evidence import gx_suite
@@ -83,6 +88,8 @@ def main() -> int:
         gx_suite._context()
     except Exception:  # noqa: BLE001 - reported on the first request instead
         pass
+    gc.freeze()
+    gc.enable()
     import pyarrow as pa
 
     def read_exact(n: int) -> bytes:
