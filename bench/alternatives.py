@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the repository root: qfs_assets, and qfs_assets_tests (the reference engine)
 sys.path.insert(0, str(ROOT / "bench"))
 
 
@@ -213,14 +213,14 @@ def duckdb_economics(a: dict) -> dict:
 
 def engine_replay(a: dict) -> dict:
     """A replay engine alone over the log (Parquet read with pyarrow), checkpoints compared:
-    ``engine`` "columnar" (the drill's, default) or "reference" (engine.py, the per-event engine
-    the drill used before)."""
+    ``engine`` "columnar" (the drill's, default) or "reference" (today's engine: the per-event
+    engine the drill used before, kept frozen in qfs_assets_tests/reference_engine.py)."""
     import pyarrow.parquet as pq
 
     from bench_replay import stream
 
     if a.get("engine", "columnar") == "reference":
-        from qfs_assets.replay.engine import replay
+        from qfs_assets_tests.reference_engine import replay
     else:
         from qfs_assets.replay.columnar import replay
 

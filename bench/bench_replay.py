@@ -252,7 +252,7 @@ def day_checkpoints(folder: Path) -> list[int]:
 
 
 def run_replay(folder: Path, fast_path, profile: bool) -> dict:
-    from qfs_assets.replay import replay  # the columnar engine (same results as engine.replay)
+    from qfs_assets.replay import replay  # the columnar engine (same results as the reference engine)
 
     cps = day_checkpoints(folder)
     t0 = time.perf_counter()

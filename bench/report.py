@@ -69,7 +69,8 @@ def replay_lines(r: dict) -> list[str]:
             "|---|---|---|---|---|---|"]
     for name, key, n in (("`qfs-assure run storage_replay_drill` (end to end)", "pipeline", r["events"]),
                          ("columnar engine alone", "baseline", r["events"]),
-                         ("today's engine alone (`engine.py`)", "reference", r["events"]),
+                         ("today's engine alone (`qfs_assets_tests/reference_engine.py`)", "reference",
+                          r["events"]),
                          (f"per-event Python replay (first {r['naive_events']:,} events)", "naive", r["naive_events"])):
         m = r.get(key)
         if m:

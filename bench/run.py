@@ -275,7 +275,7 @@ def gen_replay(base: Path, s: dict, regen: bool) -> Path:
     n = s["events"]
 
     def build():
-        from qfs_assets.replay import replay  # the columnar engine (same results as engine.replay)
+        from qfs_assets.replay import replay  # the columnar engine (same results as the reference engine)
 
         bench_replay.EVENTS_PER_DAY = max(100_000, -(-n // 80))
         export = folder / "export"
@@ -406,7 +406,7 @@ def bench_replay(base, s, args, work) -> dict:
     pipe = repeat("qfs-assure run storage_replay_drill", cli("storage_replay_drill", QUARTER.isoformat(), export, ev),
                   args.runs, cwd=work, ok_codes=(0, 1))
     bare = repeat("columnar engine alone", alt("engine_replay", {"export": str(export)}), args.runs)
-    ref = repeat("today's engine alone (engine.py, per-event Python)",
+    ref = repeat("today's engine alone (qfs_assets_tests/reference_engine.py, per-event Python)",
                  alt("engine_replay", {"export": str(export), "engine": "reference"}), args.naive_runs)
     limit = min(s["events"], args.naive_replay_events)
     naive = repeat(f"per-event Python replay (first {limit:,} events)",
@@ -419,7 +419,7 @@ def bench_replay(base, s, args, work) -> dict:
         raise RuntimeError("bench: the columnar engine and today's engine disagree on the final state root")
     return {"activity": "storage_replay_drill", "data": f"{s['events']:,} EQM events", "events": s["events"],
             "naive_events": limit, "pipeline": pipe, "baseline_name": "columnar engine alone", "baseline": bare,
-            "reference_name": "today's engine (engine.py)", "reference": ref,
+            "reference_name": "today's engine (qfs_assets_tests/reference_engine.py)", "reference": ref,
             "naive_name": "per-event Python replay", "naive": naive, "target": {"events_per_s": 1_000_000, "rss_gib": 2}}
 
 

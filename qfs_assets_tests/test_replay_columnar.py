@@ -1,4 +1,5 @@
-"""The columnar engine (the drill's) against the per-event reference engine, kept as the oracle.
+"""The columnar engine (the drill's) against the frozen per-event reference engine, the oracle
+(``qfs_assets_tests/reference_engine.py``).
 
 ``test_replay_engine`` runs every engine test on both engines; here both replay the same logs
 and every result field must be equal: chain verdict and reasons, invalid events and reasons,
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from qfs_assets.contract.hashing import canonical_json
 from qfs_assets.replay import columnar as C
-from qfs_assets.replay import engine as E
+from qfs_assets_tests import reference_engine as E
 from qfs_assets_tests.test_replay_engine import (
     BASE,
     CLEAN,

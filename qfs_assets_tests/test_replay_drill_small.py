@@ -16,9 +16,9 @@ from qfs_assets.defs.common import judge
 from qfs_assets.activities.replay_drill.assess import assess_replay_drill
 from qfs_assets.activities.replay_drill.params import DrillParams
 from qfs_assets.readers.base import BadInput, ExportReader
-from qfs_assets.replay import engine as reference
 from qfs_assets.replay.snapshot import STATE_DIR, state_folder
 from qfs_assets_tests import exportkit
+from qfs_assets_tests import reference_engine as reference
 from qfs_assets_tests.test_replay_engine import build_log, fee, place, reg, reward, write
 
 UTC = dt.timezone.utc

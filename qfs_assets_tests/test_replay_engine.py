@@ -1,9 +1,10 @@
 """Tests of the replay engines (qfs_assets.replay): chain verification, effects, invalid events, roots.
 
-Every test runs twice: on the per-event reference engine (``replay.engine``) and on the columnar
-engine the drill uses (``replay.columnar``), through the autouse ``engine`` fixture that binds
-this module's ``replay`` / ``ReplayEngine``. Tests of the reference engine's own machinery (its
-helper process, its DuckDB parser) are marked ``reference_only``.
+Every test runs twice: on the frozen per-event reference engine, the oracle
+(``qfs_assets_tests.reference_engine``), and on the columnar engine the drill uses
+(``replay.columnar``), through the autouse ``engine`` fixture that binds this module's
+``replay`` / ``ReplayEngine``. Tests of the reference engine's own machinery (its helper process,
+its DuckDB parser) are marked ``reference_only``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from qfs_assets.replay import (
     parse_payload,
     row_text,
 )
-from qfs_assets.replay.engine import ReplayEngine, replay  # the reference; the fixture binds each engine
+from qfs_assets_tests.reference_engine import ReplayEngine, replay  # the oracle; the fixture binds each engine
 
 from qfs_assets.replay import columnar as _columnar  # noqa: E402
 
@@ -408,7 +409,8 @@ def test_row_text_is_canonical_json_for_awkward_strings():
             "shards": ((s, 2), (s, s, 9)),
             "ledger": (s, (-1, 2**62)),
         }
-        from qfs_assets.replay.rows import row_dict, row_hash
+        from qfs_assets.replay.rows import row_hash
+        from qfs_assets_tests.reference_engine import row_dict
 
         for c, (k, v) in rows.items():
             d = row_dict(c, k, v)
@@ -419,7 +421,7 @@ def test_row_text_is_canonical_json_for_awkward_strings():
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(), st.text(), st.integers(-(2**63), 2**63 - 1), st.booleans())
 def test_row_text_is_canonical_json_property(a, b, n, flag):
-    from qfs_assets.replay.rows import row_dict
+    from qfs_assets_tests.reference_engine import row_dict
 
     for c, k, v in [("nodes", a, (b, n, n, a)), ("objects", a, (n, b, n, 1, 2, flag)),
                     ("shards", (a, 3), (b, a, n)), ("ledger", b, (n, -n))]:
@@ -815,7 +817,7 @@ _FUZZ_PARSER = []
 
 
 def _fuzz_parser():
-    from qfs_assets.replay.payloads import FastParser
+    from qfs_assets_tests.reference_fastparser import FastParser
 
     if not _FUZZ_PARSER:
         _FUZZ_PARSER.append(FastParser())
@@ -847,7 +849,8 @@ def _payload_values(draw, event_type):
 def test_fast_parser_agrees_with_reference_parser_on_fuzzed_payloads(data):
     import numpy as np
 
-    from qfs_assets.replay.payloads import APPLY_INDEX, EVENT_FIELDS, EVENT_TYPES
+    from qfs_assets.replay.payloads import EVENT_FIELDS, EVENT_TYPES
+    from qfs_assets_tests.reference_fastparser import APPLY_INDEX
 
     kinds = ["shard_placed", "object_written", "fee_charged", "reward_paid"]
     texts, types = [], []
@@ -928,9 +931,8 @@ def _broken_variants(rows):
 @pytest.mark.parametrize("seed", range(2))
 def test_hash_helper_process_and_pipelined_steps_give_the_same_result(monkeypatch, seed):
     """Big steps hash in the helper process and parse one step ahead: force that on small logs."""
-    import qfs_assets.replay.engine as E
-
-    import qfs_assets.replay.hashworker as H
+    import qfs_assets_tests.reference_engine as E
+    import qfs_assets_tests.reference_hashworker as H
 
     monkeypatch.setenv("QFS_REPLAY_HELPER", "1")  # whatever the machine's load
     started = []
@@ -954,8 +956,8 @@ def test_hash_helper_process_and_pipelined_steps_give_the_same_result(monkeypatc
 
 @pytest.mark.reference_only
 def test_hash_helper_failure_falls_back_in_process(monkeypatch):
-    import qfs_assets.replay.engine as E
-    import qfs_assets.replay.hashworker as H
+    import qfs_assets_tests.reference_engine as E
+    import qfs_assets_tests.reference_hashworker as H
 
     monkeypatch.setenv("QFS_REPLAY_HELPER", "1")
     rows = build_log(_random_log(random.Random(7), 400))
@@ -980,7 +982,7 @@ def test_hash_helper_failure_falls_back_in_process(monkeypatch):
 
 @pytest.mark.reference_only
 def test_state_read_between_feeds_includes_the_step_prepared_ahead(monkeypatch):
-    import qfs_assets.replay.engine as E
+    import qfs_assets_tests.reference_engine as E
 
     monkeypatch.setenv("QFS_REPLAY_HELPER", "1")
     rows = build_log(_random_log(random.Random(3), 300))
@@ -1000,7 +1002,7 @@ def test_state_read_between_feeds_includes_the_step_prepared_ahead(monkeypatch):
 
 @pytest.mark.reference_only
 def test_helper_mode_switch(monkeypatch):
-    import qfs_assets.replay.engine as E
+    import qfs_assets_tests.reference_engine as E
 
     monkeypatch.setenv("QFS_REPLAY_HELPER", "0")
     assert not E._parallel_allowed()

@@ -2,8 +2,7 @@
 
 Every check compares a row with the row just before it in the log (the last row of the previous
 batch for a batch's first row, the genesis values for the log's first row), so a batch is
-verified with whole-column operations and needs no per-row Python except the SHA-256 calls
-(the hex comparisons are single byte-string comparisons over the whole batch when it is intact):
+verified with whole-column operations:
 
 * seq continuity: ``seq == previous seq + 1`` (the first row must be seq 0);
 * ts non-decreasing: ``ts >= previous ts``;
@@ -13,20 +12,20 @@ verified with whole-column operations and needs no per-row Python except the SHA
 
 Because each check is relative to the previous row, a single deleted event breaks one row (the
 one after the hole: "seq gap: expected 17, got 18" plus its prev_hash), and the rows after it
-verify again; a swapped pair breaks the rows around the swap. ``hashlib`` runs in a tight loop
-over the ``|``-joined bytes built by Arrow.
+verify again; a swapped pair breaks the rows around the swap.
+
+``verify_batch`` takes the integrity and linkage checks of every row from its caller (the
+columnar engine computes the digests and compares them in compiled code: ``kernels.chain_digests``,
+``kernels.chain_checks``), adds the seq and ts checks, advances the cursor and words the reasons.
 """
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from qfs_assets.contract.hashing import GENESIS_PREV_HASH
 
@@ -95,56 +94,14 @@ def _string_parts(arr: pa.Array) -> tuple[np.ndarray, memoryview | bytes]:
     return offs, (memoryview(data) if data is not None else b"")
 
 
-def _hex_block(arr: pa.Array) -> bytes | None:
-    """The values of a string column back to back, when every value is 64 bytes long; else None."""
-    offs, data = _string_parts(arr)
-    n = len(offs) - 1
-    if n and (int(offs[-1]) - int(offs[0]) != 64 * n or not np.all(np.diff(offs) == 64)):
-        return None
-    return bytes(data[int(offs[0]): int(offs[-1])]) if n else b""
-
-
-def chain_texts(seq: pa.Array | np.ndarray, event_type: pa.Array, payload: pa.Array, prev_hash: pa.Array) -> pa.Array:
-    """The hashed text of every row, ``prev_hash|seq|event_type|payload`` (a string array)."""
-    if not isinstance(seq, (pa.Array, pa.ChunkedArray)):
-        seq = pa.array(seq, type=pa.int64())
-    return pc.binary_join_element_wise(prev_hash, pc.cast(seq, pa.string()), event_type, payload, "|")
-
-
-def _hex_rows(arr: pa.Array) -> np.ndarray | None:
-    """The values of a string column as an (n, 8) uint64 view (no copy) when every value is
-    64 bytes long; else None."""
-    offs, data = _string_parts(arr)
-    n = len(offs) - 1
-    if n and (int(offs[-1]) - int(offs[0]) != 64 * n or not np.all(np.diff(offs) == 64)):
-        return None
-    if not n:
-        return np.empty((0, 8), dtype=np.uint64)
-    return np.frombuffer(data, dtype=np.uint8, count=64 * n, offset=int(offs[0])).view(np.uint64).reshape(n, 8)
-
-
-def recompute_digests(seq: pa.Array, event_type: pa.Array, payload: pa.Array, prev_hash: pa.Array) -> bytes:
-    """The n recomputed event hashes as raw digests, concatenated (32 bytes each)."""
-    offs, data = _string_parts(chain_texts(seq, event_type, payload, prev_hash))
-    o = offs.tolist()
-    sha = hashlib.sha256
-    return b"".join([sha(data[a:b]).digest() for a, b in zip(o, o[1:])])
-
-
-def _rows_equal(a: bytes, b: bytes, n: int) -> np.ndarray:
-    """Row-wise equality of two blocks of n 64-byte rows."""
-    return np.all(np.frombuffer(a, dtype=np.uint8).reshape(n, 64) == np.frombuffer(b, dtype=np.uint8).reshape(n, 64),
-                  axis=1)
-
-
 def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_type: pa.Array,
-                 payload: pa.Array, prev_hash: pa.Array, event_hash: pa.Array,
-                 computed: bytes | None = None, checks: tuple[np.ndarray, np.ndarray] | None = None) -> BatchVerdict:
+                 payload: pa.Array, prev_hash: pa.Array, event_hash: pa.Array, *,
+                 checks: tuple[np.ndarray, np.ndarray]) -> BatchVerdict:
     """Verify one batch against ``cursor`` and advance the cursor to its last row.
 
-    ``computed``: the batch's recomputed digests (``recompute_digests``) if already at hand;
-    ``checks``: instead, the integrity and linkage checks of every row (``hash_ok``, ``link_ok``:
-    boolean arrays, as computed here) if already at hand."""
+    ``checks``: the integrity and linkage checks of every row (``hash_ok``, ``link_ok``: boolean
+    arrays; row 0 linked to ``cursor.event_hash``), computed by the caller before this call.
+    ``event_type``, ``payload`` and ``prev_hash`` are not read (the checks cover them)."""
     n = len(seq)
     first_row_of_log = cursor.rows == 0
     prev_seq = np.empty(n, dtype=np.int64)
@@ -156,36 +113,10 @@ def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_typ
     prev_ts[1:] = ts[:-1]
     ts_ok = ts >= prev_ts
 
-    # Whole-batch comparisons first (one memcmp each when the chain is intact), rows only on failure.
-    if checks is not None:
-        hash_ok, link_ok = checks
-    else:
-        if computed is None:
-            computed = recompute_digests(pa.array(seq, type=pa.int64()), event_type, payload, prev_hash)
-        hash_ok, link_ok = _compare(cursor, n, binascii.hexlify(computed), event_hash, prev_hash)
+    hash_ok, link_ok = checks
     bad = np.flatnonzero(~(seq_ok & ts_ok & link_ok & hash_ok))
     cursor.seq = int(seq[-1])
     cursor.ts = int(ts[-1])
     cursor.event_hash = event_hash.slice(n - 1).cast(pa.binary())[0].as_py()
     cursor.rows += n
     return BatchVerdict(bad, seq_ok, ts_ok, link_ok, hash_ok, prev_seq, prev_ts, first_row_of_log)
-
-
-def _compare(cursor: ChainCursor, n: int, computed: bytes, event_hash: pa.Array, prev_hash: pa.Array):
-    """(hash_ok, link_ok) of a batch from its recomputed hex digests (n * 64 bytes)."""
-    ev = _hex_rows(event_hash)
-    pv = _hex_rows(prev_hash)
-    last = cursor.event_hash
-    if ev is not None and pv is not None and len(last) == 64:
-        # (n, 8) uint64 views of the hex texts, no copy: a row is equal iff its 8 words are
-        hash_ok = (np.frombuffer(computed, dtype=np.uint64).reshape(n, 8) == ev).all(axis=1)
-        link_ok = np.empty(n, dtype=bool)
-        link_ok[0] = pv[0].tobytes() == last
-        link_ok[1:] = (pv[1:] == ev[:-1]).all(axis=1)
-    else:  # some hash is not 64 bytes long: compare as Python bytes (a broken log only)
-        evl = event_hash.cast(pa.binary()).to_pylist()
-        pvl = prev_hash.cast(pa.binary()).to_pylist()
-        comp = [computed[64 * i: 64 * i + 64] for i in range(n)]
-        hash_ok = np.array([a == b for a, b in zip(evl, comp)], dtype=bool)
-        link_ok = np.array([a == b for a, b in zip(pvl, [cursor.event_hash] + evl[:-1])], dtype=bool)
-    return hash_ok, link_ok

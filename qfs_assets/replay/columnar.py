@@ -1,8 +1,10 @@
-"""The columnar replay engine: the drill's engine. Same results as the per-event ``engine``.
+"""The columnar replay engine: the drill's engine. Its semantics, every choice, are the package's
+(``qfs_assets/replay/__init__.py``); same results as the frozen per-event reference engine.
 
 Why this design (measured on this project's 2-core machines, CPython 3.11, ``bench/run.py``)
 ------------------------------------------------------------------------------------------
-The reference engine (``engine.py``) does its per-event work in Python: ~0.2M events/s and
+The reference engine (``qfs_assets_tests/reference_engine.py``, the drill's before this one; kept
+as the tests' oracle) does its per-event work in Python: ~0.2M events/s and
 ~2.9 GB peak RSS on the benchmark's 10M-event log. The work per event is small and mostly
 sequential (validity depends on the state left by earlier events), and the irreducible cost is
 SHA-256: one chain hash per event and about one row hash per state change.

@@ -1,5 +1,5 @@
 """The replay's input shape and its results, shared by the engines (``columnar`` runs drills;
-``engine`` is the per-event reference kept beside it)."""
+the frozen per-event reference engine, qfs_assets_tests/reference_engine.py, returns them too)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""State rows of qfs-export-v1: field order, canonical row text, row hashes, Arrow export.
+"""State rows of qfs-export-v1: field order, Arrow export types, canonical row text, row hashes.
 
-The replay engine keeps each component in plain dicts of tuples (see ``engine``); this module
-turns a (key, value) pair back into the contract's row, into its canonical JSON text and into
-its hash summand.
+``COMPONENT_FIELDS`` and ``COMPONENT_SCHEMAS`` are the fields and export types of each
+component's rows (the columnar engine exports its state with them). ``row_text`` / ``row_hash``
+give the canonical JSON text of a row and its hash summand from a (key, value) pair of tuples
+(layout below; the columnar engine's kernels write the same texts in compiled code).
 
 ``row_text`` formats the text with ``%``-formatting instead of ``json.dumps``: keys are written
 in sorted order, strings go through ``json.encoder.encode_basestring`` (the very function
@@ -16,9 +17,8 @@ from __future__ import annotations
 
 import hashlib
 from json.encoder import encode_basestring as _enc
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from qfs_assets.contract.hashing import COMPONENTS
@@ -27,10 +27,8 @@ __all__ = [
     "COMPONENTS",
     "COMPONENT_FIELDS",
     "COMPONENT_SCHEMAS",
-    "row_dict",
     "row_text",
     "row_hash",
-    "sum_digests",
 ]
 
 # Row fields, exactly as the contract lists them (and as the exported tables order them).
@@ -81,7 +79,8 @@ COMPONENT_SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
-# In-memory layout (engine.py):
+# The (key, value) layout ``row_text`` and ``row_hash`` take (the per-event reference engine's
+# in-memory state, qfs_assets_tests/reference_engine.py):
 #   nodes   : node_id   -> (region, capacity_bytes, stake_nod, status)
 #   objects : object_id -> (version, content_hash, size_bytes, data_shards, total_shards, deleted)
 #   shards  : key (object_id, shard_index) -> (node_id, shard_hash, shard_bytes)
@@ -115,69 +114,10 @@ ROW_TEXT = {"nodes": _node_text, "objects": _object_text, "shards": _shard_text,
 
 
 def row_text(component: str, key: Any, value: tuple) -> str:
-    """Canonical JSON text of a state row given as the engine's (key, value) pair."""
+    """Canonical JSON text of a state row given as a (key, value) pair (layout above)."""
     return ROW_TEXT[component](key, value)
 
 
 def row_hash(component: str, key: Any, value: tuple) -> int:
     """The row's hash summand, ``int(sha256(canonical_json(row)), 16)``."""
     return int.from_bytes(hashlib.sha256(ROW_TEXT[component](key, value).encode("utf-8")).digest(), "big")
-
-
-def row_dict(component: str, key: Any, value: tuple) -> dict:
-    """The contract's row (a dict with exactly the component's fields)."""
-    if component == "nodes":
-        return {"node_id": key, "region": value[0], "capacity_bytes": value[1], "stake_nod": value[2],
-                "status": value[3]}
-    if component == "objects":
-        return {"object_id": key, "version": value[0], "content_hash": value[1], "size_bytes": value[2],
-                "data_shards": value[3], "total_shards": value[4], "deleted": value[5]}
-    if component == "shards":
-        return {"object_id": key[0], "shard_index": key[1], "node_id": value[0], "shard_hash": value[1],
-                "shard_bytes": value[2]}
-    if component == "ledger":
-        return {"party_id": key, "atr_paid": value[0], "nod_earned": value[1]}
-    raise KeyError(component)
-
-
-def hash_sum_texts(texts: Iterable[str]) -> int:
-    """Sum of the row hashes of canonical row texts (not reduced mod 2**256)."""
-    sha = hashlib.sha256
-    return sum_digests(b"".join([sha(t.encode("utf-8")).digest() for t in texts]))
-
-
-def sum_digests(digests: bytes | np.ndarray, select: np.ndarray | list[int] | None = None) -> int:
-    """Sum of SHA-256 digests read as big-endian 256-bit integers, vectorised.
-
-    ``digests`` holds n digests back to back (bytes) or as a uint8 ``(n, 32)`` array; ``select``
-    optionally picks rows (repeats allowed). The sum is not reduced mod 2**256.
-    """
-    arr = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32) if isinstance(digests, bytes) else digests
-    if select is not None:
-        arr = arr[np.asarray(select, dtype=np.int64)]
-    if arr.shape[0] == 0:
-        return 0
-    limbs = np.ascontiguousarray(arr).view(">u4").astype(np.uint64)  # (k, 8) 32-bit limbs
-    # Each limb is < 2**32, so a uint64 column sum is exact for fewer than 2**32 rows.
-    total = 0
-    for s in limbs.sum(axis=0, dtype=np.uint64).tolist():
-        total = (total << 32) + int(s)
-    return total
-
-
-def component_table(component: str, items: Iterator[tuple[Any, tuple]]) -> pa.Table:
-    """Arrow table (contract row fields, export types) of (key, value) pairs, in the given order."""
-    fields = COMPONENT_FIELDS[component]
-    cols: list[list] = [[] for _ in fields]
-    if component == "shards":
-        a, b, c, d, e = cols
-        for (oid, idx), v in items:
-            a.append(oid); b.append(idx); c.append(v[0]); d.append(v[1]); e.append(v[2])  # noqa: E702
-    else:
-        head, rest = cols[0], cols[1:]
-        for k, v in items:
-            head.append(k)
-            for col, x in zip(rest, v):
-                col.append(x)
-    schema = COMPONENT_SCHEMAS[component]
-    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, schema)], schema=schema)

@@ -1,97 +1,42 @@
-"""The QFS replay engine: rebuild the storage state from the EQM log and prove its roots.
+"""The per-event reference replay engine: FROZEN; not part of the runtime.
 
-Plain Python (pyarrow, numpy, DuckDB as a parsing kernel); no Dagster. Entry points:
+Nothing in ``qfs_assets`` imports this module and it is not shipped (``qfs_assets_tests`` is left
+out of the package). It was the drill's engine ("today's engine") until the columnar engine
+(``qfs_assets/replay/columnar.py``) replaced it and matched it on every test; issue #16: "Keep
+today's engine as the test oracle until the new one matches it everywhere, then retire it." It
+is kept, unchanged in behaviour, for two uses only:
 
-* ``replay(batches, ...) -> ReplayResult`` for a whole log in one call;
-* ``ReplayEngine`` to drive a replay batch by batch (``feed`` / ``roots`` / ``table`` / ``finish``).
+* the differential tests' oracle: ``test_replay_engine`` runs every engine test on both engines,
+  ``test_replay_columnar`` compares both field by field on fuzzed, broken and hypothesis-generated
+  logs, ``test_replay_drill_small`` takes its true checkpoint roots from it;
+* the benchmark's "today's engine" row, side by side with the columnar engine in the same run
+  (``bench/alternatives.py`` ``engine_replay`` with engine "reference", run by ``bench/run.py``).
 
-Input
------
-An iterable of ``pa.RecordBatch`` / ``pa.Table`` with the EQM columns (seq, ts, event_type,
-payload, prev_hash, event_hash; extra columns ignored) in log order, typically streamed one date
-partition at a time. The engine re-chunks the stream into batches of ``batch_rows`` rows and
-keeps no more than one such batch of the log in memory; only the state grows. Events are applied
-in the order given: the engine never re-sorts. A missing column, a null, or a value that cannot
-be cast losslessly (e.g. a ts with nanoseconds) raises ``ReplayInputError``.
+Do not fix or speed it up here: a change to it changes the oracle. The semantics it implements
+(every choice: input, limits, chain rules, invalid events, roots, checkpoints, options) are
+documented once, in the package: the docstring of ``qfs_assets/replay/__init__.py``. Helpers
+only this engine used moved out of the package with it: ``reference_hashworker.py`` (the
+SHA-256 helper process), ``reference_fastparser.py`` (the DuckDB payload parser) and, at the end
+of this module, the chain, row and digest helpers. Plain Python (pyarrow, numpy, DuckDB as a
+parsing kernel); no Dagster.
 
-Limits: ``through_seq`` (inclusive), ``through_ts`` (inclusive) and ``before_ts`` (exclusive; the
-drill passes the quarter's end). Replay stops at the first row beyond any limit (rows are in
-seq order, so everything after it is beyond the limit too); the rest of the input is not read
-(``replay`` stops iterating; ``feed`` returns False).
+How it works (as measured when it was the drill's engine)
+---------------------------------------------------------
+Input: the engine re-chunks the stream into steps of ``batch_rows`` rows and keeps no more than
+one such step of the log in memory (two with the helper, below).
 
-Hash chain (see ``chain.py``)
------------------------------
-seq continuity from 0, non-decreasing ts, prev_hash linkage and the recomputed event_hash are
-checked row by row, each relative to the preceding row of the log. After a break the engine
-**keeps replaying**: every event is still applied (if valid), so the state, the roots and the
-invalid-event list are computed over the whole log as stored. The result records the first
-broken row (``first_broken_seq`` is that row's seq, ``chain_break`` its reasons, all failed
-checks of that row joined by "; ", the most telling first) and counts every broken row
-(``chain_breaks``). A deleted event breaks the row after the hole ("seq gap: expected 17, got
-18; prev_hash does not match ..."), an edited payload breaks its own row ("event_hash mismatch
-(payload edited?)"), swapped rows break the rows around the swap.
+Roots: each component root's ``SetHash`` (``acc``) gets row-hash integers added and subtracted.
+To stay fast the engine does not hash every intermediate version of a row: a row that changes
+is marked dirty with the value it had at the last flush, and a flush (at every checkpoint and
+at the end) subtracts the hashes of those old rows and adds the hashes of the current ones (for
+nodes and ledger the old hashes are cached, so a ledger row paid a thousand fees between two
+checkpoints is hashed once). A row inserted fresh by node_registered, object_written or
+shard_placed is added with its hash computed before the apply loop (the shard row's canonical
+text *is* the canonical shard_placed payload).
 
-Events and invalid events
--------------------------
-The eight event types apply exactly per the contract's effect table. An invalid event is
-recorded (seq, event_type, reason) and applies nothing (in particular an invalid fee or reward
-does not register its tx_id / reward_id). Invalid are:
-
-* an unknown event_type; a payload that does not parse, is not a JSON object, lacks a field, or
-  has a field of the wrong type or out of its column's range (see ``payloads.py``);
-* node_registered for a node that exists;
-* node_status_changed for an unknown node, or to a status outside active / degraded / failed /
-  decommissioned (the status enters the nodes state, whose allowed values the contract fixes);
-* object_written whose version is not greater than the stored one (a tombstone's version counts);
-* object_deleted for an unknown object, or whose version is not greater than the stored one
-  (versions increase with every write *or delete*; the delete is a write of a tombstone);
-* shard_placed for an unknown object, for a deleted object (a tombstone has no shards: the
-  delete dropped them; re-placing one would resurrect data of a deleted object), or onto an
-  unknown node;
-* shard_moved for an unknown object, for a deleted object, of a shard that does not exist, whose
-  from_node_id is not the shard's node, or to an unknown to_node_id (checked in that order);
-* fee_charged with a tx_id already applied; reward_paid to an unknown node, or with a reward_id
-  already applied (checked in that order).
-
-Choices where the contract is silent:
-
-* object_written on a deleted object with a greater version is valid: an upsert with
-  ``deleted=false`` (the object is live again, without shards until new shard_placed events).
-* object_written on a live object (greater version) replaces the object row only; its shards
-  stay until they are re-placed, moved or the object is deleted (the effect table says "upsert
-  object" and nothing about shards).
-* object_deleted on an already deleted object with a greater version is valid: the tombstone's
-  version is updated (it has no shards left to drop).
-* shard_placed on an existing (object_id, shard_index) replaces the shard (upsert), on any node.
-* shard_moved with from_node_id == to_node_id is valid and changes nothing.
-* A node's status does not gate anything: shards may be placed on, moved to, and rewards paid to
-  a node in any status (health and economics judge that on the snapshots and ledgers).
-* Values are not range-checked beyond their column types: negative bytes/amounts, shard_index
-  >= total_shards, data_shards > total_shards are applied as logged (fee and reward amounts
-  are judged by economics_sanity_check; adjustments may be negative). fee_charged's object_id,
-  operation and reward_paid's epoch and kind do not enter the state and are type-checked only.
-* Ledger: one row per party_id, the same namespace for account_id (fees) and node_id (rewards);
-  a party seen only in rewards has atr_paid 0, one seen only in fees nod_earned 0. Sums are
-  exact Python integers (a sum beyond int64 still hashes per the contract; only exporting it
-  with ``table("ledger")`` would fail).
-
-Roots
------
-Each component root is a ``SetHash`` (``hashing.py``; the engine adds and subtracts row-hash
-integers on its ``acc``), kept incrementally: subtract the hash of the row an event replaces,
-add the hash of the row it writes. To stay fast the engine does not hash every intermediate
-version of a row: a row that changes is marked dirty with the value it had at the last flush,
-and a flush (at every checkpoint and at the end) subtracts the hashes of those old rows and
-adds the hashes of the current ones (for nodes and ledger the old hashes are cached, so a
-ledger row paid a thousand fees between two checkpoints is hashed once). A row inserted fresh
-by node_registered, object_written or shard_placed is added with its hash computed before the
-apply loop (the shard row's canonical text *is* the canonical shard_placed payload). The root
-at any checkpoint is therefore exactly ``component_root`` of the state at that point
-(``test_replay_engine`` checks it against a naive eager model on fuzzed logs).
-
-Row texts are formatted without ``json.dumps`` (``rows.py``; identical to ``canonical_json``,
-proved by tests). The cyclic GC is paused while batches are processed (the state is millions
-of acyclic tuples).
+Row texts are formatted without ``json.dumps`` (``qfs_assets/replay/rows.py``; identical to
+``canonical_json``, proved by tests). The cyclic GC is paused while batches are processed (the
+state is millions of acyclic tuples).
 
 Memory: the log is held one step of ``batch_rows`` (to 2 x) rows at a time (two steps with the
 helper, below); the state is Python dicts of tuples (node, account and object ids interned),
@@ -104,7 +49,7 @@ of hashlib's ~0.75 us per call is Python overhead, and hashlib keeps the GIL bel
 hashing is ~1.3 us per event of the ~5.5; the rest is the DuckDB parse (~0.9), the apply loop
 (~1), the root flushes (~0.6) and reading. DuckDB's own sha256 (no SHA-NI) is slower per hash.
 
-The second core (``hashworker.py``, ``_process``): from the first step of at least
+The second core (``reference_hashworker.py``, ``_process``): from the first step of at least
 ``_WORKER_MIN_ROWS`` rows, when ``_parallel_allowed()`` (two usable CPUs and a 1-minute load
 average of at most CPUs - 0.5, or ``QFS_REPLAY_HELPER=1``), (1) the chain digests and the
 shard_placed row digests are computed in a helper process (``python -I -S``, hashlib over a
@@ -117,23 +62,11 @@ actually idle: it costs ~15% more CPU in total than one thread (hence the load r
 ``QFS_REPLAY_HELPER=0`` turns it off. The helper cannot change a result: its digests are
 compared as before (chain) or added as before (rows), and if it fails the same digests are
 computed in process; steps are applied strictly in log order either way.
-
-
-Checkpoints
------------
-``checkpoint_seqs``: the roots at S are those after applying the row whose seq is S. If the log
-jumps over S (a gap) the roots are taken just before the first row with a greater seq. A seq
-after the last replayed row is reported in ``unreached_checkpoints``. ``on_checkpoint(roots,
-engine)`` is called at each checkpoint and may call ``engine.table(component)`` to export the
-state at that point; ``snapshot_at={seq: components}`` does that for you.
-``expected_checkpoints`` (the published checkpoint rows): their seqs are added to the
-checkpoints, the comparison is returned in ``ReplayResult.checkpoint_comparison``, and with
-``snapshot_first_mismatch`` the mismatched components at the first mismatching checkpoint are
-exported into ``ReplayResult.snapshots`` while the replay is at that seq.
 """
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import gc
 import hashlib
@@ -151,11 +84,12 @@ import pyarrow.compute as pc
 from qfs_assets.contract.hashing import COMPONENTS, SetHash, state_root
 from qfs_assets.contract.schema import NODE_STATUSES
 
-from . import payloads as P
-from .chain import ChainCursor, _string_parts, chain_texts, recompute_digests, ts_to_datetime, verify_batch
-from .hashworker import HashWorker, later
-from .compare import CheckpointComparison, compare_checkpoints, diff_roots, expected_roots
-from .rows import ROW_TEXT, component_table, hash_sum_texts, row_dict, sum_digests
+from qfs_assets.replay import payloads as P
+from qfs_assets.replay.chain import ChainCursor, _string_parts, ts_to_datetime, verify_batch
+from qfs_assets.replay.compare import CheckpointComparison, compare_checkpoints, diff_roots, expected_roots
+from qfs_assets.replay.rows import COMPONENT_FIELDS, COMPONENT_SCHEMAS, ROW_TEXT
+from qfs_assets_tests import reference_fastparser as F
+from qfs_assets_tests.reference_hashworker import HashWorker, later
 
 __all__ = [
     "ReplayEngine",
@@ -168,14 +102,18 @@ __all__ = [
     "EQM_COLUMNS",
 ]
 
-from .result import (  # noqa: E402 - shared with the columnar engine
+from qfs_assets.replay.result import (  # noqa: E402 - shared with the columnar engine
     EQM_COLUMNS, _TS, ChainBreak, InvalidEvent, ReplayInputError, ReplayResult, Roots, _no_gc, _to_us, normalise,
 )
 _EVENT_TYPE_SET = pa.array(P.EVENT_TYPES, type=pa.string())
+# event codes: the index of the event type in EVENT_TYPES (P.BAD_EVENT: unknown or unparsable)
+(NODE_REGISTERED, NODE_STATUS_CHANGED, OBJECT_WRITTEN, OBJECT_DELETED,
+ SHARD_PLACED, SHARD_MOVED, FEE_CHARGED, REWARD_PAID) = range(8)
+assert P.EVENT_TYPES[SHARD_PLACED] == "shard_placed" and P.EVENT_TYPES[REWARD_PAID] == "reward_paid"
 _STATUSES = frozenset(NODE_STATUSES)
-# A step of at least this many rows is hashed in the helper process (hashworker.py), started at
-# the first such step (smaller logs never pay its ~20 ms start), and parsed one step ahead in a
-# thread, if ``_parallel_allowed()`` at that first big step.
+# A step of at least this many rows is hashed in the helper process (reference_hashworker.py),
+# started at the first such step (smaller logs never pay its ~20 ms start), and parsed one step
+# ahead in a thread, if ``_parallel_allowed()`` at that first big step.
 _WORKER_MIN_ROWS = 50_000
 
 
@@ -200,7 +138,7 @@ def _parallel_allowed() -> bool:
         return True
 _FAST_MIN_ROWS = 256  # fast_path="auto": below this many rows of a type, json.loads is cheaper
 # Event types whose inserted row hash is precomputed from the payload, and their component.
-_CANDIDATE_COMPONENT = {P.NODE_REGISTERED: "nodes", P.OBJECT_WRITTEN: "objects", P.SHARD_PLACED: "shards"}
+_CANDIDATE_COMPONENT = {NODE_REGISTERED: "nodes", OBJECT_WRITTEN: "objects", SHARD_PLACED: "shards"}
 
 
 
@@ -226,27 +164,14 @@ class _Step:
 
 
 class ReplayEngine:
-    """A replay in progress. See the module docstring for the semantics.
+    """A replay in progress. The semantics and the options: ``qfs_assets/replay/__init__.py``.
 
-    Options:
-
-    * ``checkpoint_seqs``: seqs at which to record the roots (``ReplayResult.checkpoint_roots``).
-    * ``expected_checkpoints``: the published ``checkpoints`` rows (Arrow table or dicts); adds
-      their seqs, and ``finish`` compares (``ReplayResult.checkpoint_comparison``).
-    * ``snapshot_first_mismatch``: export the mismatched components at the first checkpoint whose
-      roots differ from ``expected_checkpoints`` (``ReplayResult.snapshots[seq][component]``).
-    * ``snapshot_at``: ``{seq: components}`` to export at those seqs regardless.
-    * ``on_checkpoint(roots, engine)``: called at every checkpoint; may call ``engine.table(c)``.
-    * ``through_seq`` / ``through_ts`` (inclusive), ``before_ts`` (exclusive): where to stop.
-    * ``fast_path``: "auto" (default) parses payloads with DuckDB when a batch holds at least 256
-      events of a type, True always, False never (reference parser only). Same result.
-    * ``batch_rows``: rows verified and applied per step (memory for the log ~ 1 KB per row).
-
-    Use: ``feed(batch)`` repeatedly (False once a limit is reached), then ``finish()``.
-    ``roots()``, ``table(component)``, ``rows(component)`` read the state of the rows processed
-    so far (``feed`` buffers up to ``batch_rows`` rows before processing them; with the hash
-    helper a big step may also wait prepared until the next step: these calls apply it first,
-    while the attributes ``events_replayed``/``last_seq`` do not).
+    This engine's own: ``fast_path`` "auto" (default) parses payloads with DuckDB
+    (``reference_fastparser.py``) when a batch holds at least 256 events of a type, True always,
+    False never (reference parser only); same result. ``batch_rows``: memory for the log ~ 1 KB
+    per row. ``feed`` buffers up to ``batch_rows`` rows before processing them; with the hash
+    helper a big step may also wait prepared until the next step: ``roots()``, ``table()`` and
+    ``rows()`` apply it first, while the attributes ``events_replayed``/``last_seq`` do not.
     """
 
     def __init__(
@@ -310,7 +235,7 @@ class ReplayEngine:
         if fast_path not in (True, False, "auto"):
             raise ValueError("fast_path must be True, False or 'auto'")
         self._fast_path = fast_path
-        self._parser: P.FastParser | None = None
+        self._parser: F.FastParser | None = None
         self._batch_rows = max(1, int(batch_rows))
         self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0
@@ -450,7 +375,7 @@ class ReplayEngine:
             data = data[o0: o0 + int(offs[-1])]
             # shard_placed: the row text is the payload, the tail of its link text; hashed first
             # (the apply loop needs them at the first checkpoint, the chain digests only at the end)
-            sp_rows = np.flatnonzero(codes_np == P.SHARD_PLACED)
+            sp_rows = np.flatnonzero(codes_np == SHARD_PLACED)
             poffs, _ = _string_parts(payload)
             ends = offs[sp_rows + 1]
             starts = ends - (poffs[sp_rows + 1] - poffs[sp_rows]).astype(np.int64)
@@ -479,7 +404,7 @@ class ReplayEngine:
         ahead = n >= _WORKER_MIN_ROWS and bool(self._parallel)
         if fast:
             if self._parser is None:
-                self._parser = P.FastParser()
+                self._parser = F.FastParser()
             wanted = [(et, rows) for code, et, rows in groups if et in fast]
             if ahead:
                 if self._parse_pool is None:
@@ -512,7 +437,7 @@ class ReplayEngine:
         cands: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # code -> (digests, their batch rows)
         for code, et, rows in groups:
             it, cand = self._parse_type(code, et, rows, payload, codes_np, errors, fast.get(et),
-                                        sp_digests if code == P.SHARD_PLACED else None)
+                                        sp_digests if code == SHARD_PLACED else None)
             iters[code] = it
             if cand is not None:
                 cands[code] = cand
@@ -539,7 +464,8 @@ class ReplayEngine:
         ph["apply"] += t3 - t2 - (ph["roots"] - roots_before)
 
         # 4. the chain verdict
-        verdict = verify_batch(self._cursor, seq, ts, event_type, payload, prev_hash, event_hash, computed=chain_get())
+        verdict = verify_batch(self._cursor, seq, ts, event_type, payload, prev_hash, event_hash,
+                               checks=chain_checks(self._cursor, n, chain_get(), event_hash, prev_hash))
         if len(verdict.bad_rows):
             self.chain_breaks += len(verdict.bad_rows)
             if self.first_break is None:
@@ -616,7 +542,7 @@ class ReplayEngine:
                 merged.update(zip(ok_rows.tolist(), zip(*cols)))
         slow_list = slow_rows.tolist()
         raw = payload.take(pa.array(slow_rows)).cast(pa.binary()).to_pylist()
-        pick = P.APPLY_INDEX[et]
+        pick = F.APPLY_INDEX[et]
         for i, data in zip(slow_list, raw):
             try:
                 text = data.decode("utf-8")
@@ -663,21 +589,21 @@ class ReplayEngine:
         tx_ids, reward_ids = self.tx_ids, self.reward_ids
         statuses = _STATUSES
         empty = iter(())
-        nxt_nr = iters.get(P.NODE_REGISTERED, empty).__next__
-        nxt_ns = iters.get(P.NODE_STATUS_CHANGED, empty).__next__
-        nxt_ow = iters.get(P.OBJECT_WRITTEN, empty).__next__
-        nxt_od = iters.get(P.OBJECT_DELETED, empty).__next__
-        nxt_sp = iters.get(P.SHARD_PLACED, empty).__next__
-        nxt_sm = iters.get(P.SHARD_MOVED, empty).__next__
-        nxt_fc = iters.get(P.FEE_CHARGED, empty).__next__
-        nxt_rp = iters.get(P.REWARD_PAID, empty).__next__
-        unused_nr = self._unused[P.NODE_REGISTERED].append
-        unused_ow = self._unused[P.OBJECT_WRITTEN].append
-        unused_sp = self._unused[P.SHARD_PLACED].append
+        nxt_nr = iters.get(NODE_REGISTERED, empty).__next__
+        nxt_ns = iters.get(NODE_STATUS_CHANGED, empty).__next__
+        nxt_ow = iters.get(OBJECT_WRITTEN, empty).__next__
+        nxt_od = iters.get(OBJECT_DELETED, empty).__next__
+        nxt_sp = iters.get(SHARD_PLACED, empty).__next__
+        nxt_sm = iters.get(SHARD_MOVED, empty).__next__
+        nxt_fc = iters.get(FEE_CHARGED, empty).__next__
+        nxt_rp = iters.get(REWARD_PAID, empty).__next__
+        unused_nr = self._unused[NODE_REGISTERED].append
+        unused_ow = self._unused[OBJECT_WRITTEN].append
+        unused_sp = self._unused[SHARD_PLACED].append
         bad: list[tuple[int, str]] = []
         note = bad.append
-        SP, FC, RP, OW, OD, SM, NS, NR = (P.SHARD_PLACED, P.FEE_CHARGED, P.REWARD_PAID, P.OBJECT_WRITTEN,
-                                          P.OBJECT_DELETED, P.SHARD_MOVED, P.NODE_STATUS_CHANGED, P.NODE_REGISTERED)
+        SP, FC, RP, OW, OD, SM, NS, NR = (SHARD_PLACED, FEE_CHARGED, REWARD_PAID, OBJECT_WRITTEN,
+                                          OBJECT_DELETED, SHARD_MOVED, NODE_STATUS_CHANGED, NODE_REGISTERED)
         # Dirty marks: ``dirty[key] = value at the last flush`` (None: absent then), set on the
         # first change after a flush. Nodes, objects and ledger rows are never removed, so a key
         # absent from them now was absent at the last flush too.
@@ -1011,8 +937,8 @@ def replay(
 ) -> ReplayResult:
     """Replay a whole log (an iterable of EQM batches in seq order) from genesis.
 
-    See the module docstring for the semantics and ``ReplayEngine`` for the options. Stops
-    iterating ``batches`` (and closes it, if it is a generator) once a limit is reached.
+    See ``qfs_assets/replay/__init__.py`` for the semantics and ``ReplayEngine`` for the options.
+    Stops iterating ``batches`` (and closes it, if it is a generator) once a limit is reached.
     """
     engine = ReplayEngine(
         checkpoint_seqs=checkpoint_seqs, expected_checkpoints=expected_checkpoints, snapshot_at=snapshot_at,
@@ -1033,3 +959,117 @@ def replay(
             return engine.finish()
         finally:
             engine._close_worker()  # also on error (finish closes it otherwise)
+
+
+# ------------------------------------------------------------------------------------- helpers
+# Moved here from qfs_assets/replay (chain.py, rows.py) with this engine: nothing else uses them.
+
+
+def chain_texts(seq: pa.Array | np.ndarray, event_type: pa.Array, payload: pa.Array, prev_hash: pa.Array) -> pa.Array:
+    """The hashed text of every row, ``prev_hash|seq|event_type|payload`` (a string array)."""
+    if not isinstance(seq, (pa.Array, pa.ChunkedArray)):
+        seq = pa.array(seq, type=pa.int64())
+    return pc.binary_join_element_wise(prev_hash, pc.cast(seq, pa.string()), event_type, payload, "|")
+
+
+def recompute_digests(seq: pa.Array, event_type: pa.Array, payload: pa.Array, prev_hash: pa.Array) -> bytes:
+    """The n recomputed event hashes as raw digests, concatenated (32 bytes each)."""
+    offs, data = _string_parts(chain_texts(seq, event_type, payload, prev_hash))
+    o = offs.tolist()
+    sha = hashlib.sha256
+    return b"".join([sha(data[a:b]).digest() for a, b in zip(o, o[1:])])
+
+
+def _hex_rows(arr: pa.Array) -> np.ndarray | None:
+    """The values of a string column as an (n, 8) uint64 view (no copy) when every value is
+    64 bytes long; else None."""
+    offs, data = _string_parts(arr)
+    n = len(offs) - 1
+    if n and (int(offs[-1]) - int(offs[0]) != 64 * n or not np.all(np.diff(offs) == 64)):
+        return None
+    if not n:
+        return np.empty((0, 8), dtype=np.uint64)
+    return np.frombuffer(data, dtype=np.uint8, count=64 * n, offset=int(offs[0])).view(np.uint64).reshape(n, 8)
+
+
+def chain_checks(cursor: ChainCursor, n: int, digests: bytes, event_hash: pa.Array, prev_hash: pa.Array):
+    """(hash_ok, link_ok) of a batch of n rows from its recomputed raw digests, for
+    ``chain.verify_batch`` (call it before: row 0 is linked to ``cursor.event_hash``). Whole-batch
+    comparisons when every hash is 64 bytes long, Python bytes otherwise (a broken log only)."""
+    computed = binascii.hexlify(digests)
+    ev = _hex_rows(event_hash)
+    pv = _hex_rows(prev_hash)
+    last = cursor.event_hash
+    if ev is not None and pv is not None and len(last) == 64:
+        # (n, 8) uint64 views of the hex texts, no copy: a row is equal iff its 8 words are
+        hash_ok = (np.frombuffer(computed, dtype=np.uint64).reshape(n, 8) == ev).all(axis=1)
+        link_ok = np.empty(n, dtype=bool)
+        link_ok[0] = pv[0].tobytes() == last
+        link_ok[1:] = (pv[1:] == ev[:-1]).all(axis=1)
+    else:  # some hash is not 64 bytes long: compare as Python bytes (a broken log only)
+        evl = event_hash.cast(pa.binary()).to_pylist()
+        pvl = prev_hash.cast(pa.binary()).to_pylist()
+        comp = [computed[64 * i: 64 * i + 64] for i in range(n)]
+        hash_ok = np.array([a == b for a, b in zip(evl, comp)], dtype=bool)
+        link_ok = np.array([a == b for a, b in zip(pvl, [cursor.event_hash] + evl[:-1])], dtype=bool)
+    return hash_ok, link_ok
+
+
+def row_dict(component: str, key: Any, value: tuple) -> dict:
+    """The contract's row (a dict with exactly the component's fields) of a (key, value) pair
+    of this engine's state (layout in ``qfs_assets/replay/rows.py``)."""
+    if component == "nodes":
+        return {"node_id": key, "region": value[0], "capacity_bytes": value[1], "stake_nod": value[2],
+                "status": value[3]}
+    if component == "objects":
+        return {"object_id": key, "version": value[0], "content_hash": value[1], "size_bytes": value[2],
+                "data_shards": value[3], "total_shards": value[4], "deleted": value[5]}
+    if component == "shards":
+        return {"object_id": key[0], "shard_index": key[1], "node_id": value[0], "shard_hash": value[1],
+                "shard_bytes": value[2]}
+    if component == "ledger":
+        return {"party_id": key, "atr_paid": value[0], "nod_earned": value[1]}
+    raise KeyError(component)
+
+
+def hash_sum_texts(texts: Iterable[str]) -> int:
+    """Sum of the row hashes of canonical row texts (not reduced mod 2**256)."""
+    sha = hashlib.sha256
+    return sum_digests(b"".join([sha(t.encode("utf-8")).digest() for t in texts]))
+
+
+def sum_digests(digests: bytes | np.ndarray, select: np.ndarray | list[int] | None = None) -> int:
+    """Sum of SHA-256 digests read as big-endian 256-bit integers, vectorised.
+
+    ``digests`` holds n digests back to back (bytes) or as a uint8 ``(n, 32)`` array; ``select``
+    optionally picks rows (repeats allowed). The sum is not reduced mod 2**256.
+    """
+    arr = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32) if isinstance(digests, bytes) else digests
+    if select is not None:
+        arr = arr[np.asarray(select, dtype=np.int64)]
+    if arr.shape[0] == 0:
+        return 0
+    limbs = np.ascontiguousarray(arr).view(">u4").astype(np.uint64)  # (k, 8) 32-bit limbs
+    # Each limb is < 2**32, so a uint64 column sum is exact for fewer than 2**32 rows.
+    total = 0
+    for s in limbs.sum(axis=0, dtype=np.uint64).tolist():
+        total = (total << 32) + int(s)
+    return total
+
+
+def component_table(component: str, items: Iterator[tuple[Any, tuple]]) -> pa.Table:
+    """Arrow table (contract row fields, export types) of (key, value) pairs, in the given order."""
+    fields = COMPONENT_FIELDS[component]
+    cols: list[list] = [[] for _ in fields]
+    if component == "shards":
+        a, b, c, d, e = cols
+        for (oid, idx), v in items:
+            a.append(oid); b.append(idx); c.append(v[0]); d.append(v[1]); e.append(v[2])  # noqa: E702
+    else:
+        head, rest = cols[0], cols[1:]
+        for k, v in items:
+            head.append(k)
+            for col, x in zip(rest, v):
+                col.append(x)
+    schema = COMPONENT_SCHEMAS[component]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, schema)], schema=schema)

@@ -1,8 +1,12 @@
 """SHA-256 of many short byte ranges, in a helper process (the second core) or in process.
 
-The replay hashes every event twice (the chain link, and most events' new row): with OpenSSL's
-SHA-NI code the digest itself is ~0.15 us for a 250-byte event, the rest of the ~0.75 us is
-Python call overhead, and hashlib keeps the GIL for inputs below 2 KiB, so a thread cannot help.
+FROZEN, not part of the runtime: the per-event reference engine's helper (``reference_engine.py``
+says why that engine is kept), moved out of ``qfs_assets/replay`` with it; nothing else uses it.
+
+The reference engine hashes every event twice (the chain link, and most events' new row): with
+OpenSSL's SHA-NI code the digest itself is ~0.15 us for a 250-byte event, the rest of the
+~0.75 us is Python call overhead, and hashlib keeps the GIL for inputs below 2 KiB, so a thread
+cannot help.
 ``HashWorker`` runs the same hashlib loop in a child interpreter (``python -I -S -c``: no site, no
 imports but hashlib and array, ~20 ms to start) fed through a pipe, so the hashing of batch
 rows runs on another core while the engine parses and applies them. The pipe costs a memcpy of
