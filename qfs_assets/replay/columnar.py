@@ -662,8 +662,8 @@ class _Work:
 
 
 class ColumnarEngine:
-    """A replay in progress (same options and methods as ``engine.ReplayEngine``; ``fast_path``
-    is accepted and ignored: canonical payloads always take the compiled path).
+    """A replay in progress (its options: the package docstring's "Options"; ``fast_path`` is
+    accepted and ignored: canonical payloads always take the compiled path).
 
     ``start_state``: a ``snapshot.StartState`` (verified state at a checkpoint): rows up to its
     seq are only hash-chain verified; the state starts as that state and applies the events after
