@@ -172,3 +172,9 @@ def test_the_helper_loads_gx_with_the_collector_off_then_freezes_it_and_turns_it
     line = [x for x in proc.stderr.decode().splitlines() if x.startswith("SEEN")][-1]
     seen = __import__("json").loads(line[4:])
     assert seen["during"] is False and seen["after"] is True and seen["frozen"] > 100_000
+
+
+def test_the_helper_starts_without_a_blas_thread_pool(worker, monkeypatch):
+    env = dict(item.split("=", 1) for item in
+               open(f"/proc/{worker.proc.pid}/environ", "rb").read().decode().split("\0") if "=" in item)
+    assert env.get("OPENBLAS_NUM_THREADS") == "1"

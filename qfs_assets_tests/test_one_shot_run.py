@@ -51,7 +51,8 @@ def test_a_drill_run_sets_the_allocator_before_arrow_loads_and_turns_the_collect
     proc, seen = _probe(tmp_path, "storage_replay_drill")
     assert proc.returncode == 2 and "no_export" in proc.stderr, proc.stderr  # (no export: bad input)
     assert seen == {"at_arrow": "-1", "gc": False, "at_end": "-1"}
-    assert dict(registry.get("storage_replay_drill").process_env) == {"MIMALLOC_PURGE_DELAY": "-1"}
+    assert dict(registry.get("storage_replay_drill").process_env) == {"MIMALLOC_PURGE_DELAY": "-1",
+                                                                      "OPENBLAS_NUM_THREADS": "1"}
 
 
 def test_an_operators_own_setting_wins_and_other_activities_get_none(tmp_path):

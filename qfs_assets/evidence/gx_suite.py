@@ -76,6 +76,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.setdefault("PYTHONWARNINGS", "ignore")
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")  # GX judges one-row tables: no BLAS thread pool to start
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qfs_assets.evidence.gx_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True,

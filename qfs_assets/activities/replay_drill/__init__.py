@@ -16,7 +16,9 @@ SPECS = (
         # system after 10 ms: a drill frees and reads ~40 MB of log per day, and a page taken back
         # from the system is zeroed again by the kernel (dear on virtual machines). Measured on the
         # 10M-event log: ~35% fewer page faults, ~0.1-0.5 s less CPU, ~130 MB more peak memory.
-        process_env=(("MIMALLOC_PURGE_DELAY", "-1"),),
+        # OpenBLAS (numpy's, and scipy's, which numba's import loads) without its thread pool:
+        # nothing in a drill calls BLAS, and the pool costs ~0.1 s of CPU to start per library.
+        process_env=(("MIMALLOC_PURGE_DELAY", "-1"), ("OPENBLAS_NUM_THREADS", "1")),
         metrics=(
             ("events_replayed", "int64"), ("chain_intact", "bool"), ("first_broken_seq", "int64"),
             ("invalid_events", "int64"), ("checkpoints_compared", "int64"), ("checkpoints_matched", "int64"),
