@@ -13,16 +13,13 @@ a fee), 8% with one shard moved, 3% deleted (plus a `delete` fee), one `get` fee
 replay must report an intact chain and no invalid event.
 
 Printed: wall-clock events/s (Parquet reading included), events per CPU-second of the replay
-process and its hash helper process (the figure to compare on a shared machine), peak RSS
-(``ru_maxrss`` of the replay process; the helper's own peak is ~1 step of link texts, ~170 MiB
-at the default batch_rows, and not shown: ``ru_maxrss`` of children counts the pre-exec fork),
-the load average (the machine is shared), and the CPU seconds of each engine phase (chain,
-parse, apply, roots; the rest is reading).
+process (the figure to compare on a shared machine), peak RSS (``ru_maxrss``), the load average
+(the machine is shared), and the CPU seconds of each engine phase (chain, parse, apply, roots;
+the rest is reading). ``QFS_REPLAY_THREADS=0`` replays in one thread.
 
     .venv/bin/python bench/bench_replay.py            # 1M events
     .venv/bin/python bench/bench_replay.py --10m      # 10M events
     .venv/bin/python bench/bench_replay.py --data-dir /tmp/eqm10m --keep   # reuse a log
-    .venv/bin/python bench/bench_replay.py --helper off  # all in one thread (QFS_REPLAY_HELPER=0)
 """
 
 from __future__ import annotations
@@ -251,7 +248,7 @@ def day_checkpoints(folder: Path) -> list[int]:
     return out
 
 
-def run_replay(folder: Path, fast_path, profile: bool) -> dict:
+def run_replay(folder: Path, profile: bool) -> dict:
     from qfs_assets.replay import replay  # the columnar engine (same results as the reference engine)
 
     cps = day_checkpoints(folder)
@@ -262,24 +259,18 @@ def run_replay(folder: Path, fast_path, profile: bool) -> dict:
         import pstats
 
         prof = cProfile.Profile()
-        res = prof.runcall(replay, stream(folder), checkpoint_seqs=cps, fast_path=fast_path)
+        res = prof.runcall(replay, stream(folder), checkpoint_seqs=cps)
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     else:
-        res = replay(stream(folder), checkpoint_seqs=cps, fast_path=fast_path)
+        res = replay(stream(folder), checkpoint_seqs=cps)
     wall = time.perf_counter() - t0
-    cpu_self = time.process_time() - c0
-    # the engine's hash helper process (if any) has exited by now: count its CPU too
-    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_children = ch.ru_utime + ch.ru_stime
-    cpu = cpu_self + cpu_children
+    cpu = time.process_time() - c0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "events": res.events_replayed,
         "wall_s": round(wall, 2),
         "events_per_s": round(res.events_replayed / wall),
         "cpu_s": round(cpu, 2),
-        "cpu_main_s": round(cpu_self, 2),
-        "cpu_helper_s": round(cpu_children, 2),
         "load": os.getloadavg()[0],
         "events_per_cpu_s": round(res.events_replayed / cpu),
         "peak_rss_mb": round(ru.ru_maxrss / 1024),
@@ -298,17 +289,12 @@ def main() -> None:
     ap.add_argument("--10m", dest="ten_m", action="store_true", help="10,000,000 events")
     ap.add_argument("--data-dir", type=Path, help="where to write the log (reused if it already holds one)")
     ap.add_argument("--keep", action="store_true", help="keep the generated log")
-    ap.add_argument("--fast-path", default="auto", choices=["auto", "true", "false"])
     ap.add_argument("--profile", action="store_true", help="cProfile the replay (slower)")
-    ap.add_argument("--helper", default="auto", choices=["auto", "on", "off"],
-                    help="QFS_REPLAY_HELPER: hash helper process + parse thread (on), one thread (off), "
-                         "or on when a core is idle (auto, the engine's default)")
     ap.add_argument("--replay-only", type=Path, help=argparse.SUPPRESS)  # child process
     args = ap.parse_args()
-    fast = {"auto": "auto", "true": True, "false": False}[args.fast_path]
 
     if args.replay_only:
-        print(json.dumps(run_replay(args.replay_only, fast, args.profile)))
+        print(json.dumps(run_replay(args.replay_only, args.profile)))
         return
 
     n = 10_000_000 if args.ten_m else args.events
@@ -323,17 +309,14 @@ def main() -> None:
         size = sum(f.stat().st_size for f in (folder / "eqm").rglob("*.parquet"))
         print(f"parquet: {size / 2**20:.0f} MiB in {len(list((folder / 'eqm').iterdir()))} daily partitions",
               flush=True)
-        cmd = [sys.executable, __file__, "--replay-only", str(folder), "--fast-path", args.fast_path]
+        cmd = [sys.executable, __file__, "--replay-only", str(folder)]
         if args.profile:
             cmd.append("--profile")
-        env = dict(os.environ, QFS_REPLAY_HELPER={"auto": "auto", "on": "1", "off": "0"}[args.helper])
-        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         m = json.loads(out.strip().splitlines()[-1])
-        mode = "hash helper + parse thread" if m["cpu_helper_s"] > 0 else "one thread"
-        print(f"mode: {mode} (--helper {args.helper})")
         print(f"replayed {m['events']:,} events in {m['wall_s']}s: {m['events_per_s']:,} events/s "
-              f"(cpu {m['cpu_s']}s = main {m['cpu_main_s']}s + hash helper {m['cpu_helper_s']}s: "
-              f"{m['events_per_cpu_s']:,} events per cpu-second), peak RSS {m['peak_rss_mb']:,} MiB; "
+              f"(cpu {m['cpu_s']}s: {m['events_per_cpu_s']:,} events per cpu-second), "
+              f"peak RSS {m['peak_rss_mb']:,} MiB; "
               f"load average {m['load']:.2f}")
         print(f"chain_intact={m['chain_intact']} invalid_events={m['invalid_events']} "
               f"checkpoints={m['checkpoints']} payload_fallbacks={m['payload_fallbacks']}")

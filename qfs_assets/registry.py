@@ -65,8 +65,11 @@ class Activity:
     summary: str = field(default="", compare=False)
     #: the name of its folders, ``activities/<package>/`` and ``defs/<package>/`` (set by the registry)
     package: str = field(default="", compare=False)
-    #: environment that ``qfs-assure run`` sets (unless already set) before any data library loads,
-    #: for settings a library reads only when it loads (an allocator's, say): ``(name, value)`` pairs
+    #: environment for settings a library reads only when it loads (an allocator's, say), as
+    #: ``(name, value)`` pairs: ``qfs-assure run`` sets them (unless already set) before any data
+    #: library loads, and the activity's job carries them in its ``dagster-k8s/config`` tag for a
+    #: run the Kubernetes launcher starts; other launchers' runs inherit the launcher's environment.
+    #: What each setting is for: docs/configuration.md ("Process settings of qfs-assure run").
     process_env: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property

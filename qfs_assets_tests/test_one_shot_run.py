@@ -27,12 +27,18 @@ def spy(name, *args, **kwargs):
     return _import(name, *args, **kwargs)
 builtins.__import__ = spy
 def done():
-    report.update(gc=gc.isenabled(), at_end=os.environ.get('MIMALLOC_PURGE_DELAY'))
+    report.update(gc=gc.isenabled(), frozen=gc.get_freeze_count() > 0, at_end=os.environ.get('MIMALLOC_PURGE_DELAY'))
     open(out, 'w').write(json.dumps(report))
 atexit.register(done)
 sys.argv = ['qfs-assure', 'run'] + sys.argv[1:]
-from qfs_assets.cli import entry
-entry()
+from qfs_assets import cli
+real_settings = cli.one_shot_settings
+def settings(name):
+    report['loaded_before'] = sorted(m for m in ('numpy', 'pyarrow', 'pandas', 'dagster') if m in sys.modules)
+    real_settings(name)
+    report['gc_during_load'] = gc.isenabled()
+cli.one_shot_settings = settings
+cli.entry()
 """
 
 
@@ -47,26 +53,47 @@ def _probe(tmp_path: Path, activity: str, **env_extra: str) -> tuple[subprocess.
     return proc, json.loads(out.read_text())
 
 
-def test_a_drill_run_sets_the_allocator_before_arrow_loads_and_turns_the_collector_off(tmp_path):
+def test_a_drill_run_sets_its_environment_before_any_data_library_loads_and_pauses_the_collector(tmp_path):
     proc, seen = _probe(tmp_path, "storage_replay_drill")
     assert proc.returncode == 2 and "no_export" in proc.stderr, proc.stderr  # (no export: bad input)
-    assert seen == {"at_arrow": "-1", "gc": False, "at_end": "-1"}
-    assert dict(registry.get("storage_replay_drill").process_env) == {"MIMALLOC_PURGE_DELAY": "-1",
-                                                                      "OPENBLAS_NUM_THREADS": "1"}
+    assert seen["loaded_before"] == [] and seen["at_arrow"] == seen["at_end"] == "-1"
+    # paused while the libraries, definitions and instance load; frozen and back on for the run
+    assert seen["gc_during_load"] is False and seen["gc"] is True and seen["frozen"] is True
 
 
 def test_an_operators_own_setting_wins_and_other_activities_get_none(tmp_path):
     _, seen = _probe(tmp_path, "storage_replay_drill", MIMALLOC_PURGE_DELAY="250")
     assert seen["at_end"] == "250"
     _, seen = _probe(tmp_path, "economics_sanity_check")
-    assert seen["gc"] is False and seen["at_end"] is None
+    assert seen["gc_during_load"] is False and seen["frozen"] is True and seen["at_end"] is None
 
 
 def test_main_in_a_longer_lived_process_changes_neither_the_collector_nor_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("MIMALLOC_PURGE_DELAY", raising=False)
     monkeypatch.setenv("QFS_PARTITIONS_START", "2023-01-01")
     assert gc.isenabled()
-    code = cli.main(["run", "storage_replay_drill", "--partition", "2025-01-01", "--export-root",
-                     str(tmp_path / "no_export"), "--evidence-root", str(tmp_path / "ev")])
-    assert code == 2
-    assert gc.isenabled() and "MIMALLOC_PURGE_DELAY" not in os.environ
+    frozen = gc.get_freeze_count()
+    try:
+        code = cli.main(["run", "storage_replay_drill", "--partition", "2025-01-01", "--export-root",
+                         str(tmp_path / "no_export"), "--evidence-root", str(tmp_path / "ev")])
+        assert code == 2
+        assert gc.isenabled() and gc.get_freeze_count() == frozen and "MIMALLOC_PURGE_DELAY" not in os.environ
+    finally:  # (never leave a later test of this worker without its collector)
+        gc.enable()
+        os.environ.pop("MIMALLOC_PURGE_DELAY", None)
+
+
+def test_the_drills_job_carries_its_environment_for_the_kubernetes_launcher():
+    import json
+
+    from qfs_assets.definitions import defs
+
+    for name, spec in registry.activities().items():
+        tags = defs.resolve_job_def(spec.job_name).tags
+        k8s = tags.get("dagster-k8s/config")
+        if not spec.process_env:
+            assert k8s is None, name
+            continue
+        k8s = json.loads(k8s) if isinstance(k8s, str) else k8s
+        assert k8s == {"container_config": {"env": [{"name": n, "value": v} for n, v in spec.process_env]}}
+    assert registry.get("storage_replay_drill").process_env  # (the loop checked a job with settings)

@@ -60,6 +60,7 @@ NOT_AT_LOAD = {
     "pandas": "pulled in by pyarrow's first pa.array/pa.scalar of Python values: none at module level",
     "jinja2": "the HTML dashboard (its asset imports it when it renders)",
     "great_expectations": "GX (its helper process, or the judge when a run has no helper)",
+    "qfs_assets_tests": "the tests (the frozen reference replay engine lives there): the runtime never imports them",
 }
 
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from qfs_assets.replay import EVENT_TYPES, columnar
@@ -37,17 +38,50 @@ def test_warm_up_loads_the_kernels_a_replay_calls_first():
     assert proc.stdout.strip() == "[]"
 
 
-def test_a_threaded_replay_warms_up_before_applying_its_first_batch(monkeypatch):
+def test_a_threaded_replay_warms_up_while_reading_before_applying_its_first_batch(monkeypatch):
     calls = []
     real_warm_up, real_apply = columnar.warm_up, columnar.ColumnarEngine._apply_rows
+
+    def spy_warm_up():
+        reading = any(t.name == "qfs-replay-read" and t.is_alive() for t in threading.enumerate())
+        calls.append("warm_up while reading" if reading else "warm_up")
+        real_warm_up()
+
     monkeypatch.setattr(columnar, "_threads_allowed", lambda: True)
-    monkeypatch.setattr(columnar, "warm_up", lambda: (calls.append("warm_up"), real_warm_up())[1])
+    monkeypatch.setattr(columnar, "warm_up", spy_warm_up)
     monkeypatch.setattr(columnar.ColumnarEngine, "_apply_rows",
                         lambda self, w: (calls.append("apply"), real_apply(self, w))[1])
     log = to_table(build_log([reg("n1"), write("o1"), place("o1", 0, "n1")]))
     result = columnar.replay([log])
-    assert calls[0] == "warm_up" and calls.count("warm_up") == 1 and "apply" in calls
+    assert calls[0] == "warm_up while reading" and len(calls) == 2 and calls[1] == "apply"
     assert result.events_replayed == 3 and result.invalid_events == []
     # and results do not depend on it
     monkeypatch.setattr(columnar, "_threads_allowed", lambda: False)
-    assert columnar.replay([log]).final_roots == result.final_roots
+    alone = columnar.replay([log])
+    assert (alone.final_roots, alone.checkpoint_roots, alone.chain_intact) == \
+        (result.final_roots, result.checkpoint_roots, result.chain_intact)
+
+
+def test_a_failing_warm_up_costs_only_its_time(monkeypatch):
+    def broken():
+        raise KeyError("a field kind the warm-up does not know")
+
+    monkeypatch.setattr(columnar, "_threads_allowed", lambda: True)
+    monkeypatch.setattr(columnar, "warm_up", broken)
+    log = to_table(build_log([reg("n1"), write("o1"), place("o1", 0, "n1")]))
+    result = columnar.replay([log])
+    assert result.events_replayed == 3 and result.chain_intact
+    assert not any(t.name == "qfs-replay-read" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_shard_hash_is_written_back_as_its_hex_digits():
+    """kernels._unhex (through the save's gather): every byte value, both digits of each."""
+    import numpy as np
+
+    from qfs_assets.replay import kernels as K
+
+    raw = bytes(range(256))
+    hbin = np.frombuffer(raw, np.uint8).reshape(8, 32).copy()
+    rows = np.arange(8)
+    offs, out = K.gather_shard_hashes(np.zeros(1, np.uint8), np.zeros(8, np.int64), np.full(8, -1, np.int32), hbin, rows)
+    assert bytes(out) == raw.hex().encode() and offs.tolist() == list(range(0, 513, 64))

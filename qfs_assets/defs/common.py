@@ -377,8 +377,12 @@ def evidence_result(judged: Judged, **extra_metadata: Any) -> dg.MaterializeResu
 def activity_job(activity: str, selection: dg.AssetSelection | None = None, description: str | None = None):
     """The job of an activity (named after it in the registry), by default its asset group."""
     spec = registry.get(activity)
+    tags = None
+    if spec.process_env:  # what `qfs-assure run` sets itself, for a run the Kubernetes launcher starts
+        tags = {"dagster-k8s/config": {"container_config": {
+            "env": [{"name": name, "value": value} for name, value in spec.process_env]}}}
     return dg.define_asset_job(spec.job_name, selection=selection or dg.AssetSelection.groups(spec.group),
-                               description=description or f"{spec.title}: {spec.summary}.")
+                               description=description or f"{spec.title}: {spec.summary}.", tags=tags)
 
 
 def cadence_schedule(activity: str, job, partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.ScheduleDefinition:

@@ -8,7 +8,7 @@ file (``__pycache__``, or ``NUMBA_CACHE_DIR``):
   compiled code by symbol name (so the kernels can be cached); without a loadable ``libcrypto``
   a portable SHA-256 written here (slower, same digests; ``test_replay_columnar`` checks both).
 * ``chain_digests``: the hash-chain digest of every event (``prev_hash|seq|event_type|payload``),
-  on every usable core (rows are independent); ``chain_checks``: the integrity and linkage
+  in the engine's chain thread; ``chain_checks``: the integrity and linkage
   checks of those digests against the stored hex hashes, 8 bytes at a time.
 * ``parse_payloads``: one pass over the payload bytes that accepts a payload only when it is
   exactly the canonical JSON of its event type's fields (keys in sorted order, no whitespace,
@@ -237,17 +237,6 @@ def _chain_range(lo, hi, seq, et_offs, et_data, pl_offs, pl_data, ph_offs, ph_da
         buf[p:p + m] = pl_data[pl_offs[i]:pl_offs[i + 1]]
         p += m
         sha256_into(buf, 0, p, flat, 32 * i, ctx)
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
-def chain_digests_parallel(seq, et_offs, et_data, pl_offs, pl_data, ph_offs, ph_data, out, chunks):
-    n = len(seq)
-    step = (n + chunks - 1) // chunks
-    for c in nb.prange(chunks):
-        lo = c * step
-        hi = min(n, lo + step)
-        if lo < hi:
-            _chain_range(lo, hi, seq, et_offs, et_data, pl_offs, pl_data, ph_offs, ph_data, out)
 
 
 @nb.njit(cache=True, nogil=True)
