@@ -175,10 +175,9 @@ def test_the_helper_loads_gx_with_the_collector_off_then_freezes_it_and_turns_it
 
 
 def test_the_helper_starts_without_a_blas_thread_pool_unless_the_operator_says_otherwise(monkeypatch):
-    import subprocess as sp
-
-    seen = []
-    monkeypatch.setattr(gx_suite.subprocess, "Popen", lambda *a, **k: seen.append(k["env"]) or sp.Popen(["true"]))
+    seen, real_popen = [], gx_suite.subprocess.Popen
+    monkeypatch.setattr(gx_suite.subprocess, "Popen", lambda *a, **k: seen.append(k["env"]) or real_popen(
+        ["true"], stdin=gx_suite.subprocess.PIPE, stdout=gx_suite.subprocess.PIPE))
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     gx_suite._Worker().close()
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")

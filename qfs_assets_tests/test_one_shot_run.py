@@ -42,11 +42,12 @@ cli.entry()
 """
 
 
-def _probe(tmp_path: Path, activity: str, **env_extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+def _probe(tmp_path: Path, activity: str, partition: str = "2025-01-01",
+           **env_extra: str) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / f"{activity}.json"
     env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
     env.update(QFS_PARTITIONS_START="2023-01-01", **env_extra)
-    args = [activity, "--partition", "2025-01-01", "--export-root", str(tmp_path / "no_export"),
+    args = [activity, "--partition", partition, "--export-root", str(tmp_path / "no_export"),
             "--evidence-root", str(tmp_path / "ev"), str(out)]
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=180,
                           cwd=ROOT, env=env)
@@ -64,7 +65,8 @@ def test_a_drill_run_sets_its_environment_before_any_data_library_loads_and_paus
 def test_an_operators_own_setting_wins_and_other_activities_get_none(tmp_path):
     _, seen = _probe(tmp_path, "storage_replay_drill", MIMALLOC_PURGE_DELAY="250")
     assert seen["at_end"] == "250"
-    _, seen = _probe(tmp_path, "economics_sanity_check")
+    proc, seen = _probe(tmp_path, "economics_sanity_check", "2024-12-30")  # (a Monday: a run, of bad input)
+    assert proc.returncode == 2 and "no_export" in proc.stderr, proc.stderr
     assert seen["gc_during_load"] is False and seen["frozen"] is True and seen["at_end"] is None
 
 

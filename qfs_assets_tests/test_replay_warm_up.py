@@ -53,7 +53,7 @@ def test_a_threaded_replay_warms_up_while_reading_before_applying_its_first_batc
                         lambda self, w: (calls.append("apply"), real_apply(self, w))[1])
     log = to_table(build_log([reg("n1"), write("o1"), place("o1", 0, "n1")]))
     result = columnar.replay([log])
-    assert calls[0] == "warm_up while reading" and len(calls) == 2 and calls[1] == "apply"
+    assert calls[0] == "warm_up while reading" and set(calls[1:]) == {"apply"}
     assert result.events_replayed == 3 and result.invalid_events == []
     # and results do not depend on it
     monkeypatch.setattr(columnar, "_threads_allowed", lambda: False)
