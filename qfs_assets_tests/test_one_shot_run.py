@@ -28,6 +28,8 @@ def spy(name, *args, **kwargs):
 builtins.__import__ = spy
 def done():
     report.update(gc=gc.isenabled(), frozen=gc.get_freeze_count() > 0, at_end=os.environ.get('MIMALLOC_PURGE_DELAY'))
+    if 'numpy' in sys.modules:  # (numpy reads NUMPY_MADVISE_HUGEPAGE when it loads)
+        report['numpy_huge_pages'] = sys.modules['numpy']._core.multiarray._get_madvise_hugepage()
     open(out, 'w').write(json.dumps(report))
 atexit.register(done)
 sys.argv = ['qfs-assure', 'run'] + sys.argv[1:]
@@ -60,6 +62,7 @@ def test_a_drill_run_sets_its_environment_before_any_data_library_loads_and_paus
     assert seen["loaded_before"] == [] and seen["at_arrow"] == seen["at_end"] == "-1"
     # paused while the libraries, definitions and instance load; frozen and back on for the run
     assert seen["gc_during_load"] is False and seen["gc"] is True and seen["frozen"] is True
+    assert seen["numpy_huge_pages"] is False
 
 
 def test_an_operators_own_setting_wins_and_other_activities_get_none(tmp_path):
@@ -68,6 +71,7 @@ def test_an_operators_own_setting_wins_and_other_activities_get_none(tmp_path):
     proc, seen = _probe(tmp_path, "economics_sanity_check", "2024-12-30")  # (a Monday: a run, of bad input)
     assert proc.returncode == 2 and "no_export" in proc.stderr, proc.stderr
     assert seen["gc_during_load"] is False and seen["frozen"] is True and seen["at_end"] is None
+    assert seen["numpy_huge_pages"] is True
 
 
 def test_main_in_a_longer_lived_process_changes_neither_the_collector_nor_the_environment(tmp_path, monkeypatch):
