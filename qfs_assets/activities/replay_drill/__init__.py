@@ -12,10 +12,11 @@ SPECS = (
         group="replay_drill",
         order=50,
         summary="replay of the EQM log from genesis reproduces every checkpoint's state roots",
-        # Arrow's allocator keeps the pages it frees; numpy asks for no transparent huge pages;
-        # OpenBLAS starts no thread pool (why, and what each is worth: docs/configuration.md,
+        # Arrow's allocator keeps the pages it frees; neither it nor numpy asks for transparent huge
+        # pages; OpenBLAS starts no thread pool (why, and what each is worth: docs/configuration.md,
         # "Process settings of qfs-assure run")
-        process_env=(("MIMALLOC_PURGE_DELAY", "-1"), ("NUMPY_MADVISE_HUGEPAGE", "0"), ("OPENBLAS_NUM_THREADS", "1")),
+        process_env=(("MIMALLOC_PURGE_DELAY", "-1"), ("MIMALLOC_ALLOW_THP", "0"), ("NUMPY_MADVISE_HUGEPAGE", "0"),
+                     ("OPENBLAS_NUM_THREADS", "1")),
         metrics=(
             ("events_replayed", "int64"), ("chain_intact", "bool"), ("first_broken_seq", "int64"),
             ("invalid_events", "int64"), ("checkpoints_compared", "int64"), ("checkpoints_matched", "int64"),
