@@ -85,3 +85,16 @@ def test_a_shard_hash_is_written_back_as_its_hex_digits():
     rows = np.arange(8)
     offs, out = K.gather_shard_hashes(np.zeros(1, np.uint8), np.zeros(8, np.int64), np.full(8, -1, np.int32), hbin, rows)
     assert bytes(out) == raw.hex().encode() and offs.tolist() == list(range(0, 513, 64))
+
+
+def test_importing_the_drills_engine_does_not_import_pandas():
+    """pandas (~0.15 s of CPU to import) comes with the warm-up, while the first day is read, not
+    with the engine's import before the replay starts."""
+    probe = ("import sys\n"
+             "from qfs_assets.replay import columnar, incremental\n"
+             "assert columnar._EVENT_TYPE_SET.to_pylist() == list(columnar.P.EVENT_TYPES)\n"
+             "assert columnar._STATUS_NAMES.to_pylist() == list(columnar.NODE_STATUSES)\n"
+             "print('pandas' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
