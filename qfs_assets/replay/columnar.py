@@ -124,6 +124,23 @@ figures docs/benchmarks.md shows): the engine alone 12.45 s wall (0.80M events/s
 1,360 MB; the drill end to end 18.0 s (0.56M events/s), 30.4 s CPU, 1,612 MB (1,844 MB with the
 GX helper); the reference engine 47.2 s (0.21M events/s), 2,814 MB.
 
+The drill's start and its memory (2026-12-06, fourth round; alternating pairs of ``qfs-assure
+run``, 2 cores, load 1.5-2.5): the state's thread loads the compiled kernels (``warm_up``: a tiny
+hash-chained log in a throwaway engine, ~0.35 s of CPU in a fresh process) while the reading
+thread reads the first day; the state's thread's waits for the reader fell from 0.5-1.2 s to
+0.14-0.6 s in all. A shard hash's hex digits come from a table (``kernels._unhex``, 2.2x faster:
+the save's 5.7M hashes 0.47 s -> ~0.2 s, and every shard row's text at a checkpoint). Importing
+the engine no longer imports pandas (~0.15 s, now imported during the warm-up). ``perf`` showed
+~11% of the drill's CPU in the kernel zeroing fresh pages (``clear_page_erms``), nearly all of
+it for transparent huge pages, which on these virtual machines cost about twice the system time
+of the same memory in 4 KiB pages: the drill now runs with numpy's and Arrow's huge pages off and
+Arrow's freed pages kept (the registry's ``process_env``, docs/configuration.md): system CPU
+2.9-3.5 s -> 1.6-1.8 s. What is left is the work itself, per 10M events: chain SHA-256 ~3.2 s,
+row hashing ~2.6 s, Parquet decoding ~3.3 s, applying ~4.6 s (cache misses), parsing ~1.5 s,
+first touches of the ~1.6 GB the drill holds ~1.5 s, plus Dagster's and GX's start (~3 s) and
+the save (~1.4 s): ~19 s of CPU, so ~10 s on 2 cores is this design's floor with perfect
+overlap; the drill end to end measures 10.4-11.2 s (docs/benchmarks.md).
+
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
 ``qfs_assets_tests/test_replay_columnar.py`` runs both on every engine test log, on fuzzed and
