@@ -2,9 +2,10 @@
 
 Each activity package under :mod:`qfs_assets.activities` declares its facts in its
 ``__init__.py`` as ``SPECS`` (a tuple of :class:`Activity`): name, cadence, the cron of its
-schedule, its runbook, its asset group and its evidence-v1 metric columns. Everything else reads
-them from here: the CLI (which partitions a name accepts), the schedules (cron and target
-partition), alerting (which runbook an alert links, which activity a failed job belongs to), the
+schedule, its runbook, its asset group, its evidence-v1 metric columns and the process settings
+its runs need (``process_env``). Everything else reads them from here: the CLI (which partitions
+a name accepts, the settings of a run), the jobs (those settings for a Kubernetes run), the
+schedules (cron and target partition), alerting (which runbook an alert links, which activity a failed job belongs to), the
 dashboard (cadence per activity) and analytics (the columns of a verdict view).
 
 The registry is found, not listed: :func:`activities` imports every sub-package of
