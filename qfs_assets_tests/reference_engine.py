@@ -464,7 +464,7 @@ class ReplayEngine:
         ph["apply"] += t3 - t2 - (ph["roots"] - roots_before)
 
         # 4. the chain verdict
-        verdict = verify_batch(self._cursor, seq, ts, event_type, payload, prev_hash, event_hash,
+        verdict = verify_batch(self._cursor, seq, ts, event_hash,
                                checks=chain_checks(self._cursor, n, chain_get(), event_hash, prev_hash))
         if len(verdict.bad_rows):
             self.chain_breaks += len(verdict.bad_rows)

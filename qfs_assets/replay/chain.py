@@ -94,14 +94,13 @@ def _string_parts(arr: pa.Array) -> tuple[np.ndarray, memoryview | bytes]:
     return offs, (memoryview(data) if data is not None else b"")
 
 
-def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_type: pa.Array,
-                 payload: pa.Array, prev_hash: pa.Array, event_hash: pa.Array, *,
+def verify_batch(cursor: ChainCursor, seq: np.ndarray, ts: np.ndarray, event_hash: pa.Array, *,
                  checks: tuple[np.ndarray, np.ndarray]) -> BatchVerdict:
     """Verify one batch against ``cursor`` and advance the cursor to its last row.
 
     ``checks``: the integrity and linkage checks of every row (``hash_ok``, ``link_ok``: boolean
-    arrays; row 0 linked to ``cursor.event_hash``), computed by the caller before this call.
-    ``event_type``, ``payload`` and ``prev_hash`` are not read (the checks cover them)."""
+    arrays; row 0 linked to ``cursor.event_hash``), computed by the caller before this call from
+    the rows' event types, payloads and hashes."""
     n = len(seq)
     first_row_of_log = cursor.rows == 0
     prev_seq = np.empty(n, dtype=np.int64)

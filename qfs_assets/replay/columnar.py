@@ -917,7 +917,7 @@ class ColumnarEngine:
             hash_ok, link_ok = np.empty(n, np.bool_), np.empty(n, np.bool_)
             last = np.frombuffer(self._cursor.event_hash, np.uint8)
             K.chain_checks(out, eh_o, _aligned(eh_d), ph_o, _aligned(ph_d), last, hash_ok, link_ok)
-            verdict = verify_batch(self._cursor, seq, ts, et, pl, ph, eh, checks=(hash_ok, link_ok))
+            verdict = verify_batch(self._cursor, seq, ts, eh, checks=(hash_ok, link_ok))
             if len(verdict.bad_rows):
                 self.chain_breaks += len(verdict.bad_rows)
                 if self.first_break is None:
