@@ -177,14 +177,18 @@ from .rows import COMPONENT_FIELDS, COMPONENT_SCHEMAS
 
 __all__ = ["ColumnarEngine", "replay", "SnapshotMismatch"]
 
+def _strings(offs: np.ndarray, data: np.ndarray) -> pa.Array:
+    """An Arrow string array over int64 offsets and UTF-8 bytes (no copy of either)."""
+    n = len(offs) - 1
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data)).cast(pa.string())
+
+
 def _constant_strings(values) -> pa.Array:
     """An Arrow string array of constants, built from its buffers: ``pa.array`` of Python values
     imports pandas (~0.15 s of CPU), which at this module's import delayed the drill's start;
     the warm-up imports it instead, while the first day is read."""
     data = [v.encode() for v in values]
-    offsets = np.cumsum([0] + [len(b) for b in data], dtype=np.int64)
-    return pa.LargeStringArray.from_buffers(len(data), pa.py_buffer(offsets), pa.py_buffer(b"".join(data))) \
-        .cast(pa.string())
+    return _strings(np.cumsum([0] + [len(b) for b in data], dtype=np.int64), np.frombuffer(b"".join(data), np.uint8))
 
 
 _EVENT_TYPE_SET = _constant_strings(P.EVENT_TYPES)
@@ -276,8 +280,7 @@ class _KeyTable:
         """The keys (all, or of ``ids``) as an Arrow string array."""
         cnt = self.count
         offs = self.koff[:cnt + 1].copy()
-        data = self.kheap[:int(offs[-1])].copy()
-        arr = pa.LargeStringArray.from_buffers(cnt, pa.py_buffer(offs), pa.py_buffer(data)).cast(pa.string())
+        arr = _strings(offs, self.kheap[:int(offs[-1])].copy())
         return arr if ids is None else arr.take(pa.array(ids))
 
     def nbytes(self) -> int:
@@ -645,11 +648,6 @@ def _snapshot():
 def _aligned(data: np.ndarray) -> np.ndarray:
     """data itself when it starts 8-byte aligned (Arrow's buffers do), else an aligned copy."""
     return data if data.ctypes.data % 8 == 0 else data.copy()
-
-
-def _strings(offs: np.ndarray, data: np.ndarray) -> pa.Array:
-    n = len(offs) - 1
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data)).cast(pa.string())
 
 
 def _int128_array(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
