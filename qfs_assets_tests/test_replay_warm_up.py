@@ -98,3 +98,14 @@ def test_importing_the_drills_engine_does_not_import_pandas():
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_the_warm_up_works_once_per_process(monkeypatch):
+    columnar.warm_up()  # (loads the kernels, or finds them loaded)
+    assert columnar._WARMED
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("a second warm-up replayed its log again")
+
+    monkeypatch.setattr(columnar, "ColumnarEngine", no_engine)
+    columnar.warm_up()

@@ -1284,17 +1284,24 @@ def _warm_up_batch() -> pa.RecordBatch:
         + [pa.array(rows[name], pa.string()) for name in EQM_COLUMNS[2:]], names=list(EQM_COLUMNS))
 
 
+_WARMED = False  # the kernels stay loaded for the process's life: warm_up does its work once
+
+
 def warm_up() -> None:
     """Load the compiled kernels (numba's on-disk cache: ~0.3 s of CPU the first time each is
     called in a process) by replaying a tiny synthetic log in a throwaway engine, in this thread.
     ``replay`` calls it in the state's thread while the reading thread reads and parses the
-    first day, so the state's kernels are ready when that day is."""
+    first day, so the state's kernels are ready when that day is. Once per process."""
+    global _WARMED
+    if _WARMED:
+        return
     engine = ColumnarEngine(checkpoint_seqs=[4])
     engine._threads = False
     engine.feed(_warm_up_batch())
     engine.finish()
     for comp in COMPONENTS:
         list(engine.state.chunks(comp))
+    _WARMED = True
 
 
 def _try_warm_up() -> None:
