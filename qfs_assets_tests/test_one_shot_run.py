@@ -27,7 +27,8 @@ def spy(name, *args, **kwargs):
     return _import(name, *args, **kwargs)
 builtins.__import__ = spy
 def done():
-    report.update(gc=gc.isenabled(), frozen=gc.get_freeze_count() > 0, at_end=os.environ.get('MIMALLOC_PURGE_DELAY'))
+    report.update(gc=gc.isenabled(), frozen=gc.get_freeze_count() > 0, at_end=os.environ.get('MIMALLOC_PURGE_DELAY'),
+                  env={k: os.environ.get(k) for k in ('MIMALLOC_ALLOW_THP', 'NUMPY_MADVISE_HUGEPAGE', 'OPENBLAS_NUM_THREADS')})
     if 'numpy' in sys.modules:  # (numpy reads NUMPY_MADVISE_HUGEPAGE when it loads)
         report['numpy_huge_pages'] = sys.modules['numpy']._core.multiarray._get_madvise_hugepage()
     open(out, 'w').write(json.dumps(report))
@@ -47,7 +48,8 @@ cli.entry()
 def _probe(tmp_path: Path, activity: str, partition: str = "2025-01-01",
            **env_extra: str) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / f"{activity}.json"
-    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    settings = {name for spec in registry.activities().values() for name, _ in spec.process_env}
+    env = {k: v for k, v in os.environ.items() if k not in settings}  # (as an operator who set none)
     env.update(QFS_PARTITIONS_START="2023-01-01", **env_extra)
     args = [activity, "--partition", partition, "--export-root", str(tmp_path / "no_export"),
             "--evidence-root", str(tmp_path / "ev"), str(out)]
@@ -63,6 +65,7 @@ def test_a_drill_run_sets_its_environment_before_any_data_library_loads_and_paus
     # paused while the libraries, definitions and instance load; frozen and back on for the run
     assert seen["gc_during_load"] is False and seen["gc"] is True and seen["frozen"] is True
     assert seen["numpy_huge_pages"] is False
+    assert seen["env"] == {"MIMALLOC_ALLOW_THP": "0", "NUMPY_MADVISE_HUGEPAGE": "0", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def test_an_operators_own_setting_wins_and_other_activities_get_none(tmp_path):
@@ -71,7 +74,7 @@ def test_an_operators_own_setting_wins_and_other_activities_get_none(tmp_path):
     proc, seen = _probe(tmp_path, "economics_sanity_check", "2024-12-30")  # (a Monday: a run, of bad input)
     assert proc.returncode == 2 and "no_export" in proc.stderr, proc.stderr
     assert seen["gc_during_load"] is False and seen["frozen"] is True and seen["at_end"] is None
-    assert seen["numpy_huge_pages"] is True
+    assert seen["numpy_huge_pages"] is True and set(seen["env"].values()) == {None}
 
 
 def test_main_in_a_longer_lived_process_changes_neither_the_collector_nor_the_environment(tmp_path, monkeypatch):
