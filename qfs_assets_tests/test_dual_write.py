@@ -437,6 +437,43 @@ def test_in_sample_in_duckdb_matches_the_contract(ids, bps):
     assert got == [in_sample(i, bps) for i in ids]
 
 
+def ids_in_bucket(bucket: int, prefix: str = "edge-") -> str:
+    """An id whose sample bucket (evidence-v1: ``int(sha256(id)[:8], 16) % 10000``, computed here
+    from the contract's words, not by the code under test) is ``bucket``."""
+    import hashlib
+
+    i = 0
+    while int(hashlib.sha256(f"{prefix}{i}".encode()).hexdigest()[:8], 16) % 10000 != bucket:
+        i += 1
+    return f"{prefix}{i}"
+
+
+def test_the_sample_boundary_is_strict_in_python_and_in_duckdb():
+    """``bucket < sample_bps``: at 1 % the ids of buckets 0 and 99 are in, 100 and 101 out (an id
+    lands on the boundary once in 10,000, so random ids never test it)."""
+    ids = {b: ids_in_bucket(b) for b in (0, 99, 100, 101)}
+    want = {b: b < 100 for b in ids}
+    assert {b: in_sample(i, 100) for b, i in ids.items()} == want
+    _DUCK.register("t", pa.table({"object_id": list(ids.values())}))
+    got = [r[0] for r in _DUCK.execute(f"SELECT {in_sample_sql('object_id', 100)} FROM t").fetchall()]
+    assert got == list(want.values())
+    assert in_sample(ids[100], 101) and not in_sample(ids[0], 0)
+
+
+def test_the_default_sample_is_one_percent_with_its_boundary_out(tmp_path, backend):
+    """With the evidence-v1 defaults the verification checks exactly the 1 % sample: the object
+    of bucket 99 is checked (its missing shard fails it), the one of bucket 100 is not."""
+    inside, boundary = ids_in_bucket(99), ids_in_bucket(100)
+    rows = {i: o(i, k=2, n=3, size=100) for i in (inside, boundary)}
+    shards = [*shards_for(rows[inside], skip=(1,)), *shards_for(rows[boundary], skip=(0,))]
+    reader = export(tmp_path, list(rows.values()), shards)
+    sor = backend.create(list(rows.values()))
+    res = assess_dual_write(reader, sor, MONTH, None, tmp_path / "evidence", AS_OF)
+    assert res.parameters["sample_bps"] == 100
+    assert res.metrics["sampled_objects"] == 1
+    assert [r["object_id"] for r in res.tables[TABLE_SAMPLE_FAILURES].to_pylist()] == [inside]
+
+
 def test_sample_failures_missing_shard_and_friends(tmp_path, backend):
     good, missing, shared, short, wrong_index, extra, deleted_bad = sampled_ids(7)
     outside = unsampled_ids(1)[0]
@@ -969,3 +1006,4 @@ def test_pg_hash_method_agrees_with_the_merge_on_random_drift(pg_server, tmp_pat
         assert (got.sor_rows, got.storage_rows) == (len(sor_rows), len(man_rows))
     finally:
         b.close()
+
