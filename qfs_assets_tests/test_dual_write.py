@@ -1007,3 +1007,65 @@ def test_pg_hash_method_agrees_with_the_merge_on_random_drift(pg_server, tmp_pat
     finally:
         b.close()
 
+
+@pytest.mark.parametrize("ready", ["after_the_scan", "after_the_first_batch"])
+def test_pg_hash_rows_that_arrive_before_the_kernels_are_loaded_are_kept(pg_server, tmp_path, monkeypatch, ready):
+    """The pg_hash kernels load in a thread while the rows stream in, and the stream never waits
+    for them: the batches received before they are loaded (all of them, or only the first) go into
+    the table later, and the verdict is the merge's."""
+    import random
+    import threading
+
+    from qfs_assets.activities.dual_write import diff as diff_mod
+    from qfs_assets.readers.sor import SnapshotReader
+
+    release = threading.Event()
+    load = diff_mod._KernelLoader.run
+
+    def slow_load(self):  # loads once the stream let it: a stream that waits for the kernels fails
+        if not release.wait(10):
+            self.error = TimeoutError("the stream waited for the kernels")
+            return
+        load(self)
+
+    scan = SnapshotReader.scan
+    seen = {"batches": 0, "before": 0}
+    one_at_a_time = threading.Lock()  # (the two page ranges' threads: the count is then exact)
+
+    def scan_then_release(self, select_list, on_batch):
+        def counted(part, batch):
+            with one_at_a_time:
+                loading = any(t.name == "pghash-warm-up" and t.is_alive() for t in threading.enumerate())
+                seen["batches"] += 1
+                seen["before"] += loading
+                on_batch(part, batch)
+                if ready == "after_the_first_batch" and not release.is_set():
+                    release.set()
+                    for t in threading.enumerate():
+                        if t.name == "pghash-warm-up":
+                            t.join(60)
+
+        try:
+            scan(self, select_list, counted)
+        finally:
+            release.set()
+
+    monkeypatch.setattr(diff_mod._KernelLoader, "run", slow_load)
+    monkeypatch.setattr(SnapshotReader, "scan", scan_then_release)
+    monkeypatch.setattr(SystemOfRecord, "_MIN_SPLIT_BLOCKS", 1)  # two page ranges: a batch each, at least
+    sor_rows, man_rows = _drifted(random.Random(7), 3000)
+    b = Backend("postgresql", tmp_path, pg_server)
+    try:
+        sor = b.create(sor_rows, batch_rows=500)
+        con, view = manifest_con(tmp_path, man_rows)
+        got = diff_snapshot(sor, con, view, END, method="pg_hash", batch_rows=500)
+        assert got.method == "pg_hash"
+        assert seen["batches"] >= 2
+        # every batch before the kernels were loaded, or exactly the first one
+        assert seen["before"] == (seen["batches"] if ready == "after_the_scan" else 1)
+        want = diff_snapshot(sor, con, view, END, method="merge", batch_rows=500)
+        assert got.counts == want.counts == oracle(sor_rows, man_rows, END)[0]
+        assert got.inconsistencies.equals(want.inconsistencies)
+        assert (got.sor_rows, got.storage_rows) == (len(sor_rows), len(man_rows))
+    finally:
+        b.close()

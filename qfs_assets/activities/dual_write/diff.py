@@ -63,8 +63,10 @@ load average ~5, so wall times are meaningless and CPU seconds are compared; ser
 Of the pg_hash client time: DuckDB's Parquet scan into Arrow ~2.0 s (over its threads);
 hashing and probing the manifest (``match_rows``) 1.2 s; receiving ``(object_id, row hash)``
 through ADBC ~1.1 s; building the table 0.5 s; importing numba (~0.4 s) and loading the
-kernels (0.3 s), in a thread started before the catalogue query, while the snapshot is taken
-and the server works; the rest (~0.6 s) casts, the leftovers and page faults. The table is
+kernels (0.3 s), in a thread started after the catalogue query (whose ADBC import it slowed by
+competing for the interpreter lock), while the snapshot is taken and the rows stream in, which
+never wait for it (``qfs-assure run dual_write_diff`` 8.88 → 8.25 s median, four alternating
+pairs, 2026-12-06, evidence identical); the rest (~0.6 s) casts, the leftovers and page faults. The table is
 advised to use huge pages (:func:`~qfs_assets.activities.dual_write.pghash.zeroed_table`;
 ``transparent_hugepage`` is ``madvise`` here): building it fell from 0.6-0.8 s to 0.5 s and its
 probes got cheaper; the lookup3 of the client reads whole 32-bit words (10M rows hashed in
@@ -635,19 +637,38 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
     """Counts of the consistent pairs, SoR rows, manifest rows; the leftovers go to ``classifier``."""
     import numpy as np
 
-    # numba and the kernels load in a thread while the catalogue is asked, the snapshot taken and
-    # the server hashes (importing numba alone is ~0.4 s of CPU); the first batch waits for them
-    warm = _KernelLoader()
-    warm.start()
+    # The server starts hashing as early as possible: the catalogue is asked (which imports the
+    # ADBC driver, ~0.4 s of Python) before numba and the kernels start loading in a thread (~0.7 s
+    # of Python: the two competed for the interpreter lock and the server started ~0.4 s later).
+    # The kernels load while the snapshot is taken and the rows stream in; the batches that arrive
+    # meanwhile are kept, and go into the table when the kernels are ready (never waited for).
     nullable, sor_estimate, why = sor.row_hash_support()
     if nullable is None:
         raise _NeedsHash(why)
+    warm = _KernelLoader()
+    warm.start()
     end_sql = f"TIMESTAMPTZ '{snapshot_end.astimezone(dt.timezone.utc).isoformat()}'"
     end_us = to_epoch_us(snapshot_end)
     expected = _expected_sor_rows(sor_estimate, int(settle(con).execute(f"SELECT count(*) FROM {quote_ident(view)}").fetchall()[0][0]))
     with sor.snapshot_reader(SOR_STREAMS) as snap:
         lock = threading.Lock()
-        got: dict[str, Any] = {"table": None, "n": 0, "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges]}
+        got: dict[str, Any] = {"table": None, "n": 0, "keys": [[] for _ in snap.ranges], "h": [[] for _ in snap.ranges],
+                               "pending": []}
+
+        def insert_pending() -> None:
+            """(Under ``lock``, kernels loaded.) The rows received since the last insert into the table."""
+            pghash = warm.module()
+            if got["table"] is None:
+                got["table"] = pghash.zeroed_table(_slots(expected if got["n"] else 0))
+            if 10 * got["n"] > 7 * len(got["table"]):  # more rows than the statistics said: a bigger table
+                got["table"] = pghash.zeroed_table(_slots(2 * got["n"]))
+                for hs in got["h"]:
+                    for x in hs:
+                        pghash.insert(got["table"], x)
+            else:
+                for x in got["pending"]:
+                    pghash.insert(got["table"], x)
+            got["pending"] = []
 
         def on_batch(part: int, batch: pa.RecordBatch) -> None:
             hcol = batch.column(1)
@@ -655,23 +676,18 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
                 raise _NeedsHash("a row the reader would reject")
             h = hcol.to_numpy()
             with lock:
-                pghash = warm.module()  # the first batch: numba is loaded by now, or waited for here
-                if got["table"] is None:
-                    got["table"] = pghash.zeroed_table(_slots(expected))
                 got["keys"][part].append(batch.column(0))
                 got["h"][part].append(h)
                 got["n"] += len(h)
-                if 10 * got["n"] > 7 * len(got["table"]):  # more rows than the statistics said: a bigger table
-                    got["table"] = pghash.zeroed_table(_slots(2 * got["n"]))
-                    for hs in got["h"]:
-                        for x in hs:
-                            pghash.insert(got["table"], x)
-                else:
-                    pghash.insert(got["table"], h)
+                got["pending"].append(h)
+                if not warm.is_alive():  # else the kernels are still loading: kept for later
+                    insert_pending()
 
         snap.scan(f"object_id, {row_hash_sql(end_sql, nullable)} AS h", on_batch)
+        with lock:
+            insert_pending()
         pghash = warm.module()
-        table = got["table"] if got["table"] is not None else pghash.zeroed_table(_slots(0))
+        table = got["table"]
         s_rows = got["n"]
         sor.rows_read = s_rows
         keys = [k for part in got["keys"] for k in part]
