@@ -33,6 +33,7 @@ def generated(meta: dict, results: list[dict], md_table: str) -> list[str]:
         f"{meta['sizes']}. Replay engine: {meta.get('replay_engine')}."
         + (" **Quick size (1/20): targets are not judged.**" if q else ""),
         "",
+        *machine_lines(meta.get("machine")),
         "Every figure is one child process per run (the median over the runs): wall time, CPU time (user + sys "
         "of the process and of the helper processes it waited for; the figure to compare when the load is high) "
         "and peak RSS two ways: the process (`/usr/bin/time` %M) and the whole process tree sampled every 50 ms "
@@ -56,6 +57,16 @@ def generated(meta: dict, results: list[dict], md_table: str) -> list[str]:
         if r["activity"] == "storage_replay_drill":
             out += [""] + replay_lines(r)
     return out
+
+
+def machine_lines(m: dict | None) -> list[str]:
+    """The machine's calibration (``bench/run.py``'s ``machine_calibration``), when the run has one."""
+    if not m:
+        return []
+    return [f"Machine, one core (measured before the runs, to compare runs on different machines): a Python loop of "
+            f"10M additions {m['python_loop_10m_s']} s; SHA-256 of 256-byte messages {m['sha256_256b_m_per_s']}M/s; "
+            f"writing 1 GiB of fresh memory {m['fresh_memory_s_per_gib']} s, the same pages again "
+            f"{m['touched_memory_s_per_gib']} s.", ""]
 
 
 def replay_lines(r: dict) -> list[str]:

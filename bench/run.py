@@ -443,6 +443,45 @@ def compile_bytecode() -> int:
     return n
 
 
+CALIBRATION = r"""
+import hashlib, json, time
+import numpy as np
+
+t = time.perf_counter()
+s = 0
+for i in range(10_000_000):
+    s += i
+loop = time.perf_counter() - t
+msg = bytes(range(256))
+t = time.perf_counter()
+for _ in range(1_000_000):
+    hashlib.sha256(msg).digest()
+sha = 1.0 / (time.perf_counter() - t)
+t = time.perf_counter()
+a = np.ones(1 << 27)  # 1 GiB of pages this process never touched
+fresh = time.perf_counter() - t
+t = time.perf_counter()
+a[:] = 2.0
+again = time.perf_counter() - t
+print(json.dumps({"python_loop_10m_s": round(loop, 2), "sha256_256b_m_per_s": round(sha, 2),
+                  "fresh_memory_s_per_gib": round(fresh, 2), "touched_memory_s_per_gib": round(again, 2)}))
+"""
+
+
+def machine_calibration() -> dict:
+    """One core's speed, measured in a child process before the runs, so figures from different
+    machines (or sessions) can be read side by side: the interpreter (10M additions in a Python
+    loop), SHA-256 (1M 256-byte messages through hashlib, the hash the replay's chain needs) and
+    memory (writing 1 GiB of pages the process never touched, then the same pages again). On these
+    virtual machines the first touch of memory costs ~0.3-3 s per GiB depending on what the host
+    reclaimed since, and every activity pays it for the memory it uses."""
+    env = {**ENV, "NUMPY_MADVISE_HUGEPAGE": "0"}  # 4 KiB pages, as the drill's runs use
+    out = subprocess.run([PY, "-c", CALIBRATION], env=env, capture_output=True, text=True, check=True).stdout
+    cal = json.loads(out.strip().splitlines()[-1])
+    log(f"machine: {cal}")
+    return cal
+
+
 def engine_version() -> str:
     out = []
     for name in ("columnar.py", "kernels.py"):
@@ -574,6 +613,7 @@ def main() -> None:
         log(f"data ready under {base} in {(time.perf_counter() - t0) / 60:.1f} min")
         return
     compiled = compile_bytecode()
+    calibration = machine_calibration()
     fns = {"tiny": bench_tiny, "node_health": bench_node_health, "economics": bench_economics, "dual_write": bench_dual_write,
            "replay": bench_replay}
     results = []
@@ -587,7 +627,7 @@ def main() -> None:
     meta = {"command": f".venv/bin/python {cmd}", "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cores": os.cpu_count(),
             "load_start": [round(x, 2) for x in load0], "load_end": [round(x, 2) for x in load1],
             "total_minutes": round((time.perf_counter() - t0) / 60, 1), "sizes": s, "quick": args.quick,
-            "replay_engine": engine_version(), "bytecode_compiled": compiled}
+            "replay_engine": engine_version(), "bytecode_compiled": compiled, "machine": calibration}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     md = table(results, args.quick)
