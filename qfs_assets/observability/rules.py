@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from qfs_assets import registry
 from qfs_assets.evidence.model import CriterionSpec, Rule
 from qfs_assets.observability.metrics import PREFIX
 
@@ -68,21 +69,16 @@ COLUMN_EXPR: dict[str, dict[str, str]] = {
     },
 }
 
-#: How long an activity may go without writing evidence: its cadence plus one day.
-STALE_AFTER_SECONDS = {
-    "node_health_assessment": 2 * DAY,
-    "economics_sanity_check": 8 * DAY,
-    "dual_write_verification": 32 * DAY,
-    "storage_replay_drill": 93 * DAY,
-}
+#: The longest window of each time cadence, in days (a month 31, a quarter 92).
+CADENCE_MAX_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92}
 
-RUNBOOKS = {
-    "node_health_assessment": "docs/runbooks/node-failure.md",
-    "economics_sanity_check": "docs/runbooks/conservation-violation.md",
-    "dual_write_verification": "docs/runbooks/dual-write-rollback.md",
-    "storage_replay_drill": "docs/runbooks/replay-from-logs.md",
-    "node_failure_response": "docs/runbooks/node-failure.md",
-}
+#: How long an activity may go without writing evidence: its cadence's longest window plus one
+#: day (every activity of the registry that writes a verdict on a time cadence).
+STALE_AFTER_SECONDS = {a.name: (CADENCE_MAX_DAYS[a.cadence] + 1) * DAY
+                       for a in registry.with_evidence() if a.cadence in CADENCE_MAX_DAYS}
+
+#: The runbook each alert links: the registry's (one home for an activity's runbook).
+RUNBOOKS = registry.runbooks()
 
 
 def default_criteria() -> dict[str, list[CriterionSpec]]:
