@@ -38,12 +38,14 @@ FAILURE_KINDS = ("bad_input", "source_unreachable", "evidence_unwritable")
 KINDS = frozenset({"criteria_failed", "run_failed", "sensor_error", *FAILURE_KINDS, *EVENT_KINDS})
 
 #: The runbook of each kind that is not a failed criterion (alert triage for the rest).
+#: A node's failure and lost redundancy are the node failure response's business, an unresolved
+#: difference the dual-write's: their runbooks are the registry's (written once, there).
 KIND_RUNBOOKS = {
     "storage_corruption": "docs/runbooks/storage-errors.md",
     "storage_error_burst": "docs/runbooks/storage-errors.md",
-    "node_failure": "docs/runbooks/node-failure.md",
-    "redundancy_lost": "docs/runbooks/node-failure.md",
-    "diff_unresolved": "docs/runbooks/dual-write-rollback.md",
+    "node_failure": registry.runbook_for("node_failure_response"),
+    "redundancy_lost": registry.runbook_for("node_failure_response"),
+    "diff_unresolved": registry.runbook_for("dual_write_diff"),
     "evidence_missing": "docs/runbooks/backfills.md",
 }
 
