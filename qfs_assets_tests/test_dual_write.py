@@ -1008,11 +1008,14 @@ def test_pg_hash_method_agrees_with_the_merge_on_random_drift(pg_server, tmp_pat
         b.close()
 
 
-@pytest.mark.parametrize("ready", ["after_the_scan", "after_the_first_batch"])
-def test_pg_hash_rows_that_arrive_before_the_kernels_are_loaded_are_kept(pg_server, tmp_path, monkeypatch, ready):
+@pytest.mark.parametrize("ready,small_table", [("after_the_scan", False), ("after_the_first_batch", False),
+                                               ("after_the_first_batch", True)])
+def test_pg_hash_rows_that_arrive_before_the_kernels_are_loaded_are_kept(pg_server, tmp_path, monkeypatch, ready,
+                                                                         small_table):
     """The pg_hash kernels load in a thread while the rows stream in, and the stream never waits
     for them: the batches received before they are loaded (all of them, or only the first) go into
-    the table later, and the verdict is the merge's."""
+    the table later, and the verdict is the merge's. ``small_table``: the table, sized for one row,
+    grows while rows are kept and inserted (every row once)."""
     import random
     import threading
 
@@ -1023,7 +1026,7 @@ def test_pg_hash_rows_that_arrive_before_the_kernels_are_loaded_are_kept(pg_serv
     load = diff_mod._KernelLoader.run
 
     def slow_load(self):  # loads once the stream let it: a stream that waits for the kernels fails
-        if not release.wait(10):
+        if not release.wait(60):
             self.error = TimeoutError("the stream waited for the kernels")
             return
         load(self)
@@ -1053,6 +1056,8 @@ def test_pg_hash_rows_that_arrive_before_the_kernels_are_loaded_are_kept(pg_serv
     monkeypatch.setattr(diff_mod._KernelLoader, "run", slow_load)
     monkeypatch.setattr(SnapshotReader, "scan", scan_then_release)
     monkeypatch.setattr(SystemOfRecord, "_MIN_SPLIT_BLOCKS", 1)  # two page ranges: a batch each, at least
+    if small_table:
+        monkeypatch.setattr(diff_mod, "_expected_sor_rows", lambda estimate, manifest_rows: 1)
     sor_rows, man_rows = _drifted(random.Random(7), 3000)
     b = Backend("postgresql", tmp_path, pg_server)
     try:

@@ -597,7 +597,7 @@ def _expected_sor_rows(estimate: int, manifest_rows: int) -> int:
     twice the manifest's row count (the two sides hold the same objects but for the drift), else
     the manifest's count. A stale estimate (a table emptied since its last ``ANALYZE``) would
     otherwise reserve a table for rows that are gone: its probes touch every page of it, so the
-    memory would be resident. Too small a guess only costs a rebuild (see ``on_batch``)."""
+    memory would be resident. Too small a guess only costs a rebuild (see ``insert_pending`` in ``_pg_hash_diff``)."""
     return estimate if 0 < estimate <= 2 * manifest_rows else manifest_rows
 
 
@@ -639,7 +639,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
 
     # The server starts hashing as early as possible: the catalogue is asked (which imports the
     # ADBC driver, ~0.4 s of Python) before numba and the kernels start loading in a thread (~0.7 s
-    # of Python: the two competed for the interpreter lock and the server started ~0.4 s later).
+    # of Python: the two competed for the interpreter lock and the server started ~0.4-0.5 s later).
     # The kernels load while the snapshot is taken and the rows stream in; the batches that arrive
     # meanwhile are kept, and go into the table when the kernels are ready (never waited for).
     nullable, sor_estimate, why = sor.row_hash_support()
@@ -656,10 +656,13 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
                                "pending": []}
 
         def insert_pending() -> None:
-            """(Under ``lock``, kernels loaded.) The rows received since the last insert into the table."""
+            """(Under ``lock``, kernels loaded.) The rows received since the last insert into the table
+            (the table is made when the first rows are there, sized from ``expected``)."""
             pghash = warm.module()
+            if not got["n"]:
+                return
             if got["table"] is None:
-                got["table"] = pghash.zeroed_table(_slots(expected if got["n"] else 0))
+                got["table"] = pghash.zeroed_table(_slots(expected))
             if 10 * got["n"] > 7 * len(got["table"]):  # more rows than the statistics said: a bigger table
                 got["table"] = pghash.zeroed_table(_slots(2 * got["n"]))
                 for hs in got["h"]:
@@ -687,7 +690,7 @@ def _pg_hash_diff(sor: SystemOfRecord, con: duckdb.DuckDBPyConnection, view: str
         with lock:
             insert_pending()
         pghash = warm.module()
-        table = got["table"]
+        table = got["table"] if got["table"] is not None else pghash.zeroed_table(_slots(0))
         s_rows = got["n"]
         sor.rows_read = s_rows
         keys = [k for part in got["keys"] for k in part]
