@@ -43,9 +43,9 @@ KINDS = frozenset({"criteria_failed", "run_failed", "sensor_error", *FAILURE_KIN
 KIND_RUNBOOKS = {
     "storage_corruption": "docs/runbooks/storage-errors.md",
     "storage_error_burst": "docs/runbooks/storage-errors.md",
-    "node_failure": registry.runbook_for("node_failure_response"),
-    "redundancy_lost": registry.runbook_for("node_failure_response"),
-    "diff_unresolved": registry.runbook_for("dual_write_diff"),
+    "node_failure": registry.get("node_failure_response").runbook,  # (get: a renamed activity fails loudly)
+    "redundancy_lost": registry.get("node_failure_response").runbook,
+    "diff_unresolved": registry.get("dual_write_diff").runbook,
     "evidence_missing": "docs/runbooks/backfills.md",
 }
 
