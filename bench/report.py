@@ -63,10 +63,11 @@ def machine_lines(m: dict | None) -> list[str]:
     """The machine's calibration (``bench/run.py``'s ``machine_calibration``), when the run has one."""
     if not m:
         return []
-    return [f"Machine, one core (measured before the runs, to compare runs on different machines): a Python loop of "
-            f"10M additions {m['python_loop_10m_s']} s; SHA-256 of 256-byte messages {m['sha256_256b_m_per_s']}M/s; "
-            f"writing 1 GiB of fresh memory {m['fresh_memory_s_per_gib']} s, the same pages again "
-            f"{m['touched_memory_s_per_gib']} s.", ""]
+    g = lambda k: m.get(k, "-")  # noqa: E731 - (a results.json of another version may lack a figure)
+    return [f"Machine, one core, measured once before the runs (a sample, to read runs on different machines side by "
+            f"side): a Python loop of 10M additions {g('python_loop_10m_s')} s; SHA-256 of 256-byte messages through "
+            f"hashlib {g('sha256_256b_m_per_s')}M/s; writing 1 GiB of fresh memory {g('fresh_memory_s_per_gib')} s, "
+            f"the same pages again {g('touched_memory_s_per_gib')} s (wall).", ""]
 
 
 def replay_lines(r: dict) -> list[str]:
