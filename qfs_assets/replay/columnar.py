@@ -141,6 +141,13 @@ first touches of the ~1.6 GB the drill holds ~1.5 s, plus Dagster's and GX's sta
 the save (~1.4 s): ~19 s of CPU, so ~10 s on 2 cores is this design's floor with perfect
 overlap; the drill end to end measures 10.4-11.2 s (docs/benchmarks.md).
 
+The same engine on other machines of the kind (2026-12-06, evening and night, ``bench/run.py``
+with its machine calibration): 17.6-18.6 s end to end (0.54-0.57M events/s) on a machine whose
+Python and numba code ran 1.5-1.7x slower, and 9.19 s (1.09M events/s, 16.0 s CPU, 1,602 MB;
+the engine alone 7.7 s) on one 1.4-2x faster than that one by the calibration. The figure
+depends on the machine as much as on the code; docs/benchmarks.md ("Three machines") has them
+side by side.
+
 Results are identical to the reference engine's, field by field (chain breaks and their reasons,
 invalid events and reasons, every checkpoint's roots, comparisons, state exports):
 ``qfs_assets_tests/test_replay_columnar.py`` runs both on every engine test log, on fuzzed and
