@@ -123,7 +123,9 @@ FAILED_STATUSES = ("failed", "decommissioned")
 EQM_COLUMNS = ["ts", "event_type", "payload"]
 FINDING_KINDS = ("duplicate_tx_id", "duplicate_reward_id", "non_positive_amount", "reward_to_failed_node")
 
-# The contract's required metric keys, in the order of evidence-v1; all are judged columns.
+# The judged metric keys: the contract's required ones in the order of evidence-v1, and
+# non_positive_amounts, the project's key for ledger_integrity's "no non-adjustment amount <= 0"
+# (the contract names the rule but no key for it).
 METRIC_KEYS = (
     "fees_atr",
     "rewards_nod",
