@@ -184,6 +184,30 @@ def test_alert_from_evidence_and_dedupe_key():
         alert_for_failure("nope", "x", None, "m")
 
 
+
+def test_the_same_failure_of_another_partition_is_another_alert():
+    """The dedupe key holds the partition: one error repeated on the next day's run (the same
+    bad input, the same sensor error) is sent again, once per partition."""
+    msg = "table 'nodes': missing partition date=2026-01-06"
+    day1 = alert_for_failure("bad_input", "node_health_assessment", "2026-01-05", msg)
+    day2 = alert_for_failure("bad_input", "node_health_assessment", "2026-01-06", msg)
+    assert day1.fingerprint == day2.fingerprint and day1.dedupe_key != day2.dedupe_key
+    assert alert_for_failure("bad_input", "node_health_assessment", "2026-01-05", msg).dedupe_key == day1.dedupe_key
+    assert alert_for_failure("sensor_error", "evidence_watchdog", None, msg).dedupe_key != \
+        alert_for_failure("sensor_error", "evidence_watchdog", "2026-01-05", msg).dedupe_key
+
+
+def test_operational_thresholds_default_to_the_documented_values():
+    """docs/configuration.md: QFS_ALERT_BURST_ERRORS_PER_HOUR 100, QFS_ALERT_DEGRADED_OBJECTS_OVER 0,
+    QFS_ALERT_EVIDENCE_GRACE_HOURS 6 (unset, or empty: the default)."""
+    for env in ({}, {"QFS_ALERT_BURST_ERRORS_PER_HOUR": "", "QFS_ALERT_DEGRADED_OBJECTS_OVER": "",
+                     "QFS_ALERT_EVIDENCE_GRACE_HOURS": ""}):
+        cfg = load_config(env)
+        assert (cfg.burst_errors_per_hour, cfg.degraded_objects_over, cfg.evidence_grace_hours) == (100, 0, 6)
+    cfg = load_config({"QFS_ALERT_EVIDENCE_GRACE_HOURS": "2.5", "QFS_ALERT_BURST_ERRORS_PER_HOUR": "7"})
+    assert (cfg.burst_errors_per_hour, cfg.degraded_objects_over, cfg.evidence_grace_hours) == (7, 0, 2.5)
+
+
 def test_redact_url():
     assert redact_url(f"https://hooks.slack.com/services/{SLACK_TOKEN}") == "https://hooks.slack.com:443/…"
     assert redact_url(f"http://u:p@127.0.0.1:9/x/{WEBHOOK_TOKEN}?k=v") == "http://127.0.0.1:9/…"

@@ -98,6 +98,24 @@ def test_every_schedule_has_the_expected_cron_job_and_status():
                      for name, (cron, job, _) in EXPECTED_SCHEDULES.items()}
 
 
+
+#: sensor -> its minimum interval in seconds, as docs/architecture.md ("Cadence, sensors, alerting") and
+#: docs/configuration.md say: every 5 min, every minute, every 15 min, at least every 30 s and 60 s
+EXPECTED_SENSOR_INTERVALS = {
+    "node_failure_sensor": 5 * 60,
+    "storage_errors_sensor": 60,
+    "evidence_watchdog": 15 * 60,
+    "alert_on_run_failure": 30,
+    "alert_on_failed_checks": 60,
+}
+
+
+def test_every_sensor_evaluates_as_often_as_documented_and_runs_by_default():
+    sensors = {s.name: s for s in defs.sensors}
+    assert {n: sensors[n].minimum_interval_seconds for n in EXPECTED_SENSOR_INTERVALS} == EXPECTED_SENSOR_INTERVALS
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+
+
 @pytest.mark.parametrize("name", sorted(FIRE_TIMES))
 def test_the_schedules_fire_at_the_expected_times_across_the_year(name):
     cron = EXPECTED_SCHEDULES[name][0]

@@ -698,8 +698,77 @@ def test_verdict_timeline_draws_every_verdict_over_its_window(rich):
         assert [c.get("class") for c in mine] == [f"cell {'pass' if d['passed'] else 'fail'}" for d in docs], a.name
         for c, d in zip(mine, docs):
             start = dt.datetime.fromisoformat(d["window"]["start"].replace("Z", "+00:00")).timestamp()
+            end = dt.datetime.fromisoformat(d["window"]["end"].replace("Z", "+00:00")).timestamp()
             assert when(float(c.get("x"))) == pytest.approx(start, abs=per_px * 0.6), (a.name, d["partition"])
+            # the cell ends 1 px before its window's end (a gap between neighbours): a week is 7 days wide
+            assert when(float(c.get("x")) + float(c.get("width")) + 1.0) == pytest.approx(end, abs=per_px * 0.6), \
+                (a.name, d["partition"])
     assert len(cells) == sum(len(evidence(root, a.name)) for a in registry.with_evidence())
+
+
+
+def test_charts_and_kpis_judge_a_value_at_its_threshold_as_the_criterion_does(tmp_path):
+    """A value exactly at a threshold is drawn as its criterion judges it: a verified ratio of 0.95 and
+    a proof success of 0.99 fail (they must be above), a conservation margin of 0 passes (green bar,
+    fees >= rewards + buffer), a node at exactly 1.5 x the mean utilisation passes (blue bar)."""
+    from qfs_assets.dashboard.catalog import open_store
+    from qfs_assets.dashboard.panels import economics, storage_health
+
+    root = tmp_path / "evidence"
+    store = EvidenceStore(root)
+    day = dt.date(2026, 3, 2)
+    utils = [0.25, 0.5, 0.5, 0.75]  # mean 0.5: the last node is exactly 1.5 x the mean
+    dist = pa.table({"node_id": [f"node-{i}" for i in range(4)], "capacity_bytes": pa.array([10**12] * 4, pa.int64()),
+                     "shard_count": pa.array([1] * 4, pa.int64()),
+                     "shard_bytes": pa.array([int(u * 10**12) for u in utils], pa.int64()), "utilization": utils})
+    _publish(store, "node_health_assessment", day, _t(day), _t(day + dt.timedelta(days=1)), {
+        "in_service_nodes": 20, "verified_nodes": 19, "verified_ratio": 19 / 20, "proof_challenges": 100,
+        "proof_success_rate": 99 / 100, "utilization_cv": 0.25, "utilization_max_over_mean": 1.5,
+        "objects_degraded": 0, "objects_unrecoverable": 0,
+    }, [("nodes_verified", False, 19 / 20, 0.95), ("proof_success", False, 99 / 100, 0.99),
+        ("shard_balance", True, {"utilization_cv": 0.25, "utilization_max_over_mean": 1.5},
+         {"utilization_cv": 0.25, "utilization_max_over_mean": 1.5}), ("no_unrecoverable_objects", True, 0, 0)],
+        tables={"node_health_distribution": dist})
+    for i, margin in enumerate([0, -1, 1]):
+        week = dt.date(2026, 3, 2) + dt.timedelta(weeks=i)
+        fees, buffer = 10_000_000_000, 500_000_000
+        _publish(store, "economics_sanity_check", week, _t(week), _t(week + dt.timedelta(days=7)), {
+            "fees_atr": fees, "rewards_nod": fees - buffer - margin, "rewards_in_atr": fees - buffer - margin,
+            "buffer_atr": buffer, "margin_atr": margin, "duplicate_tx_ids": 0, "duplicate_reward_ids": 0,
+            "rewards_to_failed_nodes": 0, "ledger_vs_log_atr": 0,
+        }, [("conservation", margin >= 0, {"margin_atr": margin}, {"margin_atr_min": 0})])
+    with open_store(root) as s:
+        health, econ = storage_health.build(s), economics.build(s)
+    tones = {k.label: k.tone for k in health.kpis}
+    assert tones["verified ratio"] == "bad" and tones["proof success"] == "bad"
+    assert health.chart("chart-utilisation-latest").bar_colors == [svg_mod.BLUE] * 4
+    assert econ.chart("chart-econ-margin").bar_colors == [svg_mod.GREEN, svg_mod.RED, svg_mod.GREEN]
+
+
+def test_utilisation_histogram_bins_from_zero_to_the_maximum(tmp_path):
+    """More than 120 in-service nodes: 20 equal bins from 0 to the highest utilisation, that one in the last."""
+    from qfs_assets.dashboard.catalog import open_store
+    from qfs_assets.dashboard.panels import storage_health
+
+    root = tmp_path / "evidence"
+    day = dt.date(2026, 3, 2)
+    utils = [0.125] * 100 + [0.525] * 24 + [1.0]  # bins of 0.05: the 3rd, the 11th, and the last
+    n = len(utils)
+    dist = pa.table({"node_id": [f"node-{i:04d}" for i in range(n)], "capacity_bytes": pa.array([1000] * n, pa.int64()),
+                     "shard_count": pa.array([1] * n, pa.int64()),
+                     "shard_bytes": pa.array([int(u * 1000) for u in utils], pa.int64()), "utilization": utils})
+    _publish(EvidenceStore(root), "node_health_assessment", day, _t(day), _t(day + dt.timedelta(days=1)), {
+        "in_service_nodes": n, "verified_nodes": n, "verified_ratio": 1.0, "proof_challenges": n,
+        "proof_success_rate": 1.0, "utilization_cv": 0.5, "utilization_max_over_mean": 4.0,
+        "objects_degraded": 0, "objects_unrecoverable": 0,
+    }, [("shard_balance", False, {"utilization_max_over_mean": 4.0}, {"utilization_max_over_mean": 1.5})],
+        tables={"node_health_distribution": dist})
+    with open_store(root) as s:
+        chart = storage_health.build(s).chart("chart-utilisation-latest")
+    want = [0.0] * 20
+    want[2], want[10], want[19] = 100, 24, 1
+    assert chart.series[0].values == want
+    assert chart.labels[0] == "0–5%" and chart.labels[-1] == "95–100%"
 
 
 class _Dom(HTMLParser):

@@ -145,6 +145,50 @@ def test_latest_is_by_partition_not_by_write_time_and_last_passed(evidence):
         dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc).timestamp()
 
 
+
+def test_last_passed_is_the_newest_partition_that_passed(evidence):
+    """With two passing days before a failing one, the newest of them is the last that passed."""
+    import datetime as dt
+
+    oldest = sorted((evidence / "node_health_assessment").glob("*.json"))[0]  # 2026-03-02: failed (ratio 0.95)
+    doc = json.loads(oldest.read_text())
+    doc["passed"] = True
+    for c in doc["criteria"]:
+        c["passed"] = True
+    oldest.write_text(json.dumps(doc))
+    snap = M.snapshot(M.EvidenceView(str(evidence)))
+    assert snap.value("verdict_passed", activity="node_health_assessment") == 0.0  # 2026-03-04 failed
+    assert snap.value("last_passed_window_end_timestamp_seconds", activity="node_health_assessment") == \
+        dt.datetime(2026, 3, 4, tzinfo=dt.timezone.utc).timestamp()  # the end of 2026-03-03, not of 03-02
+
+
+def test_a_diff_open_exactly_the_resolution_window_is_not_over_it(tmp_path):
+    """The 24-hour rule: a difference first seen exactly 24 h before the ledger's latest run is
+    still within the window (as the ledger's own unresolved_over says); one second more is over."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from qfs_assets.activities.dual_write.ledger import DiffLedger
+
+    UTC = dt.timezone.utc
+    root = tmp_path / "evidence"
+    ledger = DiffLedger(root)
+    diffs = pa.table({"object_id": ["obj-1", "obj-2"], "category": ["missing_in_sor", "version_mismatch"]})
+    ledger.apply("run-1", dt.datetime(2026, 3, 30, tzinfo=UTC), diffs.slice(0, 1))  # obj-1 first seen
+    ledger.apply("run-2", dt.datetime(2026, 3, 30, 0, 0, 1, tzinfo=UTC), diffs)  # obj-2 first seen
+    ledger.apply("run-3", dt.datetime(2026, 3, 31, tzinfo=UTC), diffs)  # obj-1 open exactly 24 h
+    snap = M.snapshot(M.EvidenceView(str(root)))
+    assert snap.value("dual_write_oldest_open_diff_age_seconds") == 24 * 3600
+    assert snap.value("dual_write_open_diffs") == 2
+    assert snap.value("dual_write_open_diffs_over_resolution_window") == 0
+    assert ledger.unresolved_over("run-3").num_rows == 0
+    ledger.apply("run-4", dt.datetime(2026, 3, 31, 0, 0, 1, tzinfo=UTC), diffs)  # obj-1 24 h 1 s, obj-2 24 h
+    snap = M.snapshot(M.EvidenceView(str(root)))
+    assert snap.value("dual_write_open_diffs_over_resolution_window") == 1
+    assert ledger.unresolved_over("run-4").num_rows == 1
+
+
 def test_unreadable_verdict_is_counted_not_fatal(evidence):
     bad = evidence / "economics_sanity_check" / "economics_sanity_check_20260323.json"
     bad.write_text("{ truncated")

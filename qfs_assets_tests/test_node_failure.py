@@ -347,6 +347,18 @@ def test_unplaceable_shards_are_reported_with_a_reason(tmp_path):
     assert [r["reason"] for r in r3.plan.to_pylist()] == [REASON_NO_VERIFIED] and r3.candidates == 0
 
 
+
+def test_a_full_cluster_is_unplaceable_for_capacity_not_for_aegis(tmp_path):
+    """Every node that passes AEGIS is full (used == capacity): the shard has no target because no
+    verified node has free capacity (add capacity), not because no node passes AEGIS (fix AEGIS)."""
+    build_cluster(tmp_path, {"f": dict(status="failed"), "a1": dict(capacity=1000, used=1000), "a2": {}},
+                  [obj("o", k=1, n=2)], [shard("o", 0, "f", 5), shard("o", 1, "a2", 5)], unverified={"a2"})
+    res = plan_redistribution(ExportReader(tmp_path), "f", day(D2), day(D2))
+    assert res.aegis.filter(res.aegis.column("verified")).column("node_id").to_pylist() == ["a1"]
+    assert [(r["to_node_id"], r["reason"]) for r in res.plan.to_pylist()] == [(None, REASON_CAPACITY)]
+    assert res.candidates == 0  # eligible receivers need free capacity
+
+
 def test_rendezvous_weights_follow_free_capacity():
     hits = {"a": 0, "b": 0}
     for i in range(4000):
@@ -441,6 +453,24 @@ def test_independent_checks_catch_a_bad_plan(tmp_path):
     res.plan = bad2
     rec = {r["node_id"]: r for r in receivers_table(ExportReader(tmp_path), res, day(D2), NodeHealthParams()).to_pylist()}
     assert rec["u"]["verified"] is False and rec["u"]["reasons"] == "no challenge issued"
+
+
+
+def test_independent_checks_pass_a_receiver_filled_to_the_byte_and_ignore_the_snapshots_own_pairs(tmp_path):
+    """capacity_respected fails on used + planned > capacity: a receiver filled exactly is within it.
+    no_co_location counts objects where a *planned* shard shares a node: two shards the snapshot
+    already had on one node (and the plan leaves alone) are not the plan's co-location."""
+    nodes = {"f": dict(status="failed"), "a1": dict(capacity=1000, used=880), "a2": {}}
+    build_cluster(tmp_path, nodes, [obj("o", k=1, n=3)],
+                  [shard("o", 0, "f", 120), shard("o", 1, "a2", 60), shard("o", 2, "a2", 60)])
+    res = plan_redistribution(ExportReader(tmp_path), "f", day(D2), day(D2))
+    assert res.plan.select(["object_id", "shard_index", "to_node_id"]).to_pylist() == [
+        {"object_id": "o", "shard_index": 0, "to_node_id": "a1"}]  # a2 holds o: a1 is the only receiver
+    assert co_located_objects(res.plan, res.holders) == 0
+    rec = receivers_table(ExportReader(tmp_path), res, day(D2), NodeHealthParams()).to_pylist()
+    assert [(r["node_id"], r["free_after_bytes"], r["over_capacity"]) for r in rec] == [("a1", 0, False)]
+    m = respond_to_failure(ExportReader(tmp_path), FailureEvent("f", ts(D2, 1), None, "snapshot"), day(D2)).metrics
+    assert (m["receivers_over_capacity"], m["co_located_objects"]) == (0, 0)
 
 
 # -- the response --------------------------------------------------------------------------------------

@@ -258,3 +258,17 @@ def test_unsorted_manifest_without_duplicates_is_fine(export):
                               obj("o2", k=2, n=3)], DAY)
     r = assess_node_health(ExportReader(export), dt.date.fromisoformat(DAY))
     assert r.metrics["objects_live"] == 4
+
+
+def test_a_node_filled_exactly_to_capacity_is_verified(tmp_path):
+    """AEGIS requires used_bytes <= capacity_bytes: a node full to the byte passes, one byte over fails."""
+    root = tmp_path / "e"
+    write(root, "nodes", [node("full", capacity=1000, used=1000), node("over", capacity=1000, used=1001)], DAY)
+    write(root, "proofs", [proof("c1", "full"), proof("c2", "over")], DAY)
+    write(root, "objects", [], DAY)
+    write(root, "shards", [], DAY)
+    r = assess_node_health(ExportReader(root), dt.date.fromisoformat(DAY))
+    assert r.metrics["verified_nodes"] == 1 and r.metrics["unverified_node_ids"] == ["over"]
+    reasons = dict(zip(r.tables["node_health_aegis"].column("node_id").to_pylist(),
+                       r.tables["node_health_aegis"].column("reasons").to_pylist()))
+    assert reasons == {"full": "", "over": "used_bytes > capacity_bytes"}

@@ -151,6 +151,33 @@ def test_corruption_and_bursts_alert_once_new_files_only(tmp_path):
     assert [p.day.isoformat() for p in parts] == [DAY]
 
 
+
+def test_a_burst_is_one_alert_per_node_and_hour_however_its_files_arrive(tmp_path):
+    """A late file adding errors to an hour that already alerted re-counts the hour, with the same
+    dedupe key (the ledger sends it once); another hour of the node is another alert."""
+    from qfs_assets.monitoring.storage_errors import ErrorsCursor, scan
+
+    write(tmp_path, "storage_errors", [err(f"b{i}", "timeout", hh=9, mm=i, node_id="n05") for i in range(6)], DAY)
+    reader = ExportReader(tmp_path)
+
+    def bursts(cursor):
+        cursor, parts = scan(reader, cursor, 5)
+        found = []
+        for p in parts:
+            found += [a for a in p.alerts if a.kind == "storage_error_burst"]
+            cursor.mark(p.day, p.new_files)
+        return cursor, found
+
+    cursor, (first,) = bursts(ErrorsCursor.from_start())
+    write(tmp_path, "storage_errors", [err(f"late{i}", hh=9, mm=30 + i, node_id="n05") for i in range(3)]
+          + [err(f"ten{i}", hh=10, mm=i, node_id="n05") for i in range(6)], DAY, name="part-1.parquet")
+    _, found = bursts(cursor)
+    again, next_hour = sorted(found, key=lambda a: a.details["hour"])
+    assert (first.details["errors"], again.details["errors"], next_hour.details["errors"]) == (6, 9, 6)
+    assert again.dedupe_key == first.dedupe_key
+    assert next_hour.dedupe_key != first.dedupe_key and next_hour.details["hour"] == "2026-03-02T10:00:00Z"
+
+
 # ---- through Dagster, to the real local servers -----------------------------------------------------
 def _env(monkeypatch, http, tmp_path, **extra):
     monkeypatch.setenv("QFS_ALERT_WEBHOOK_URLS", http.url("/hook/tok"))

@@ -63,13 +63,17 @@ def make_export(root, first: dt.date, last: dt.date, *, skip=(), quiet=(), check
         d += dt.timedelta(days=1)
     days_with_events = sorted(by_day)
     cdays = checkpoint_days if checkpoint_days is not None else days_with_events[9::10]
-    seqs = [by_day[day][-1]["seq"] for day in cdays if day in by_day]
+    write_checkpoints(root, rows, [by_day[day][-1]["seq"] for day in cdays if day in by_day])
+    return rows
+
+
+def write_checkpoints(root, rows: list[dict], seqs: list[int]) -> None:
+    """Checkpoints at ``seqs`` with the true roots (the reference engine's), ts the event's."""
     res = reference.replay([pa.Table.from_pylist(rows, schema=TABLES["eqm"].schema)], checkpoint_seqs=seqs)
     cps = [{"seq": s, "ts": r.ts, "state_root": r.state, "nodes_root": r.nodes, "objects_root": r.objects,
             "shards_root": r.shards, "ledger_root": r.ledger} for s, r in sorted(res.checkpoint_roots.items())]
     (root / "checkpoints").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(cps, schema=TABLES["checkpoints"].schema), root / "checkpoints" / "part-0.parquet")
-    return rows
 
 
 def passed(r) -> bool:
@@ -113,6 +117,24 @@ def test_a_log_cut_short_is_bad_input_naming_the_first_missing_day(tmp_path):
 def test_days_before_the_first_partition_are_before_the_network_existed(tmp_path):
     make_export(tmp_path, dt.date(2026, 3, 10), dt.date(2026, 3, 31))
     assert passed(assess_replay_drill(ExportReader(tmp_path), Q1))
+
+
+
+def test_a_checkpoint_stamped_at_the_quarters_end_belongs_to_the_next_quarter(tmp_path):
+    """The quarter is [Jan 1 00:00, Apr 1 00:00) UTC: an event and its checkpoint at exactly Apr 1
+    00:00 are the next quarter's; this drill neither replays nor compares them, and passes."""
+    end = dt.datetime(2026, 4, 1, tzinfo=UTC)
+    rows = make_export(tmp_path, dt.date(2026, 3, 20), dt.date(2026, 4, 2), checkpoint_days=[])
+    at_end = next(r for r in rows if r["ts"] >= end)
+    at_end["ts"] = end  # the first event of Q2 at exactly the quarter's end (ts is not hashed)
+    exportkit.write(tmp_path, "eqm", [r for r in rows if r["ts"].date() == end.date()], end.date())
+    last_q1 = max(r["seq"] for r in rows if r["ts"] < end)
+    write_checkpoints(tmp_path, rows, [last_q1, at_end["seq"]])
+    r = assess_replay_drill(ExportReader(tmp_path), Q1)
+    assert r.metrics["checkpoints_published_total"] == 2
+    assert (r.metrics["checkpoints_compared"], r.metrics["checkpoints_matched"]) == (1, 1)
+    assert r.metrics["events_replayed"] == last_q1 + 1 and r.metrics["first_mismatch_seq"] is None
+    assert passed(r), r.metrics
 
 
 def test_quarter_without_checkpoint_fails_with_a_reason(tmp_path):

@@ -237,7 +237,11 @@ def plan_redistribution(
         holders = con.sql("SELECT object_id, shard_index, node_id FROM nf_holders ORDER BY object_id, shard_index").to_arrow_table()
 
         cand = [(n, c - u) for n, c, u, ok in zip(*(nodes.column(k).to_pylist() for k in ("node_id", "capacity_bytes", "used_bytes", "candidate"))) if ok]
-        planner = RendezvousPlanner(cand)
+        # verified in-service nodes without free capacity never receive a shard, but the planner knows them: a shard
+        # only they could take is unplaceable for want of capacity, not for want of a node passing AEGIS
+        full = [(n, c - u) for n, c, u, ins, ok in zip(*(nodes.column(k).to_pylist() for k in (
+            "node_id", "capacity_bytes", "used_bytes", "in_service", "verified"))) if ins and ok and n != node_id and c - u <= 0]
+        planner = RendezvousPlanner(cand + full)
 
         ordered = con.sql(
             f"""
