@@ -184,7 +184,6 @@ def test_alert_from_evidence_and_dedupe_key():
         alert_for_failure("nope", "x", None, "m")
 
 
-
 def test_the_same_failure_of_another_partition_is_another_alert():
     """The dedupe key holds the partition: one error repeated on the next day's run (the same
     bad input, the same sensor error) is sent again, once per partition."""

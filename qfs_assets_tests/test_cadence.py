@@ -98,7 +98,6 @@ def test_every_schedule_has_the_expected_cron_job_and_status():
                      for name, (cron, job, _) in EXPECTED_SCHEDULES.items()}
 
 
-
 #: sensor -> its minimum interval in seconds, as docs/architecture.md ("Cadence, sensors, alerting") and
 #: docs/configuration.md say: every 5 min, every minute, every 15 min, at least every 30 s and 60 s
 EXPECTED_SENSOR_INTERVALS = {

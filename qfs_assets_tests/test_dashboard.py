@@ -706,7 +706,6 @@ def test_verdict_timeline_draws_every_verdict_over_its_window(rich):
     assert len(cells) == sum(len(evidence(root, a.name)) for a in registry.with_evidence())
 
 
-
 def test_charts_and_kpis_judge_a_value_at_its_threshold_as_the_criterion_does(tmp_path):
     """A value exactly at a threshold is drawn as its criterion judges it: a verified ratio of 0.95 and
     a proof success of 0.99 fail (they must be above), a conservation margin of 0 passes (green bar,

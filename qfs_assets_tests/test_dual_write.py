@@ -507,6 +507,20 @@ def test_sample_failures_missing_shard_and_friends(tmp_path, backend):
     assert all(r.holds(res.judge_table.column(r.column)[0].as_py()) for r in crit["zero_inconsistencies"].rules)
 
 
+def test_one_inconsistency_fails_the_month_and_none_passes_it(tmp_path, backend):
+    """evidence-v1: ``zero_inconsistencies`` passes only at ``inconsistencies == 0``: a single
+    content mismatch (same version, another content_hash; the counts still match) fails it."""
+    rows = [o(f"x{i}") for i in range(4)]
+    reader = export(tmp_path, rows)
+    for name, sor_rows, expected in (("same", rows, 0), ("one", rows[:-1] + [o("x3", content_hash="e" * 64)], 1)):
+        sor = backend.create(sor_rows)
+        res = assess_dual_write(reader, sor, MONTH, None, tmp_path / f"evidence_{name}", AS_OF)
+        assert (res.metrics["inconsistencies"], res.metrics["content_mismatch"]) == (expected, expected)
+        got = {c.name: c.passed for c in _criteria(res)}
+        assert got["counts_match"] is True
+        assert got["zero_inconsistencies"] is (expected == 0), (name, got)
+
+
 # -- monthly evidence ---------------------------------------------------------------------------------
 
 def _criteria(res) -> list[Criterion]:

@@ -145,7 +145,6 @@ def test_latest_is_by_partition_not_by_write_time_and_last_passed(evidence):
         dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc).timestamp()
 
 
-
 def test_last_passed_is_the_newest_partition_that_passed(evidence):
     """With two passing days before a failing one, the newest of them is the last that passed."""
     import datetime as dt

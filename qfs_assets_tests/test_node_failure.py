@@ -347,7 +347,6 @@ def test_unplaceable_shards_are_reported_with_a_reason(tmp_path):
     assert [r["reason"] for r in r3.plan.to_pylist()] == [REASON_NO_VERIFIED] and r3.candidates == 0
 
 
-
 def test_a_full_cluster_is_unplaceable_for_capacity_not_for_aegis(tmp_path):
     """Every node that passes AEGIS is full (used == capacity): the shard has no target because no
     verified node has free capacity (add capacity), not because no node passes AEGIS (fix AEGIS)."""
@@ -453,7 +452,6 @@ def test_independent_checks_catch_a_bad_plan(tmp_path):
     res.plan = bad2
     rec = {r["node_id"]: r for r in receivers_table(ExportReader(tmp_path), res, day(D2), NodeHealthParams()).to_pylist()}
     assert rec["u"]["verified"] is False and rec["u"]["reasons"] == "no challenge issued"
-
 
 
 def test_independent_checks_pass_a_receiver_filled_to_the_byte_and_ignore_the_snapshots_own_pairs(tmp_path):

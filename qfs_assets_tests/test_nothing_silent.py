@@ -151,7 +151,6 @@ def test_corruption_and_bursts_alert_once_new_files_only(tmp_path):
     assert [p.day.isoformat() for p in parts] == [DAY]
 
 
-
 def test_a_burst_is_one_alert_per_node_and_hour_however_its_files_arrive(tmp_path):
     """A late file adding errors to an hour that already alerted re-counts the hour, with the same
     dedupe key (the ledger sends it once); another hour of the node is another alert."""

@@ -119,7 +119,6 @@ def test_days_before_the_first_partition_are_before_the_network_existed(tmp_path
     assert passed(assess_replay_drill(ExportReader(tmp_path), Q1))
 
 
-
 def test_a_checkpoint_stamped_at_the_quarters_end_belongs_to_the_next_quarter(tmp_path):
     """The quarter is [Jan 1 00:00, Apr 1 00:00) UTC: an event and its checkpoint at exactly Apr 1
     00:00 are the next quarter's; this drill neither replays nor compares them, and passes."""
