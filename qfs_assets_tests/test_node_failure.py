@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -365,6 +366,29 @@ def test_rendezvous_weights_follow_free_capacity():
         to, _ = p.place(f"obj{i}", 0, 1, [])
         hits[to] += 1
     assert 0.70 < hits["a"] / 4000 < 0.80  # ~3:1, as the weights
+
+
+def test_full_verified_nodes_never_receive_a_shard_but_decide_the_reason():
+    """A verified node without free capacity (0 or less) takes no shard, not even one of 0 bytes;
+    a shard that only full nodes could take is unplaceable for capacity; where every verified
+    node holds a shard of the object, the reason is co-location, full or not."""
+    planner = RendezvousPlanner([("full0", 0), ("over", -5), ("room", 100)])
+    assert planner.place("o", 0, 0, ["room"]) == (None, REASON_CAPACITY)
+    assert planner.place("o", 1, 10, ["room"]) == (None, REASON_CAPACITY)
+    assert planner.place("p", 0, 0, []) == ("room", None)
+    assert planner.place("q", 0, 1, ["room", "full0", "over"]) == (None, REASON_CO_LOCATION)
+    only_full = RendezvousPlanner([("full0", 0)])
+    assert only_full.place("o", 0, 1, []) == (None, REASON_CAPACITY)
+    assert RendezvousPlanner([]).place("o", 0, 1, []) == (None, REASON_NO_VERIFIED)
+
+
+def test_the_runbook_explains_every_reason_the_planner_writes():
+    """docs/runbooks/node-failure.md's table of unplaceable reasons quotes the plan's ``reason``
+    values exactly (operators filter on them)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "runbooks" / "node-failure.md").read_text()
+    table = text.split("| unplaceable `reason` |", 1)[1].split("\n\n", 1)[0]
+    quoted = re.findall(r"^\| `([^`]+)` \|", table, flags=re.M)
+    assert quoted == [REASON_NOT_LIVE, REASON_UNRECOVERABLE, REASON_NO_VERIFIED, REASON_CO_LOCATION, REASON_CAPACITY]
 
 
 @st.composite

@@ -138,13 +138,14 @@ Arrow's freed pages kept (the registry's ``process_env``, docs/configuration.md)
 2.9-3.5 s -> 1.6-1.8 s. What is left is the work itself, per 10M events: chain SHA-256 ~3.2 s,
 row hashing ~2.6 s, Parquet decoding ~3.3 s, applying ~4.6 s (cache misses), parsing ~1.5 s,
 first touches of the ~1.6 GB the drill holds ~1.5 s, plus Dagster's and GX's start (~3 s) and
-the save (~1.4 s): ~19 s of CPU, so ~10 s on 2 cores is this design's floor with perfect
-overlap; the drill end to end measures 10.4-11.2 s (docs/benchmarks.md).
+the save (~1.4 s): ~19 s of CPU, so ~10 s on 2 cores of that (afternoon's) machine is this
+design's floor with perfect overlap; the drill end to end measures 10.4-11.2 s there
+(docs/benchmarks.md).
 
 The same engine on other machines of the kind (2026-12-06, evening and night, ``bench/run.py``
 with its machine calibration): 17.6-18.6 s end to end (0.54-0.57M events/s) on a machine whose
-Python and numba code ran 1.5-1.7x slower, and 9.19 s (1.09M events/s, 16.0 s CPU, 1,602 MB;
-the engine alone 7.7 s) on one 1.4-2x faster than that one by the calibration. The figure
+Python and numba code ran 1.5-1.7x slower, and 9.07-9.19 s (1.09-1.10M events/s, ~16 s CPU,
+~1.6 GB; the engine alone 7.7-8.1 s) on one 1.4-2x faster than that one by the calibration. The figure
 depends on the machine as much as on the code; docs/benchmarks.md ("Three machines") has them
 side by side.
 

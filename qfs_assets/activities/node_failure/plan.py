@@ -27,7 +27,7 @@ the smallest node_id), so a node is chosen with probability proportional to its 
 capacity and the plan is a pure function of the input. A candidate must be in service in the
 ``D`` snapshot, pass AEGIS, not be the failed node, hold no shard of the object in the
 snapshot, not already be planned a shard of the object, and have free capacity
-``>= shard_bytes``. Cost: O(shards x candidates), vectorised per shard.
+``>= shard_bytes``. Cost: O(shards x verified in-service nodes), vectorised per shard.
 
 A shard without a target gets a ``reason``: its object is not live in the manifest (absent or
 deleted), the object is unrecoverable (fewer healthy shards than ``data_shards``, so the
@@ -96,9 +96,10 @@ def shard_key_hash(object_id: str, shard_index: int) -> int:
 class RendezvousPlanner:
     """Weighted rendezvous hashing over candidate nodes whose weight is their free capacity.
 
-    ``nodes`` is ``(node_id, free_bytes)`` for every *candidate* (already filtered for service,
-    AEGIS and the failed node). Call :meth:`place` in plan order; it remembers the bytes and
-    objects planned so far.
+    ``nodes`` is ``(node_id, free_bytes)`` for every in-service node that passes AEGIS, the failed
+    node excepted. Those without free capacity (``free_bytes <= 0``) never receive a shard; they
+    are there so that a shard only they could take gets the capacity reason, not the AEGIS one.
+    Call :meth:`place` in plan order; it remembers the bytes and objects planned so far.
     """
 
     def __init__(self, nodes: Iterable[tuple[str, int]]):
