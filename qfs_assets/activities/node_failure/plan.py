@@ -237,12 +237,11 @@ def plan_redistribution(
         failed_status = con.execute(f"SELECT status FROM nodes_d WHERE node_id = {x}").fetchall()
         holders = con.sql("SELECT object_id, shard_index, node_id FROM nf_holders ORDER BY object_id, shard_index").to_arrow_table()
 
-        cand = [(n, c - u) for n, c, u, ok in zip(*(nodes.column(k).to_pylist() for k in ("node_id", "capacity_bytes", "used_bytes", "candidate"))) if ok]
-        # verified in-service nodes without free capacity never receive a shard, but the planner knows them: a shard
-        # only they could take is unplaceable for want of capacity, not for want of a node passing AEGIS
-        full = [(n, c - u) for n, c, u, ins, ok in zip(*(nodes.column(k).to_pylist() for k in (
-            "node_id", "capacity_bytes", "used_bytes", "in_service", "verified"))) if ins and ok and n != node_id and c - u <= 0]
-        planner = RendezvousPlanner(cand + full)
+        # every verified in-service node but the failed one: those without free capacity never receive a shard (the
+        # candidates are the others), but a shard only they could take is unplaceable for want of capacity, not for
+        # want of a node passing AEGIS
+        planner = RendezvousPlanner([(n, c - u) for n, c, u, ins, ok in zip(*(nodes.column(k).to_pylist() for k in (
+            "node_id", "capacity_bytes", "used_bytes", "in_service", "verified"))) if ins and ok and n != node_id])
 
         ordered = con.sql(
             f"""
@@ -310,7 +309,7 @@ def plan_redistribution(
         aegis=aegis,
         balance=balance,
         failed_node_status=failed_status[0][0] if failed_status else None,
-        candidates=len(cand),
+        candidates=sum(1 for ok in nodes.column("candidate").to_pylist() if ok),
     )
 
 
